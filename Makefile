@@ -1,0 +1,60 @@
+# appvault.backup — build, lint and test entry points. `make test` needs nothing set up beforehand.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+BUILD := $(CURDIR)/build
+COLLECTIONS := $(BUILD)/collections
+SANITY_ROOT := $(BUILD)/sanity/ansible_collections/appvault/backup
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := true
+export PATH := $(BIN):$(PATH)
+PYTEST_ARGS ?=
+
+.PHONY: test demo deps system-deps venv collection lint sanity unit integration bench changelog clean
+
+test: deps lint sanity unit integration
+
+deps: system-deps venv collection
+
+system-deps:
+	@bash tests/setup/system-deps.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+# The checkout becomes importable as ansible_collections.appvault.backup without cloning into a special folder.
+collection:
+	@mkdir -p $(COLLECTIONS)/ansible_collections/appvault
+	@ln -sfn $(CURDIR) $(COLLECTIONS)/ansible_collections/appvault/backup
+
+lint: venv collection
+	$(BIN)/ruff check plugins tests benchmarks
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint --offline
+
+# ansible-test wants the collection at a real ansible_collections/<ns>/<name> path: test a copy of the tracked files.
+sanity: venv
+	rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_ROOT)
+	git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ $(SANITY_ROOT)/
+	cd $(SANITY_ROOT) && $(BIN)/ansible-test sanity --venv --python 3.11 --color no
+
+unit: venv collection
+	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
+
+integration: deps
+	$(BIN)/pytest -q tests/integration $(PYTEST_ARGS)
+
+bench: deps
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+changelog: venv
+	$(BIN)/antsibull-changelog lint
+
+clean:
+	rm -rf $(BUILD) tests/output .pytest_cache

@@ -1,0 +1,158 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Small pieces every module shares: hashing, atomic publication, secret files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+
+CHUNK = 1024 * 1024
+
+
+class AppvaultError(Exception):
+    """An error with a message meant for the user; ``details`` go into the result."""
+
+    def __init__(self, msg, **details):
+        super(AppvaultError, self).__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+def cpu_count():
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as fileobj:
+        while True:
+            chunk = fileobj.read(CHUNK)
+            if not chunk:
+                break
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def artefact_facts(path):
+    """Size and sha256 of a file, or of a directory tree (digest over sorted relative names and file digests)."""
+    if os.path.isdir(path):
+        digest = hashlib.sha256()
+        size = 0
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                rel = os.path.relpath(full, path)
+                size += os.path.getsize(full)
+                digest.update(('%s\0%s\n' % (rel, sha256_file(full))).encode('utf-8'))
+        return {'path': path, 'size': size, 'sha256': digest.hexdigest(), 'type': 'directory'}
+    return {'path': path, 'size': os.path.getsize(path), 'sha256': sha256_file(path), 'type': 'file'}
+
+
+def fsync_path(path):
+    """fsync a file, or every file of a tree and its directories."""
+    if os.path.isdir(path):
+        for root, _dirs, files in os.walk(path):
+            for name in files:
+                fsync_path(os.path.join(root, name))
+            fsync_dir(root)
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_destination(dest, force):
+    """Refuse a destination that cannot be written before any work starts."""
+    parent = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(parent):
+        raise AppvaultError('destination directory %s does not exist' % parent)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise AppvaultError('destination directory %s is not writable' % parent)
+    if os.path.lexists(dest) and not force:
+        raise AppvaultError('destination %s already exists; set force: true to replace it' % dest)
+
+
+def partial_name(dest):
+    return os.path.join(os.path.dirname(os.path.abspath(dest)), '.%s.partial' % os.path.basename(dest))
+
+
+def remove_path(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def publish(partial, dest, mode=0o600):
+    """Make ``partial`` durable and move it to ``dest`` in one rename.
+
+    A file is chmod'ed, fsynced and renamed over ``dest``.  A directory
+    cannot be renamed over an existing one, so an existing ``dest`` is moved
+    aside first and removed only once the new one is in place.
+    """
+    if os.path.isdir(partial):
+        os.chmod(partial, 0o700)
+        for root, dirs, files in os.walk(partial):
+            for name in files:
+                os.chmod(os.path.join(root, name), mode)
+            for name in dirs:
+                os.chmod(os.path.join(root, name), 0o700)
+    else:
+        os.chmod(partial, mode)
+    fsync_path(partial)
+    old = None
+    if os.path.isdir(dest) and not os.path.islink(dest):
+        old = partial + '.old'
+        os.rename(dest, old)
+    os.rename(partial, dest)
+    fsync_dir(os.path.dirname(os.path.abspath(dest)))
+    if old:
+        remove_path(old)
+
+
+class SecretDir(object):
+    """A private 0700 directory for password and option files, removed on exit."""
+
+    def __init__(self, base=None):
+        self.path = None
+        self.base = base
+
+    def __enter__(self):
+        self.path = tempfile.mkdtemp(prefix='appvault-', dir=self.base)
+        os.chmod(self.path, stat.S_IRWXU)
+        return self
+
+    def write(self, name, content):
+        path = os.path.join(self.path, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, 'w') as fileobj:
+            fileobj.write(content)
+        return path
+
+    def __exit__(self, *exc):
+        shutil.rmtree(self.path, ignore_errors=True)
+        return False
+
+
+def free_bytes(path):
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize

@@ -1,0 +1,42 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Engine-neutral comparison of database object inventories."""
+
+from __future__ import annotations
+
+MAX_REPORTED = 50
+
+
+def compare(expected, actual, path=''):
+    """Return a list of human-readable differences between two inventories.
+
+    Inventories are nested dicts/lists of plain values.  Keys starting with
+    ``_`` are informational (server version, timings) and not compared.
+    """
+    diffs = []
+    _compare(expected, actual, path, diffs)
+    if len(diffs) > MAX_REPORTED:
+        diffs = diffs[:MAX_REPORTED] + ['... and %d more differences' % (len(diffs) - MAX_REPORTED)]
+    return diffs
+
+
+def _compare(expected, actual, path, diffs):
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        for key in sorted(set(expected) | set(actual)):
+            if str(key).startswith('_'):
+                continue
+            where = '%s.%s' % (path, key) if path else str(key)
+            if key not in actual:
+                diffs.append('%s: missing after restore' % where)
+            elif key not in expected:
+                diffs.append('%s: not in the recorded inventory' % where)
+            else:
+                _compare(expected[key], actual[key], where, diffs)
+    elif expected != actual:
+        diffs.append('%s: expected %r, found %r' % (path, _short(expected), _short(actual)))
+
+
+def _short(value, limit=200):
+    text = repr(value)
+    return value if len(text) <= limit else text[:limit] + '...'

@@ -1,0 +1,554 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PostgreSQL adapter: connection, client selection, inventory, dump and restore.
+
+Everything talks to the server through the PostgreSQL client programs (psql,
+pg_dump, pg_restore), so the managed host needs no Python driver.  The
+password reaches them through a 0600 passfile named by PGPASSFILE, never argv.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import time
+
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _runner
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
+ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
+GZIP_MAGIC = b'\x1f\x8b'
+CUSTOM_MAGIC = b'PGDMP'
+BIN_DIR_PATTERNS = ('/usr/lib/postgresql/*/bin', '/usr/pgsql-*/bin', '/usr/local/pgsql/bin', '/opt/homebrew/opt/postgresql@*/bin')
+
+
+def connection_argument_spec():
+    """Options shared by the PostgreSQL modules; mirrored by the doc fragment appvault.backup.postgresql."""
+    return dict(
+        name=dict(type='str', required=True, aliases=['db', 'database']),
+        login_host=dict(type='str', aliases=['host']),
+        login_port=dict(type='int', default=5432, aliases=['port']),
+        login_user=dict(type='str', aliases=['user']),
+        login_password=dict(type='str', no_log=True, aliases=['password']),
+        login_unix_socket=dict(type='str', aliases=['unix_socket']),
+        ssl_mode=dict(type='str', choices=['allow', 'disable', 'prefer', 'require', 'verify-ca', 'verify-full']),
+        maintenance_db=dict(type='str', default='postgres'),
+        bin_dir=dict(type='path'),
+        connect_timeout=dict(type='int', default=10),
+    )
+
+
+def connection_argument_spec_defaults():
+    """The default value of every connection option (for callers that build params by hand)."""
+    return dict((key, spec.get('default')) for key, spec in connection_argument_spec().items())
+
+
+def _passfile_escape(value):
+    return value.replace('\\', '\\\\').replace(':', '\\:')
+
+
+def sql_literal(value):
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_ident(value):
+    return '"' + str(value).replace('"', '""') + '"'
+
+
+def conninfo_value(value):
+    return "'" + str(value).replace('\\', '\\\\').replace("'", "\\'") + "'"
+
+
+class Connection(object):
+    """Connection parameters turned into a child environment (no secret on argv)."""
+
+    def __init__(self, params, secret_dir):
+        self.params = params
+        self.database = params['name']
+        env = {
+            'PGPORT': str(params['login_port']),
+            'PGAPPNAME': 'appvault.backup',
+            'PGCONNECT_TIMEOUT': str(params['connect_timeout']),
+            'PGOPTIONS': '',
+        }
+        host = params.get('login_unix_socket') or params.get('login_host')
+        if host:
+            env['PGHOST'] = host
+        if params.get('login_user'):
+            env['PGUSER'] = params['login_user']
+        if params.get('ssl_mode'):
+            env['PGSSLMODE'] = params['ssl_mode']
+        if params.get('login_password') is not None:
+            env['PGPASSFILE'] = secret_dir.write('pgpass', '*:*:*:*:%s\n' % _passfile_escape(params['login_password']))
+            env['PGPASSWORD'] = ''  # an inherited PGPASSWORD would win over the passfile
+        self.env = env
+        self.where = '%s:%s' % (host or 'local socket', params['login_port'])
+        self.user = params.get('login_user') or os.environ.get('PGUSER') or 'the current user'
+        self._psql = None
+        self.server_version = None
+        self.server_version_num = None
+
+    def env_for(self, database):
+        env = dict(self.env)
+        env['PGDATABASE'] = database
+        return env
+
+    # -- queries ---------------------------------------------------------
+    def psql(self):
+        if self._psql is None:
+            self._psql = find_client('psql', 0, self.params.get('bin_dir'))
+        return self._psql
+
+    def query(self, sql, database=None):
+        """Run SQL through psql; return its unaligned, tuples-only output."""
+        database = database or self.database
+        argv = [self.psql()['path'], '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', sql]
+        try:
+            return _runner.run(argv, env=self.env_for(database))['stdout']
+        except _runner.CommandError as exc:
+            raise AppvaultError(self.explain(exc.stages[-1]['stderr'] if exc.stages else exc.msg, database))
+
+    def explain(self, stderr, database):
+        text = stderr.strip().splitlines()
+        message = ' '.join(line.strip() for line in text if line.strip()) or 'no error output'
+        message = re.sub(r'^(psql|pg_dump|pg_restore|pg_dumpall): (error: )?', '', message)
+        return 'PostgreSQL at %s, database "%s", user %s: %s' % (self.where, database, self.user, message)
+
+    def connect(self, database=None):
+        """Check the connection and read the server version."""
+        out = self.query('SHOW server_version_num', database).strip()
+        self.server_version_num = int(out)
+        self.server_version = self.query('SHOW server_version', database).strip().split()[0]
+        return self.server_version
+
+    @property
+    def server_major(self):
+        return self.server_version_num // 10000
+
+    def database_exists(self, name):
+        out = self.query('SELECT 1 FROM pg_database WHERE datname = %s' % sql_literal(name), self.params['maintenance_db'])
+        return out.strip() == '1'
+
+
+# -- client programs ------------------------------------------------------
+def _client_version(path):
+    try:
+        out = _runner.run([path, '--version'])['stdout']
+    except _runner.CommandError:
+        return None
+    match = re.search(r'(\d+)(?:\.(\d+))?', out)
+    if not match:
+        return None
+    return {'path': path, 'major': int(match.group(1)), 'version': '%s.%s' % (match.group(1), match.group(2) or 0)}
+
+
+def client_candidates(tool, bin_dir=None):
+    if bin_dir:
+        dirs = [bin_dir]
+    else:
+        dirs = []
+        for pattern in BIN_DIR_PATTERNS:
+            dirs.extend(glob.glob(pattern))
+        on_path = shutil.which(tool)
+        if on_path:
+            dirs.append(os.path.dirname(os.path.realpath(on_path)))
+    found = {}
+    for directory in dirs:
+        path = os.path.join(directory, tool)
+        real = os.path.realpath(path)
+        if real in found or not os.access(path, os.X_OK):
+            continue
+        info = _client_version(path)
+        if info:
+            found[real] = info
+    return sorted(found.values(), key=lambda info: info['major'], reverse=True)
+
+
+def find_client(tool, min_major, bin_dir=None, why='the server'):
+    """The newest ``tool`` whose major version is >= ``min_major``."""
+    candidates = client_candidates(tool, bin_dir)
+    if not candidates:
+        where = bin_dir or 'PATH and the usual PostgreSQL directories'
+        raise AppvaultError('%s not found in %s; install the PostgreSQL client programs or set bin_dir' % (tool, where))
+    best = candidates[0]
+    if best['major'] < min_major:
+        raise AppvaultError(
+            '%s is PostgreSQL %s, but the newest %s found is version %s (%s); install the PostgreSQL %s client '
+            'programs or set bin_dir to them' % (why, min_major, tool, best['version'], best['path'], min_major))
+    return best
+
+
+def find_tool(name, package=None):
+    path = shutil.which(name)
+    if not path:
+        raise AppvaultError('%s is not installed (package %s)' % (name, package or name))
+    return path
+
+
+# -- inventory --------------------------------------------------------------
+_INVENTORY_SQL = r"""
+SET standard_conforming_strings = on;
+WITH ns AS (
+  SELECT n.oid, n.nspname FROM pg_namespace n
+  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+    AND n.nspname NOT LIKE 'pg\_temp\_%%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%%'
+    %(schema_filter)s
+),
+rel AS (
+  SELECT c.oid, ns.nspname, c.relname, c.relkind, c.relispopulated
+  FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+),
+ext_objs AS (SELECT objid FROM pg_depend WHERE deptype = 'e')
+SELECT json_build_object(
+ 'schemas', (SELECT coalesce(json_agg(nspname ORDER BY nspname), '[]') FROM ns),
+ 'extensions', (SELECT coalesce(json_object_agg(extname, extversion ORDER BY extname), '{}') FROM pg_extension),
+ 'tables', (SELECT coalesce(json_object_agg(format('%%s.%%s', r.nspname, r.relname), json_build_object(
+      'kind', CASE r.relkind WHEN 'p' THEN 'partitioned' ELSE 'table' END,
+      'columns', (SELECT json_agg(concat_ws(' ', a.attname, format_type(a.atttypid, a.atttypmod),
+                        CASE WHEN a.attnotnull THEN 'NOT NULL' END,
+                        CASE WHEN a.attidentity = 'a' THEN 'GENERATED ALWAYS AS IDENTITY'
+                             WHEN a.attidentity = 'd' THEN 'GENERATED BY DEFAULT AS IDENTITY' END,
+                        CASE WHEN a.attgenerated = 's' THEN 'GENERATED ALWAYS AS (' || pg_get_expr(d.adbin, d.adrelid) || ') STORED'
+                             WHEN d.adbin IS NOT NULL THEN 'DEFAULT ' || pg_get_expr(d.adbin, d.adrelid) END,
+                        CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+                             THEN 'COLLATE ' || (SELECT collname FROM pg_collation WHERE oid = a.attcollation) END)
+                        ORDER BY a.attnum)
+                  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                  WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped)
+   ) ORDER BY r.nspname, r.relname), '{}') FROM rel r WHERE r.relkind IN ('r', 'p')),
+ 'indexes', (SELECT coalesce(json_object_agg(format('%%s.%%s', r.nspname, r.relname), pg_get_indexdef(r.oid)
+      ORDER BY r.nspname, r.relname), '{}') FROM rel r WHERE r.relkind IN ('i', 'I')),
+ 'constraints', (SELECT coalesce(json_object_agg(format('%%s.%%s.%%s', ns.nspname,
+        coalesce((SELECT relname FROM pg_class WHERE oid = co.conrelid), (SELECT typname FROM pg_type WHERE oid = co.contypid)),
+        co.conname), pg_get_constraintdef(co.oid) ORDER BY ns.nspname, co.conrelid, co.contypid, co.conname), '{}')
+      FROM pg_constraint co JOIN ns ON ns.oid = co.connamespace),
+ 'views', (SELECT coalesce(json_object_agg(format('%%s.%%s', r.nspname, r.relname), json_build_object(
+      'kind', CASE r.relkind WHEN 'm' THEN 'materialized' ELSE 'view' END,
+      'definition', pg_get_viewdef(r.oid, true)) ORDER BY r.nspname, r.relname), '{}')
+      FROM rel r WHERE r.relkind IN ('v', 'm')),
+ 'routines', (SELECT coalesce(json_object_agg(format('%%s.%%s(%%s)', ns.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
+      json_build_object('kind', CASE p.prokind WHEN 'f' THEN 'function' WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'window' END,
+        'language', (SELECT lanname FROM pg_language WHERE oid = p.prolang),
+        'md5', CASE WHEN p.prokind IN ('f', 'p') THEN md5(pg_get_functiondef(p.oid)) END)
+      ORDER BY ns.nspname, p.proname, pg_get_function_identity_arguments(p.oid)), '{}')
+      FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace WHERE p.oid NOT IN (SELECT objid FROM ext_objs)),
+ 'triggers', (SELECT coalesce(json_object_agg(format('%%s.%%s.%%s', r.nspname, r.relname, tg.tgname), pg_get_triggerdef(tg.oid)
+      ORDER BY r.nspname, r.relname, tg.tgname), '{}') FROM pg_trigger tg JOIN rel r ON r.oid = tg.tgrelid WHERE NOT tg.tgisinternal),
+ 'types', (SELECT coalesce(json_object_agg(format('%%s.%%s', ns.nspname, ty.typname), CASE ty.typtype
+        WHEN 'e' THEN json_build_object('kind', 'enum', 'labels', (SELECT json_agg(enumlabel ORDER BY enumsortorder) FROM pg_enum WHERE enumtypid = ty.oid))
+        WHEN 'd' THEN json_build_object('kind', 'domain', 'base', format_type(ty.typbasetype, ty.typtypmod), 'not_null', ty.typnotnull,
+                                        'default', ty.typdefault)
+        ELSE json_build_object('kind', 'composite', 'attributes', (SELECT json_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
+                                 FROM pg_attribute a WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped)) END
+      ORDER BY ns.nspname, ty.typname), '{}')
+      FROM pg_type ty JOIN ns ON ns.oid = ty.typnamespace
+      WHERE (ty.typtype IN ('e', 'd') OR (ty.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = ty.typrelid) = 'c'))
+        AND ty.oid NOT IN (SELECT objid FROM ext_objs)),
+ 'sequences', (SELECT coalesce(json_object_agg(format('%%s.%%s', s.schemaname, s.sequencename), json_build_object(
+      'type', s.data_type::text, 'start', s.start_value, 'min', s.min_value, 'max', s.max_value, 'increment', s.increment_by,
+      'cycle', s.cycle, 'cache', s.cache_size, 'last_value', s.last_value) ORDER BY s.schemaname, s.sequencename), '{}')
+      FROM pg_sequences s JOIN ns ON ns.nspname = s.schemaname),
+ 'comments', (SELECT coalesce(json_object_agg(format('%%s %%s', o.type, o.identity), d.description ORDER BY o.type, o.identity), '{}')
+      FROM pg_description d CROSS JOIN LATERAL pg_identify_object(d.classoid, d.objoid, d.objsubid) o
+      WHERE d.classoid <> 'pg_database'::regclass AND (o.schema IN (SELECT nspname FROM ns)
+            OR (o.type = 'schema' AND o.identity IN (SELECT quote_ident(nspname) FROM ns)))),
+ 'large_objects', (SELECT count(*) FROM pg_largeobject_metadata),
+ 'rows', (SELECT coalesce(json_object_agg(format('%%s.%%s', r.nspname, r.relname),
+      (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %%I.%%I', r.nspname, r.relname), false, true, '')))[1]::text::bigint
+      ORDER BY r.nspname, r.relname), '{}') FROM rel r WHERE r.relkind IN ('r', 'p', 'm') AND r.relispopulated
+      AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = r.oid))
+  %(checksums)s
+);
+"""
+
+# Order-independent content checksum: the number of rows and the sum of a
+# 60-bit slice of each row's md5.  Constant memory whatever the table size.
+_CHECKSUM_SQL = r""",
+ 'checksums', (SELECT coalesce(json_object_agg(format('%%s.%%s', r.nspname, r.relname),
+      (xpath('/row/c/text()', query_to_xml(format(
+        'SELECT count(*) || '':'' || coalesce(sum((''x'' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0) AS c FROM %%I.%%I t',
+        r.nspname, r.relname), false, true, '')))[1]::text
+      ORDER BY r.nspname, r.relname), '{}') FROM rel r WHERE r.relkind IN ('r', 'p', 'm') AND r.relispopulated
+      AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = r.oid)),
+ 'large_object_checksum', (SELECT count(*) || ':' || coalesce(sum(('x' || substr(md5(lo_get(oid)), 1, 15))::bit(60)::bigint), 0)
+      FROM pg_largeobject_metadata)"""
+
+
+def inventory(conn, database=None, schemas=None, exclude_schemas=None, checksums=False):
+    """The database's object inventory with row counts (and content checksums when asked)."""
+    schema_filter = ''
+    if schemas:
+        schema_filter += 'AND n.nspname IN (%s)' % ', '.join(sql_literal(s) for s in schemas)
+    if exclude_schemas:
+        schema_filter += ' AND n.nspname NOT IN (%s)' % ', '.join(sql_literal(s) for s in exclude_schemas)
+    sql = _INVENTORY_SQL % {'schema_filter': schema_filter, 'checksums': _CHECKSUM_SQL % {} if checksums else ''}
+    out = conn.query(sql, database)
+    data = json.loads(out.strip().splitlines()[-1])
+    data['_server_version'] = conn.server_version
+    return data
+
+
+# -- dump -----------------------------------------------------------------
+def dump_plan(conn, params, cores):
+    """Decide argv stages for a dump; returns (stages, native_compression, warnings, tool)."""
+    fmt = params['format']
+    compression = params['compression']
+    level = params['compression_level']
+    jobs = params['jobs']
+    if jobs > 1 and fmt != 'directory':
+        raise AppvaultError('jobs: %d needs format: directory (pg_dump dumps in parallel only to a directory)' % jobs)
+    tool = find_client('pg_dump', conn.server_major, params.get('bin_dir'), 'the server %s' % conn.where)
+    argv = [tool['path'], '--format=%s' % fmt[0], '--no-password']
+    if params['blobs']:
+        argv.append('--blobs')
+    if params['quote_all_identifiers']:
+        argv.append('--quote-all-identifiers')
+    for schema in params['schemas'] or []:
+        argv.append('--schema=%s' % schema)
+    for schema in params['exclude_schemas'] or []:
+        argv.append('--exclude-schema=%s' % schema)
+    for table in params['exclude_tables'] or []:
+        argv.append('--exclude-table=%s' % table)
+    for table in params['exclude_table_data'] or []:
+        argv.append('--exclude-table-data=%s' % table)
+    if jobs > 1:
+        argv.append('--jobs=%d' % jobs)
+    warnings = []
+    pipe = None
+    if compression == 'none':
+        argv.append('--compress=0')
+    elif compression == 'gzip':
+        argv.append('--compress=%d' % (level if level is not None else 6))
+    elif tool['major'] >= 16:
+        argv.append('--compress=zstd:%d' % (level if level is not None else 3))
+    elif fmt == 'directory':
+        argv.append('--compress=0')
+        warnings.append('pg_dump %s cannot write zstd; the directory dump is uncompressed (an archive made from it '
+                        'is compressed)' % tool['version'])
+    else:
+        argv.append('--compress=0')
+        pipe = [find_tool('zstd'), '-q', '-T%d' % cores, '-%d' % (level if level is not None else 3), '-c']
+    return tool, argv, pipe, warnings
+
+
+def dump(conn, params, partial, cores):
+    tool, argv, pipe, warnings = dump_plan(conn, params, cores)
+    if params['format'] == 'directory':
+        argv = argv + ['--file=%s' % partial]
+        stages = [argv]
+        _runner.pipeline(stages, env=conn.env_for(conn.database))
+    elif pipe:
+        stages = [argv, pipe]
+        _runner.pipeline(stages, stdout_path=partial, env=conn.env_for(conn.database))
+    else:
+        argv = argv + ['--file=%s' % partial]
+        stages = [argv]
+        _runner.pipeline(stages, env=conn.env_for(conn.database))
+    return tool, stages, warnings
+
+
+def dump_globals(conn, params, dest, force):
+    tool = find_client('pg_dumpall', conn.server_major, params.get('bin_dir'), 'the server %s' % conn.where)
+    _common.check_destination(dest, force)
+    argv = [tool['path'], '--globals-only', '--no-password']
+    if not params['globals_role_passwords']:
+        argv.append('--no-role-passwords')
+    partial = _common.partial_name(dest)
+    try:
+        env = conn.env_for(params['maintenance_db'])
+        env['PGDATABASE'] = ''
+        argv.append('--database=%s' % params['maintenance_db'])
+        _runner.pipeline([argv], stdout_path=partial, env=env)
+        _common.publish(partial, dest)
+    except BaseException:
+        _common.remove_path(partial)
+        raise
+    return argv
+
+
+# -- restore --------------------------------------------------------------
+def detect_format(src):
+    """Return (format, outer_compression) of a dump file or directory."""
+    if os.path.isdir(src):
+        if not os.path.exists(os.path.join(src, 'toc.dat')):
+            raise AppvaultError('%s is a directory but not a pg_dump directory dump (no toc.dat)' % src)
+        return 'directory', None
+    with open(src, 'rb') as fileobj:
+        head = fileobj.read(8)
+    if not head:
+        raise AppvaultError('%s is empty, not a PostgreSQL dump' % src)
+    if head.startswith(CUSTOM_MAGIC):
+        return 'custom', None
+    if head.startswith(ZSTD_MAGIC):
+        return _inner_format(src, [find_tool('zstd'), '-dc', '-q']), 'zstd'
+    if head.startswith(GZIP_MAGIC):
+        return _inner_format(src, [find_tool('gzip'), '-dc']), 'gzip'
+    return _plain_or_fail(src, head), None
+
+
+def _inner_format(src, decompress):
+    result = _runner.pipeline([decompress, ['head', '-c', '4096']], stdin_path=src)[-1]
+    head = result['stdout'].encode('utf-8', 'replace')
+    if head.startswith(CUSTOM_MAGIC):
+        return 'custom'
+    return _plain_or_fail(src, head)
+
+
+def _plain_or_fail(src, head):
+    if b'PostgreSQL database dump' in head or head.startswith(b'--') or head.startswith(b'SET '):
+        return 'plain'
+    raise AppvaultError('%s is not a PostgreSQL dump (neither custom, directory nor plain SQL format)' % src)
+
+
+def decompress_argv(outer):
+    if outer == 'zstd':
+        return [find_tool('zstd'), '-dc', '-q']
+    if outer == 'gzip':
+        return [find_tool('gzip'), '-dc']
+    return None
+
+
+def validate_dump(src, fmt, outer, pg_restore):
+    """Read the whole dump once without a server, so a corrupt or truncated one fails before anything changes."""
+    try:
+        if outer == 'zstd':
+            _runner.run([find_tool('zstd'), '-t', '-q', src])
+        elif outer == 'gzip':
+            _runner.run([find_tool('gzip'), '-t', src])
+        if fmt in ('custom', 'directory'):
+            if outer:
+                _runner.pipeline([decompress_argv(outer), [pg_restore, '--file=/dev/null']], stdin_path=src)
+            else:
+                _runner.run([pg_restore, '--file=/dev/null', src])
+        elif fmt == 'plain' and not outer:
+            with open(src, 'rb') as fileobj:
+                fileobj.seek(max(0, os.path.getsize(src) - 4096))
+                if b'PostgreSQL database dump complete' not in fileobj.read():
+                    raise AppvaultError('%s is truncated: the plain dump lacks its closing line' % src)
+    except _runner.CommandError as exc:
+        raise AppvaultError('%s is corrupt or truncated: %s' % (src, exc.msg))
+
+
+def dump_header(src, fmt, outer, pg_restore):
+    """Versions recorded in the dump: {'server': '15.4', 'server_major': 15, 'pg_dump': '15.4'}."""
+    if fmt in ('custom', 'directory'):
+        try:
+            if outer:
+                text = _runner.pipeline([decompress_argv(outer), [pg_restore, '--list']], stdin_path=src)[-1]['stdout']
+            else:
+                text = _runner.run([pg_restore, '--list', src])['stdout']
+        except _runner.CommandError as exc:
+            raise AppvaultError('%s cannot be read as a pg_dump archive: %s' % (src, exc.msg))
+        server = re.search(r'Dumped from database version: (\S+)', text)
+        tool = re.search(r'Dumped by pg_dump version: (\S+)', text)
+    else:
+        if outer:
+            text = _runner.pipeline([decompress_argv(outer), ['head', '-c', '8192']], stdin_path=src)[-1]['stdout']
+        else:
+            with open(src, 'rb') as fileobj:
+                text = fileobj.read(8192).decode('utf-8', 'replace')
+        server = re.search(r'Dumped from database version (\S+)', text)
+        tool = re.search(r'Dumped by pg_dump version (\S+)', text)
+    header = {'server': server.group(1) if server else None, 'pg_dump': tool.group(1) if tool else None}
+    header['server_major'] = _major(header['server'])
+    header['pg_dump_major'] = _major(header['pg_dump'])
+    return header
+
+
+def _major(version):
+    if not version:
+        return None
+    return int(re.match(r'(\d+)', version).group(1))
+
+
+def create_database(conn, name, owner=None):
+    sql = 'CREATE DATABASE %s TEMPLATE template0' % sql_ident(name)
+    if owner:
+        sql += ' OWNER %s' % sql_ident(owner)
+    conn.query(sql, conn.params['maintenance_db'])
+
+
+def drop_database(conn, name):
+    conn.query('DROP DATABASE IF EXISTS %s' % sql_ident(name), conn.params['maintenance_db'])
+
+
+def restore_stages(conn, params, fmt, outer, tool, seekable_copy=None):
+    """argv stages of one restore and the path the first stage reads (None: the last argv names its input).
+
+    ``seekable_copy`` is the decompressed temp file a parallel restore of a compressed dump reads.
+    """
+    src = params['src']
+    if fmt == 'plain':
+        psql = find_client('psql', 0, params.get('bin_dir'))['path']
+        argv = [psql, '-X', '-q', '-v', 'ON_ERROR_STOP=%d' % (1 if params['exit_on_error'] else 0), '--no-password']
+        if params['single_transaction']:
+            argv.append('--single-transaction')
+        if outer:
+            return [decompress_argv(outer), argv], src
+        return [argv], src
+    argv = [tool, '--no-password', '--dbname=dbname=%s' % conninfo_value(conn.database)]
+    if params['exit_on_error']:
+        argv.append('--exit-on-error')
+    if params['no_owner']:
+        argv.append('--no-owner')
+    if params['role']:
+        argv.append('--role=%s' % params['role'])
+    for schema in params['schemas'] or []:
+        argv.append('--schema=%s' % schema)
+    if params['jobs'] > 1:
+        # pg_restore -j needs to seek: a dump compressed as a whole is read from a decompressed copy.
+        return [argv + ['--jobs=%d' % params['jobs'], seekable_copy or src]], None
+    if params['single_transaction']:
+        argv.append('--single-transaction')
+    if outer:
+        return [decompress_argv(outer), argv], src
+    return [argv + [src]], None
+
+
+def needs_seekable_copy(params, fmt, outer):
+    return params['jobs'] > 1 and fmt != 'plain' and outer is not None
+
+
+def restore(conn, params, fmt, outer, tool, work_dir):
+    temp = None
+    try:
+        if needs_seekable_copy(params, fmt, outer):
+            temp = os.path.join(work_dir, '.appvault-restore-%d.dump' % os.getpid())
+            _runner.pipeline([decompress_argv(outer)], stdin_path=params['src'], stdout_path=temp)
+        stages, stdin_path = restore_stages(conn, params, fmt, outer, tool, temp)
+        started = time.monotonic()
+        _runner.pipeline(stages, stdin_path=stdin_path, env=conn.env_for(conn.database))
+        return stages, time.monotonic() - started
+    except _runner.CommandError as exc:
+        raise AppvaultError('restore into database "%s" at %s failed: %s' % (conn.database, conn.where, exc.msg))
+    finally:
+        if temp:
+            _common.remove_path(temp)
+
+
+def database_owner(conn, name):
+    out = conn.query('SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s' % sql_literal(name),
+                     conn.params['maintenance_db'])
+    return out.strip() or None
+
+
+def swap_database(conn, side, name, terminate=False):
+    """Put the freshly restored ``side`` database in place of ``name``; the old one is dropped last."""
+    old = name + '_appvault_old'
+    maint = conn.params['maintenance_db']
+    drop_database(conn, old)
+    if terminate:
+        conn.query('SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()'
+                   % sql_literal(name), maint)
+    conn.query('ALTER DATABASE %s RENAME TO %s' % (sql_ident(name), sql_ident(old)), maint)
+    try:
+        conn.query('ALTER DATABASE %s RENAME TO %s' % (sql_ident(side), sql_ident(name)), maint)
+    except AppvaultError:
+        conn.query('ALTER DATABASE %s RENAME TO %s' % (sql_ident(old), sql_ident(name)), maint)
+        raise
+    drop_database(conn, old)

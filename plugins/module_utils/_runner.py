@@ -1,0 +1,142 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one place in the collection that starts processes.
+
+Commands are argument lists, never shell strings.  A pipeline connects the
+stages with OS pipes (no shell, no Python in the byte path) and reports the
+exit status of every stage, so a failing producer is never hidden behind a
+succeeding consumer (what ``set -o pipefail`` does for a shell).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+STDERR_KEEP = 64 * 1024  # bytes of stderr kept per stage, the tail
+
+
+class CommandError(Exception):
+    """A stage failed; ``stages`` holds every stage's result."""
+
+    def __init__(self, msg, stages=None):
+        super(CommandError, self).__init__(msg)
+        self.msg = msg
+        self.stages = stages or []
+
+
+def mask_argv(argv, secrets=()):
+    """Return argv as one printable string with any secret value replaced."""
+    out = []
+    for arg in argv:
+        text = str(arg)
+        for secret in secrets:
+            if secret:
+                text = text.replace(secret, '********')
+        out.append(text)
+    return ' '.join(out)
+
+
+def _tail(fileobj):
+    fileobj.seek(0, os.SEEK_END)
+    size = fileobj.tell()
+    fileobj.seek(max(0, size - STDERR_KEEP))
+    return fileobj.read().decode('utf-8', 'replace').strip()
+
+
+def _child_env(env):
+    merged = dict(os.environ)
+    merged.update({'LC_ALL': 'C.UTF-8', 'LANG': 'C.UTF-8'})
+    if env:
+        merged.update(env)
+    return merged
+
+
+def pipeline(stages, stdin_path=None, stdout_path=None, stdout_fd=None, env=None, cwd=None):
+    """Run ``stages`` (a list of argv lists) connected by pipes.
+
+    The first stage reads ``stdin_path`` (or /dev/null); the last writes to
+    ``stdout_path`` / ``stdout_fd`` or, when neither is given, its output is
+    captured and returned as ``stdout`` of the last stage (for small outputs
+    such as query results).  Raises CommandError naming the first failing
+    stage; returns the list of per-stage results otherwise.
+    """
+    if not stages:
+        raise ValueError('pipeline needs at least one stage')
+    child_env = _child_env(env)
+    procs = []
+    errfiles = []
+    opened = []
+    capture = stdout_path is None and stdout_fd is None
+    started = time.monotonic()
+    try:
+        if stdin_path:
+            prev = open(stdin_path, 'rb')
+        else:
+            prev = open(os.devnull, 'rb')
+        opened.append(prev)
+        if stdout_path:
+            out_final = open(stdout_path, 'wb')
+            opened.append(out_final)
+        elif stdout_fd is not None:
+            out_final = stdout_fd
+        else:
+            out_final = subprocess.PIPE
+        for index, argv in enumerate(stages):
+            last = index == len(stages) - 1
+            errfile = tempfile.TemporaryFile()
+            errfiles.append(errfile)
+            try:
+                proc = subprocess.Popen(
+                    [str(a) for a in argv], stdin=prev, stdout=out_final if last else subprocess.PIPE,
+                    stderr=errfile, env=child_env, cwd=cwd, close_fds=True)
+            except OSError as exc:
+                for started_proc in procs:
+                    started_proc.kill()
+                raise CommandError('cannot start %s: %s' % (argv[0], exc))
+            if index > 0:
+                prev.close()  # the child holds its own copy; closing ours lets SIGPIPE work
+            prev = proc.stdout
+            procs.append(proc)
+        captured = b''
+        if capture:
+            captured = procs[-1].stdout.read()
+            procs[-1].stdout.close()
+        results = []
+        for argv, proc, errfile in zip(stages, procs, errfiles):
+            proc.wait()
+            results.append({'cmd': argv[0], 'rc': proc.returncode, 'stderr': _tail(errfile)})
+        if capture:
+            results[-1]['stdout'] = captured.decode('utf-8', 'replace')
+        results[-1]['duration'] = time.monotonic() - started
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for fileobj in opened + errfiles:
+            fileobj.close()
+    # A producer killed by SIGPIPE after every later stage succeeded was cut off on
+    # purpose (a consumer such as ``head`` stopped reading): not a failure.
+    for index, res in enumerate(results[:-1]):
+        if res['rc'] == -signal.SIGPIPE and all(r['rc'] == 0 for r in results[index + 1:]):
+            res['rc'] = 0
+            res['cut_off'] = True
+    failed = [r for r in results if r['rc'] != 0]
+    if failed:
+        # A producer killed by SIGPIPE only tells that its consumer stopped
+        # reading: report the consumer, the stage that really failed.
+        real = [r for r in failed if r['rc'] != -signal.SIGPIPE] or failed
+        first = real[0]
+        detail = first['stderr'] or 'no error output'
+        raise CommandError('%s failed with exit status %d: %s' % (first['cmd'], first['rc'], detail), results)
+    return results
+
+
+def run(argv, env=None, cwd=None, stdin_path=None, stdout_path=None):
+    """Run one command; return its result dict (stdout captured unless redirected)."""
+    return pipeline([argv], stdin_path=stdin_path, stdout_path=stdout_path, env=env, cwd=cwd)[-1]

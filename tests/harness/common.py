@@ -1,0 +1,98 @@
+"""Helpers shared by the test suites: ports, running as another OS user, running modules through Ansible."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+COLLECTIONS = REPO / 'build' / 'collections'
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def run_as(user, argv, check=True):
+    """Run argv as ``user`` (root hands it down with runuser; others run it as themselves)."""
+    if os.geteuid() == 0 and user != 'root':
+        argv = ['runuser', '-u', user, '--'] + argv
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if check and proc.returncode:
+        raise RuntimeError('%s failed (%d): %s %s' % (argv, proc.returncode, proc.stdout, proc.stderr))
+    return proc
+
+
+def ansible_env():
+    env = dict(os.environ)
+    env.update({
+        'ANSIBLE_COLLECTIONS_PATH': str(COLLECTIONS),
+        'ANSIBLE_COLLECTIONS_SCAN_SYS_PATH': 'true',
+        'ANSIBLE_STDOUT_CALLBACK': 'ansible.posix.json',
+        'ANSIBLE_LOCALHOST_WARNING': 'false',
+        'ANSIBLE_INVENTORY_UNPARSED_WARNING': 'false',
+        'ANSIBLE_NOCOLOR': '1',
+        'ANSIBLE_FORCE_COLOR': '0',
+        'ANSIBLE_RETRY_FILES_ENABLED': 'false',
+        'ANSIBLE_PYTHON_INTERPRETER': sys.executable,
+        'PATH': str(Path(sys.executable).parent) + os.pathsep + env.get('PATH', ''),
+    })
+    return env
+
+
+class PlaybookRun:
+    """Result of one ansible-playbook run: ``results`` lists each task's module result on localhost."""
+
+    def __init__(self, proc, data):
+        self.proc = proc
+        self.rc = proc.returncode
+        self.data = data
+        self.results = []
+        for play in data.get('plays', []):
+            for task in play.get('tasks', []):
+                for host_result in task.get('hosts', {}).values():
+                    self.results.append(host_result)
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+
+    @property
+    def last(self):
+        return self.results[-1] if self.results else {}
+
+
+def run_playbook(tasks, check=False, extra_args=(), verbosity=0):
+    """Run ``tasks`` (a list of task dicts) on localhost through ansible-playbook; JSON in, JSON out."""
+    play = [{'hosts': 'localhost', 'gather_facts': False, 'connection': 'local', 'tasks': tasks}]
+    with tempfile.TemporaryDirectory(prefix='appvault-play-') as tmp:
+        path = Path(tmp) / 'play.yml'
+        path.write_text(json.dumps(play))
+        argv = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', 'localhost,', str(path)]
+        if check:
+            argv.append('--check')
+        if verbosity:
+            argv.append('-' + 'v' * verbosity)
+        argv.extend(extra_args)
+        proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), check=False)
+    try:
+        start = proc.stdout.index('{')
+        data = json.loads(proc.stdout[start:])
+    except ValueError:
+        data = {}
+    return PlaybookRun(proc, data)
+
+
+def run_module(module, args, check=False, **kwargs):
+    """Run one module of this collection through Ansible; return its result dict (with 'failed' on failure)."""
+    run = run_playbook([{'name': module, 'appvault.backup.%s' % module: args, 'ignore_errors': True}], check=check, **kwargs)
+    if not run.results:
+        raise AssertionError('ansible-playbook produced no result (rc %s): %s %s' % (run.rc, run.stdout[-3000:], run.stderr[-3000:]))
+    result = run.last
+    result['_run'] = run
+    return result

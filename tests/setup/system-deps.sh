@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests need, when run as root on Debian; otherwise say what is missing.
+set -euo pipefail
+PACKAGES=(postgresql postgresql-contrib mariadb-server mariadb-client zstd gzip age rsync sqlite3 tar)
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # Packaged services must not start on install: the tests run their own throwaway servers.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d.appvault && chmod +x /usr/sbin/policy-rc.d.appvault
+  [ -e /usr/sbin/policy-rc.d ] || ln -s /usr/sbin/policy-rc.d.appvault /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ "$(readlink /usr/sbin/policy-rc.d 2>/dev/null)" = /usr/sbin/policy-rc.d.appvault ] && rm -f /usr/sbin/policy-rc.d
+  rm -f /usr/sbin/policy-rc.d.appvault
+else
+  echo "missing packages (install them, or run as root on Debian): ${missing[*]}" >&2
+  exit 1
+fi
