@@ -42,6 +42,11 @@ lint: venv collection
 sanity: venv
 	rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_ROOT)
 	git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ $(SANITY_ROOT)/
+	# its own git repository, or ansible-test would see the outer one, where build/ is ignored, and test nothing
+	cd $(SANITY_ROOT) && git init -q && git add -A
+	# ansible-test downloads a pip bootstrap script from outside the package registries: give it an equivalent
+	@v=$$(grep -hoP "^\s+pip='\K[0-9.]+" $(VENV)/lib/python*/site-packages/ansible_test/_internal/python_requirements.py); \
+	  mkdir -p $$HOME/.ansible/test/cache && cp tests/setup/get_pip_shim.py $$HOME/.ansible/test/cache/get_pip_$${v//./_}.py
 	cd $(SANITY_ROOT) && $(BIN)/ansible-test sanity --venv --python 3.11 --color no
 
 unit: venv collection

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright (c) appvault.backup developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -15,7 +14,8 @@ attributes:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
   platform:
     description: Target OS/families that can be operated against.
-    support: N/A
+    support: full
+    platforms: posix
 '''
 
     ACTION_GROUP = r'''

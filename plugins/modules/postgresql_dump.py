@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright (c) appvault.backup developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -21,7 +20,7 @@ description:
   - Returns the artefact's size and sha256, the versions involved and the database's object inventory with
     per-table row counts, which M(appvault.backup.postgresql_restore) can verify against.
 author:
-  - appvault.backup developers
+  - appvault.backup developers (@appvault)
 extends_documentation_fragment:
   - appvault.backup.postgresql
   - appvault.backup.attributes
@@ -234,7 +233,6 @@ globals:
   sample: {"path": "/var/backups/appvault/globals.sql", "size": 1024, "sha256": "0f3c...", "type": "file"}
 '''
 
-import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule

@@ -1,0 +1,90 @@
+"""PostgreSQL adapter: argv building and client selection (pure logic; behaviour is covered against real servers)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.appvault.backup.plugins.module_utils import _postgres
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError, SecretDir
+
+
+def params(**extra):
+    p = dict(_postgres.connection_argument_spec_defaults())
+    p.update(name='app', login_host='db', login_user='u', login_password='p:w\\d', format='custom', compression='zstd',
+             compression_level=None, jobs=1, schemas=None, exclude_schemas=None, exclude_tables=None, exclude_table_data=None,
+             blobs=True, quote_all_identifiers=True)
+    p.update(extra)
+    return p
+
+
+class FakeConn:
+    server_major = 15
+    where = 'db:5432'
+
+
+@pytest.fixture
+def clients(monkeypatch):
+    versions = {'pg_dump': [17, 15], 'psql': [15], 'pg_restore': [15]}
+
+    def fake(tool, bin_dir=None):
+        return [{'path': '/pg%d/%s' % (v, tool), 'major': v, 'version': '%d.2' % v} for v in versions[tool]]
+    monkeypatch.setattr(_postgres, 'client_candidates', fake)
+    monkeypatch.setattr(_postgres, 'find_tool', lambda name, package=None: '/usr/bin/' + name)
+    return versions
+
+
+def test_password_goes_to_a_0600_passfile_not_argv_or_env():
+    with SecretDir() as secrets:
+        conn = _postgres.Connection(params(), secrets)
+        assert 'p:w' not in repr(conn.env).replace(conn.env['PGPASSFILE'], '')
+        with open(conn.env['PGPASSFILE']) as f:
+            assert f.read() == '*:*:*:*:p\\:w\\\\d\n'
+        import os
+        assert oct(os.stat(conn.env['PGPASSFILE']).st_mode & 0o777) == '0o600'
+        assert conn.env['PGPASSWORD'] == ''
+
+
+def test_newest_client_is_chosen(clients):
+    assert _postgres.find_client('pg_dump', 15)['major'] == 17
+
+
+def test_too_old_client_names_both_versions(clients):
+    with pytest.raises(AppvaultError) as err:
+        _postgres.find_client('psql', 16, why='the server db:5432')
+    assert err.value.msg.startswith('the server db:5432 is PostgreSQL 16, but the newest psql found is version 15.2')
+
+
+def test_zstd_native_from_pg16_client(clients):
+    tool, argv, pipe, warnings = _postgres.dump_plan(FakeConn(), params(), 2)
+    assert tool['major'] == 17 and '--compress=zstd:3' in argv and pipe is None and not warnings
+
+
+def test_zstd_piped_for_older_client(clients):
+    clients['pg_dump'] = [15]
+    tool, argv, pipe, warnings = _postgres.dump_plan(FakeConn(), params(compression_level=1), 2)
+    assert '--compress=0' in argv and pipe == ['/usr/bin/zstd', '-q', '-T2', '-1', '-c']
+    assert argv[:3] == ['/pg15/pg_dump', '--format=c', '--no-password']
+    assert '--blobs' in argv and '--quote-all-identifiers' in argv
+
+
+def test_directory_zstd_with_old_client_warns(clients):
+    clients['pg_dump'] = [15]
+    _tool, argv, pipe, warnings = _postgres.dump_plan(FakeConn(), params(format='directory', jobs=2), 2)
+    assert pipe is None and '--compress=0' in argv and '--jobs=2' in argv and warnings
+
+
+def test_jobs_need_directory(clients):
+    with pytest.raises(AppvaultError, match='needs format: directory'):
+        _postgres.dump_plan(FakeConn(), params(jobs=2), 2)
+
+
+def test_filters_become_options(clients):
+    options = params(schemas=['sub_a'], exclude_tables=['app.x'], exclude_table_data=['app.logs'], compression='gzip')
+    _tool, argv, _pipe, _w = _postgres.dump_plan(FakeConn(), options, 2)
+    assert {'--schema=sub_a', '--exclude-table=app.x', '--exclude-table-data=app.logs', '--compress=6'} <= set(argv)
+
+
+def test_quoting_helpers():
+    assert _postgres.sql_literal("O'Brien") == "'O''Brien'"
+    assert _postgres.sql_ident('we"ird') == '"we""ird"'
+    assert _postgres.conninfo_value("a'b\\c") == "'a\\'b\\\\c'"

@@ -1,0 +1,48 @@
+"""The runner: list argv, pipelines without a shell, the exit status of every stage."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.appvault.backup.plugins.module_utils import _runner
+
+
+def test_pipeline_passes_bytes_and_reports_every_stage(tmp_path):
+    out = tmp_path / 'out'
+    results = _runner.pipeline([['printf', 'a\\nb\\nc\\n'], ['sort', '-r']], stdout_path=str(out))
+    assert out.read_text() == 'c\nb\na\n'
+    assert [r['rc'] for r in results] == [0, 0]
+
+
+def test_failing_producer_is_not_hidden_by_succeeding_consumer(tmp_path):
+    with pytest.raises(_runner.CommandError) as err:
+        _runner.pipeline([['sh', '-c', 'echo partial; echo boom >&2; exit 3'], ['cat']], stdout_path=str(tmp_path / 'o'))
+    assert err.value.msg == 'sh failed with exit status 3: boom'
+    assert [s['rc'] for s in err.value.stages] == [3, 0]
+
+
+def test_consumer_failure_reported_not_the_sigpipe_of_its_producer():
+    with pytest.raises(_runner.CommandError) as err:
+        _runner.pipeline([['yes'], ['sh', '-c', 'head -c 10 >/dev/null; echo consumer broke >&2; exit 2']])
+    assert err.value.msg == 'sh failed with exit status 2: consumer broke'
+
+
+def test_producer_cut_off_by_a_successful_consumer_is_fine():
+    results = _runner.pipeline([['yes'], ['head', '-c', '4']])
+    assert results[-1]['stdout'] == 'y\ny\n'
+    assert results[0]['cut_off'] is True
+
+
+def test_missing_program_is_a_command_error():
+    with pytest.raises(_runner.CommandError) as err:
+        _runner.run(['/nonexistent/tool', '--version'])
+    assert 'cannot start /nonexistent/tool' in err.value.msg
+
+
+def test_no_shell_interpretation():
+    out = _runner.run(['echo', '$HOME; rm -rf /'])['stdout']
+    assert out == '$HOME; rm -rf /\n'
+
+
+def test_mask_argv_hides_secrets():
+    assert _runner.mask_argv(['tool', '--token=s3cr3t', 'x'], ['s3cr3t']) == 'tool --token=******** x'
