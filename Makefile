@@ -8,7 +8,6 @@ COLLECTIONS := $(BUILD)/collections
 SANITY_ROOT := $(BUILD)/sanity/ansible_collections/appvault/backup
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := true
-export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
 
 .PHONY: test demo deps system-deps venv collection lint sanity unit integration bench changelog clean
