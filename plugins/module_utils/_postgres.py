@@ -111,6 +111,19 @@ class Connection(object):
         except _runner.CommandError as exc:
             raise AppvaultError(self.explain(exc.stages[-1]['stderr'] if exc.stages else exc.msg, database))
 
+    def session(self, database=None):
+        """A psql process fed line by line (one transaction across several statements)."""
+        argv = [self.psql()['path'], '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1']
+        return _runner.Session(argv, env=self.env_for(database or self.database))
+
+    def session_query(self, session, sql, database=None):
+        """Send SQL whose output is exactly one line and return that line; errors explained like ``query``."""
+        session.send(sql.strip() + '\n')
+        try:
+            return session.readline()
+        except _runner.CommandError as exc:
+            raise AppvaultError(self.explain(exc.msg.split(': ', 1)[-1], database or self.database))
+
     def explain(self, stderr, database):
         text = stderr.strip().splitlines()
         message = ' '.join(line.strip() for line in text if line.strip()) or 'no error output'
@@ -278,15 +291,23 @@ _CHECKSUM_SQL = r""",
       FROM pg_largeobject_metadata)"""
 
 
-def inventory(conn, database=None, schemas=None, exclude_schemas=None, checksums=False):
-    """The database's object inventory with row counts (and content checksums when asked)."""
+def inventory(conn, database=None, schemas=None, exclude_schemas=None, checksums=False, session=None):
+    """The database's object inventory with row counts (and content checksums when asked).
+
+    With ``session`` the query runs in that session's open transaction, e.g. the snapshot a dump used.
+    """
     schema_filter = ''
     if schemas:
         schema_filter += 'AND n.nspname IN (%s)' % ', '.join(sql_literal(s) for s in schemas)
     if exclude_schemas:
         schema_filter += ' AND n.nspname NOT IN (%s)' % ', '.join(sql_literal(s) for s in exclude_schemas)
     sql = _INVENTORY_SQL % {'schema_filter': schema_filter, 'checksums': _CHECKSUM_SQL % {} if checksums else ''}
-    out = conn.query(sql, database)
+    if session is not None:
+        # one line per answer: jsonb's text form never spans lines
+        body = sql.strip().replace('SET standard_conforming_strings = on;', '').strip().rstrip(';')
+        out = conn.session_query(session, 'SELECT (%s)::jsonb::text;' % body.replace('\n', ' '), database)
+    else:
+        out = conn.query(sql, database)
     data = json.loads(out.strip().splitlines()[-1])
     data['_server_version'] = conn.server_version
     return data
@@ -335,8 +356,52 @@ def dump_plan(conn, params, cores):
     return tool, argv, pipe, warnings
 
 
-def dump(conn, params, partial, cores):
+def sequence_positions(conn, session):
+    """{sequence: last_value} now (sequences are not transactional: this is the live position)."""
+    out = conn.session_query(session, "SELECT coalesce(json_object_agg(schemaname || '.' || sequencename, last_value), '{}')::jsonb::text "
+                                      "FROM pg_sequences;")
+    return json.loads(out)
+
+
+def settle_sequence_positions(inventory_data, before):
+    """Keep sequence positions as verifiable only when no sequence moved while the dump ran.
+
+    Returns the names of the sequences that moved; their positions (all of them, then) move to the
+    informational ``_sequence_positions`` key, which restores do not compare.
+    """
+    sequences = inventory_data.get('sequences', {})
+    moved = sorted(name for name, seq in sequences.items() if before.get(name) != seq.get('last_value'))
+    if moved:
+        inventory_data['_sequence_positions'] = dict((name, seq.pop('last_value', None)) for name, seq in sequences.items())
+    return moved
+
+
+def comparable(expected, actual):
+    """``actual`` reduced to what ``expected`` can vouch for: no checksums unless both have them, no sequence
+    positions when the dump recorded them as informational only."""
+    actual = dict(actual)
+    expected = dict(expected)
+    if 'checksums' not in actual or 'checksums' not in expected:
+        for key in ('checksums', 'large_object_checksum'):
+            actual.pop(key, None)
+            expected.pop(key, None)
+    if '_sequence_positions' in expected:
+        actual['sequences'] = dict((name, dict((k, v) for k, v in seq.items() if k != 'last_value'))
+                                   for name, seq in actual.get('sequences', {}).items())
+    return expected, actual
+
+
+def export_snapshot(conn, session):
+    """Open a repeatable-read transaction in ``session`` and export its snapshot for pg_dump --snapshot."""
+    # SET and BEGIN print nothing under -q: send them with the statement that answers.
+    return conn.session_query(session, 'SET standard_conforming_strings = on; '
+                                       'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_export_snapshot();')
+
+
+def dump(conn, params, partial, cores, snapshot=None):
     tool, argv, pipe, warnings = dump_plan(conn, params, cores)
+    if snapshot:
+        argv = argv + ['--snapshot=%s' % snapshot]
     if params['format'] == 'directory':
         argv = argv + ['--file=%s' % partial]
         stages = [argv]

@@ -139,3 +139,61 @@ def pipeline(stages, stdin_path=None, stdout_path=None, stdout_fd=None, env=None
 def run(argv, env=None, cwd=None, stdin_path=None, stdout_path=None):
     """Run one command; return its result dict (stdout captured unless redirected)."""
     return pipeline([argv], stdin_path=stdin_path, stdout_path=stdout_path, env=env, cwd=cwd)[-1]
+
+
+class Session(object):
+    """A long-lived command fed line by line, such as psql holding a transaction open.
+
+    ``send`` writes text to its stdin; ``readline`` returns its next output
+    line and raises CommandError, with the command's error output, when the
+    command has ended instead of answering.
+    """
+
+    def __init__(self, argv, env=None, cwd=None):
+        self.argv = [str(a) for a in argv]
+        self._err = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
+                                         env=_child_env(env), cwd=cwd, close_fds=True)
+        except OSError as exc:
+            self._err.close()
+            raise CommandError('cannot start %s: %s' % (self.argv[0], exc))
+
+    def send(self, text):
+        try:
+            self.proc.stdin.write(text.encode('utf-8'))
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            self._failed()
+
+    def readline(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            self._failed()
+        return line.decode('utf-8', 'replace').rstrip('\n')
+
+    def _failed(self):
+        rc = self.proc.wait()
+        raise CommandError('%s ended with exit status %d: %s' % (self.argv[0], rc, _tail(self._err) or 'no error output'))
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except (BrokenPipeError, ValueError):
+                pass
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+        self._err.close()
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

@@ -111,7 +111,12 @@ options:
     default: false
   inventory:
     description:
-      - Return the object inventory and per-table row counts of the database, read right after the dump.
+      - Return the object inventory and per-table row counts of the database.
+      - They are read in the same snapshot as the dump (C(pg_dump --snapshot) with a snapshot exported by a
+        repeatable-read transaction), so the row counts are exactly those of the dump even while the application
+        writes.
+      - Sequence positions are not transactional. They are recorded (and verified on restore) when no sequence
+        moved while the dump ran; otherwise they go to C(_sequence_positions), for information only, with a warning.
     type: bool
     default: true
   checksums:
@@ -119,9 +124,6 @@ options:
       - Also return a per-table content checksum (row count and a sum of row hashes). Reads every row once more.
     type: bool
     default: false
-notes:
-  - The inventory is read in its own transaction after the dump. For an exact match with the dump, stop writes
-    first (the C(appvault.backup.backup) role can switch the application to maintenance mode).
 seealso:
   - module: appvault.backup.postgresql_restore
   - name: pg_dump
@@ -298,27 +300,39 @@ def run(module):
         partial = _common.partial_name(dest)
         _common.remove_path(partial)
         started = time.monotonic()
+        # The inventory is read in the snapshot pg_dump uses, so its row counts are exactly the dump's.
+        session = conn.session() if params['inventory'] else None
         try:
-            _postgres.dump(conn, params, partial, cores)
+            snapshot = _postgres.export_snapshot(conn, session) if session else None
+            positions = _postgres.sequence_positions(conn, session) if session else None
+            _postgres.dump(conn, params, partial, cores, snapshot)
             facts = _common.artefact_facts(partial)
             if facts['size'] == 0:
                 raise AppvaultError('pg_dump produced an empty dump of "%s"; nothing was written to %s' % (params['name'], dest))
+            if session:
+                result['inventory'] = _postgres.inventory(conn, schemas=params['schemas'], exclude_schemas=params['exclude_schemas'],
+                                                          checksums=params['checksums'], session=session)
+                moved = _postgres.settle_sequence_positions(result['inventory'], positions)
+                if moved:
+                    module.warn('sequences advanced while the dump ran (%s): their positions are recorded for information '
+                                'only and not verified on restore; stop writes during the backup for exact positions'
+                                % ', '.join(moved[:5]))
             _common.publish(partial, dest)
         except _runner.CommandError as exc:
             _common.remove_path(partial)
-            raise AppvaultError('dump of %s failed: %s' % (conn.explain('', params['name']).rsplit(':', 1)[0], exc.msg))
+            raise AppvaultError('dump of database "%s" at %s failed: %s' % (params['name'], conn.where, exc.msg))
         except BaseException:
             _common.remove_path(partial)
             raise
+        finally:
+            if session:
+                session.close()
         facts['path'] = dest
         result['artefact'] = facts
         result['duration'] = round(time.monotonic() - started, 3)
         if params['globals_dest']:
             result['commands'].append(_runner.mask_argv(_postgres.dump_globals(conn, params, params['globals_dest'], params['force'])))
             result['globals'] = _common.artefact_facts(params['globals_dest'])
-        if params['inventory']:
-            result['inventory'] = _postgres.inventory(conn, schemas=params['schemas'], exclude_schemas=params['exclude_schemas'],
-                                                      checksums=params['checksums'])
     return result
 
 

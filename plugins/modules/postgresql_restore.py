@@ -358,10 +358,7 @@ def verify(params, result):
     expected = params['expected_inventory']
     if not expected:
         return
-    actual = result['inventory']
-    if 'checksums' not in actual:
-        expected = dict((k, v) for k, v in expected.items() if k not in ('checksums', 'large_object_checksum'))
-    differences = _inventory.compare(expected, actual)
+    differences = _inventory.compare(*_postgres.comparable(expected, result['inventory']))
     result['verified'] = not differences
     if differences:
         raise AppvaultError('the restored database "%s" does not match the expected inventory, so it was not kept: %s'

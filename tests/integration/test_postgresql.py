@@ -59,6 +59,8 @@ def test_round_trip_identical(pg_source, pg_target, tmp_out):
     assert result['artefact']['sha256'] == subprocess.run(['sha256sum', str(dest)], capture_output=True, text=True,
                                                           check=True).stdout.split()[0]
     assert result['inventory']['rows']['app.users'] == 20000
+    assert result['inventory']['sequences']['app.invoice_no']['last_value'] is not None  # quiet database: exact positions
+    assert '_sequence_positions' not in result['inventory']
     assert not [p for p in os.listdir(tmp_out) if p.endswith('.partial')]
 
     pg_target.drop_db('roundtrip')
@@ -189,3 +191,30 @@ def test_password_never_in_output(pg_source, tmp_out):
     assert not result.get('failed'), result.get('msg')
     run = result['_run']
     assert pg_source.password not in run.stdout and pg_source.password not in run.stderr
+
+
+def test_inventory_matches_dump_while_app_writes(pg_source, pg_target, tmp_out):
+    """Rows inserted during the dump: the recorded counts are the dump's own (same snapshot), so the restore verifies."""
+    pg_source.psql('CREATE TABLE IF NOT EXISTS app.busy (id serial PRIMARY KEY, at timestamptz DEFAULT now())', db='appdb')
+    writer = subprocess.Popen([pg_source.bin_dir + '/psql', '-X', '-q', '-h', str(pg_source.socket_dir), '-p', str(pg_source.port),
+                               '-U', 'postgres', '-d', 'appdb', '-c',
+                               'DO $$BEGIN FOR i IN 1..4000 LOOP INSERT INTO app.busy DEFAULT VALUES; COMMIT; '
+                               'PERFORM pg_sleep(0.001); END LOOP; END$$'])
+    try:
+        while pg_source.psql('SELECT count(*) FROM app.busy', db='appdb') == '0':
+            pass
+        result = dump(pg_source, tmp_out / 'busy.pgc.zst')
+        still_writing = writer.poll() is None
+    finally:
+        writer.wait()
+    assert not result.get('failed'), result.get('msg')
+    assert still_writing, 'the writer finished before the dump did; the test proves nothing'
+    recorded = result['inventory']['rows']['app.busy']
+    assert 0 < recorded < int(pg_source.psql('SELECT count(*) FROM app.busy', db='appdb'))
+    pg_target.drop_db('busy')
+    restored = restore(pg_target, 'busy', tmp_out / 'busy.pgc.zst', create=True, expected_inventory=result['inventory'])
+    assert not restored.get('failed'), restored.get('msg')
+    assert restored['inventory']['rows']['app.busy'] == recorded
+    assert 'app.busy_id_seq' in result['inventory']['_sequence_positions']
+    assert any('sequences advanced while the dump ran (app.busy_id_seq' in w for w in result.get('warnings', []))
+    pg_source.psql('DROP TABLE app.busy', db='appdb')
