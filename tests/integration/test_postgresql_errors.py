@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from harness.common import free_port, run_module
+from harness.common import free_port, run_module, run_playbook
 from harness.compare import pg_inventory
 
 
@@ -218,4 +218,21 @@ def test_client_older_than_server_is_named(pg_source, tmp_out, tmp_path):
     msg = failed_dump(dump_args(pg_source, tmp_out / 'x.pgc', bin_dir=str(fake)))
     server_major = pg_source.psql('SHOW server_version').split('.')[0]
     assert 'is PostgreSQL %s, but the newest pg_dump found is version 9.6' % server_major in msg
+    assert os.listdir(tmp_out) == []
+
+
+def test_failing_compressor_fails_the_dump(pg_source, tmp_out, tmp_path):
+    """pg_dump succeeds but the zstd stage dies: the module fails, names zstd, and leaves no file."""
+    fakebin = tmp_path / 'fakebin'
+    fakebin.mkdir()
+    (fakebin / 'zstd').write_text('#!/bin/sh\nhead -c 1000 >/dev/null\necho "zstd: simulated write error" >&2\nexit 1\n')
+    (fakebin / 'zstd').chmod(0o755)
+    run = run_playbook([{
+        'name': 'dump with a broken compressor', 'ignore_errors': True,
+        'environment': {'PATH': '%s:%s' % (fakebin, os.environ['PATH'])},
+        'appvault.backup.postgresql_dump': dump_args(pg_source, tmp_out / 'x.pgc.zst', compression='zstd'),
+    }])
+    result = run.last
+    assert result.get('failed'), result
+    assert 'zstd failed with exit status 1: zstd: simulated write error' in result['msg']
     assert os.listdir(tmp_out) == []

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests need, when run as root on Debian; otherwise say what is missing.
+# Install the Debian packages the tests (or, with "demo", the demo) need, when run as root on Debian;
+# otherwise say what is missing.
 set -euo pipefail
-PACKAGES=(postgresql postgresql-contrib mariadb-server mariadb-client zstd gzip age rsync sqlite3 tar)
+if [ "${1:-test}" = demo ]; then
+  PACKAGES=(zstd gzip sqlite3 tar)
+else
+  PACKAGES=(postgresql postgresql-contrib mariadb-server mariadb-client zstd gzip age rsync sqlite3 tar)
+fi
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
