@@ -234,7 +234,6 @@ globals:
   sample: {"path": "/var/backups/appvault/globals.sql", "size": 1024, "sha256": "0f3c...", "type": "file"}
 '''
 
-import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
