@@ -196,6 +196,8 @@ class Connection(object):
     def explain(self, stderr, database=None):
         text = ' '.join(line.strip() for line in stderr.strip().splitlines() if line.strip()) or 'no error output'
         text = re.sub(r'^(mysql|mariadb|mysqldump|mariadb-dump): ', '', text)
+        if re.search(r'errno:? 28\b|No space left', text):
+            text += ' (no space left on the device)'
         for secret in self.secrets:
             text = text.replace(secret, '********')
         where = '%s at %s' % ('MariaDB' if self.flavour == 'mariadb' else 'MySQL' if self.flavour else 'MySQL/MariaDB', self.where)
@@ -528,14 +530,17 @@ def dump_users(conn, tool, dest, force):
     _common.check_destination(dest, force)
     partial = _common.partial_name(dest)
     try:
+        command = None
         if tool['system_users'] and conn.flavour == 'mariadb':
             argv = [tool['path']] + conn.conn_argv() + ['--system=users', '--skip-comments', '--insert-ignore']
             try:
                 _runner.pipeline([argv], stdout_path=partial)
-            except _runner.CommandError as exc:
-                raise AppvaultError('dump of accounts failed: %s' % conn.explain(exc.msg))
-            command = _runner.mask_argv(argv)
-        else:
+                command = _runner.mask_argv(argv)
+            except _runner.CommandError:
+                # e.g. an account mariadb-dump cannot SHOW CREATE USER for (host names with skip-name-resolve):
+                # the per-account fallback below skips such accounts instead of failing.
+                command = None
+        if command is None:
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, 'w') as fileobj:
                 fileobj.write(_users_sql_generic(conn))
@@ -561,6 +566,7 @@ def detect_compression(src):
 
 
 def decompress_argv(outer):
+    """The decompression stage for ``outer`` ('zstd', 'gzip'), or None for an uncompressed dump."""
     if outer == 'zstd':
         return [find_tool('zstd'), '-dc', '-q']
     if outer == 'gzip':
@@ -585,7 +591,7 @@ def definer_clause(user, host):
 
 
 def _sed_replacement(text):
-    return text.replace('\\', '\\\\').replace('&', '\\&').replace('|', '\\|')
+    return text.replace('\\', '\\\\').replace('&', '\\&').replace('#', '\\#')
 
 
 def definer_filter(mode, account=None):
@@ -593,7 +599,7 @@ def definer_filter(mode, account=None):
     if mode == 'keep':
         return None
     replacement = '' if mode == 'strip' else _sed_replacement(definer_clause(*account))
-    script = '/%s/!s|%s|%s|g' % (DATA_LINE_RE.replace('/', '\\/'), DEFINER_RE, replacement)
+    script = '/%s/!s#%s#%s#g' % (DATA_LINE_RE.replace('/', '\\/'), DEFINER_RE, replacement)
     return [find_tool('sed'), '-E', '-e', script]
 
 
@@ -603,7 +609,8 @@ def scan_dump(src, outer):
     Returns {'definers': [(user, host), ...], 'header': first lines (tool and server version)}.
     """
     pattern = '%s|^-- (MySQL|MariaDB) dump .*|^-- Server version.*|^%s.*' % (DEFINER_RE, COMPLETED)
-    stages = ([decompress_argv(outer)] if outer else []) + [[find_tool('grep'), '-a', '-o', '-E', '-e', pattern]]
+    decompress = decompress_argv(outer)
+    stages = ([decompress] if decompress else []) + [[find_tool('grep'), '-a', '-o', '-E', '-e', pattern]]
     try:
         out = _runner.pipeline(stages, stdin_path=src)[-1]['stdout']
     except _runner.CommandError as exc:
@@ -662,7 +669,7 @@ def restore_stages(conn, src, outer, database, definer_stage, skip_binlog):
         extra.append('--init-command=SET SESSION sql_log_bin = 0')
     client = conn.client_argv(database, extra)
     stages = []
-    if outer:
+    if decompress_argv(outer):
         stages.append(decompress_argv(outer))
     if definer_stage:
         stages.append(definer_stage)
