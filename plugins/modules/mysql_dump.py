@@ -10,7 +10,7 @@ module: mysql_dump
 short_description: Dump one MySQL or MariaDB database with mysqldump or mariadb-dump, atomically and with its inventory
 version_added: 0.1.0
 description:
-  - Detects the server's flavour and version (C(SELECT VERSION())) and dumps with C(mariadb-dump) for MariaDB 10.4.6
+  - Detects the server's flavour and version (from the SQL function VERSION) and dumps with C(mariadb-dump) for MariaDB 10.4.6
     and newer, C(mysqldump) otherwise. C(--column-statistics=0) is added only where a MySQL 8 C(mysqldump) meets a
     server without that table (MariaDB, MySQL 5.x).
   - Dumps with C(--single-transaction --routines --triggers --events --hex-blob --skip-lock-tables

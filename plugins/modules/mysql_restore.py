@@ -12,7 +12,7 @@ version_added: 0.1.0
 description:
   - Restores a dump written by M(appvault.backup.mysql_dump) or by C(mysqldump)/C(mariadb-dump) by hand (one
     database, without C(--databases)), plain or compressed with zstd or gzip (detected from the file's content).
-  - Reads the whole dump once before touching the server (O(validate)): it must decompress and end with the dump
+  - Reads the whole dump once before touching the server (O(validate)); it must decompress and end with the dump
     tool's C(-- Dump completed) line, so a corrupt or truncated dump fails with nothing changed. The same pass lists
     the DEFINER accounts of views, routines, triggers and events; with O(definer=keep) every one of them must exist
     on the target server, or the module fails naming the missing accounts before anything is changed.
