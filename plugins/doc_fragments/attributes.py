@@ -16,6 +16,7 @@ attributes:
   platform:
     description: Target OS/families that can be operated against.
     support: N/A
+    platforms: posix
 '''
 
     ACTION_GROUP = r'''

@@ -26,7 +26,7 @@ description:
   - Returns the artefact's size and sha256, the versions involved and the database's object inventory with exact
     per-table row counts (and optional content checksums), which M(appvault.backup.mysql_restore) verifies against.
 author:
-  - appvault.backup developers
+  - appvault.backup developers (!UNKNOWN)
 extends_documentation_fragment:
   - appvault.backup.mysql
   - appvault.backup.attributes

@@ -33,7 +33,7 @@ description:
   - Compares the restored database with an inventory recorded at dump time (O(expected_inventory)) and fails,
     listing the differences, when they do not match.
 author:
-  - appvault.backup developers
+  - appvault.backup developers (!UNKNOWN)
 extends_documentation_fragment:
   - appvault.backup.mysql
   - appvault.backup.attributes

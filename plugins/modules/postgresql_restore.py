@@ -23,7 +23,7 @@ description:
   - Compares the restored database with an inventory recorded at dump time (O(expected_inventory)) and fails,
     listing the differences, when they do not match.
 author:
-  - appvault.backup developers
+  - appvault.backup developers (!UNKNOWN)
 extends_documentation_fragment:
   - appvault.backup.postgresql
   - appvault.backup.attributes
@@ -224,7 +224,8 @@ commands:
   returned: always
   type: list
   elements: str
-  sample: ["/usr/bin/zstd -dc -q | /usr/lib/postgresql/15/bin/pg_restore --no-password --dbname=dbname='nocobase' --exit-on-error --no-owner --single-transaction"]
+  sample: ["/usr/bin/zstd -dc -q | /usr/lib/postgresql/15/bin/pg_restore --no-password --dbname=dbname='nocobase'
+    --exit-on-error --no-owner --single-transaction"]
 inventory:
   description: Object inventory and row counts of the restored database (see M(appvault.backup.postgresql_dump)).
   returned: success, not in check mode

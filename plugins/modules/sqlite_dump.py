@@ -19,7 +19,7 @@ description:
   - Returns the artefact's size and sha256 and the inventory of the copy (tables, indexes, views, triggers with
     their SQL, exact row counts), which M(appvault.backup.sqlite_restore) verifies against.
 author:
-  - appvault.backup developers
+  - appvault.backup developers (!UNKNOWN)
 extends_documentation_fragment:
   - appvault.backup.attributes
 attributes:

@@ -19,7 +19,7 @@ description:
   - An existing database in WAL mode is checkpointed first so the C(.bak) file is complete; when the WAL cannot be
     checkpointed because the database is in use, the module fails. Stop the application before a restore.
 author:
-  - appvault.backup developers
+  - appvault.backup developers (!UNKNOWN)
 extends_documentation_fragment:
   - appvault.backup.attributes
 attributes:
