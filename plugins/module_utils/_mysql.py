@@ -1,0 +1,688 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""MySQL / MariaDB adapter: connection, flavour and client selection, inventory, dump and restore.
+
+Everything talks to the server through the client programs (mysql / mariadb, mysqldump / mariadb-dump), so the
+managed host needs no Python driver.  Credentials reach them only through a 0600 option file passed as the
+first argument (``--defaults-extra-file``), never on argv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _runner
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
+ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
+GZIP_MAGIC = b'\x1f\x8b'
+COMPLETED = '-- Dump completed'
+TRANSACTIONAL_ENGINES = ('innodb', 'xtradb', 'rocksdb', 'tokudb', 'ndbcluster', 'ndb')
+# A DEFINER clause as the dump tools write it; names are backquoted with `` for a backquote inside.
+DEFINER_RE = r'DEFINER=`([^`]|``)*`@`([^`]|``)*`'
+# Lines holding row data are never touched by the DEFINER filter.
+DATA_LINE_RE = r'^(INSERT|REPLACE) INTO '
+
+
+def connection_argument_spec():
+    """Options shared by the MySQL modules; mirrored by the doc fragment appvault.backup.mysql."""
+    return dict(
+        name=dict(type='str', required=True, aliases=['db', 'database']),
+        login_host=dict(type='str', aliases=['host']),
+        login_port=dict(type='int', default=3306, aliases=['port']),
+        login_user=dict(type='str', aliases=['user']),
+        login_password=dict(type='str', no_log=True, aliases=['password']),
+        login_unix_socket=dict(type='str', aliases=['unix_socket']),
+        config_file=dict(type='path'),
+        bin_dir=dict(type='path'),
+        connect_timeout=dict(type='int', default=10),
+    )
+
+
+def connection_argument_spec_defaults():
+    return dict((key, spec.get('default')) for key, spec in connection_argument_spec().items())
+
+
+def sql_literal(value):
+    return "'" + str(value).replace('\\', '\\\\').replace("'", "\\'") + "'"
+
+
+def sql_ident(value):
+    return '`' + str(value).replace('`', '``') + '`'
+
+
+def option_value(value):
+    """A value for a MySQL option file: double-quoted, so '#', ';', quotes and spaces survive."""
+    return '"' + str(value).replace('\\', '\\\\').replace('"', '\\"').replace('\n', '\\n') + '"'
+
+
+def option_file_text(params):
+    """Content of the private option file: the user's own file included first, then the password."""
+    lines = []
+    if params.get('config_file'):
+        lines.append('!include %s' % params['config_file'])
+    lines.append('[client]')
+    if params.get('login_password') is not None:
+        lines.append('password=%s' % option_value(params['login_password']))
+    return '\n'.join(lines) + '\n'
+
+
+def connection_argv(params, option_file):
+    """Connection arguments for any client program; the option file comes first, as the tools require."""
+    argv = ['--defaults-extra-file=%s' % option_file]
+    if params.get('login_unix_socket'):
+        argv.append('--socket=%s' % params['login_unix_socket'])
+    elif params.get('login_host'):
+        argv.append('--host=%s' % params['login_host'])
+        argv.append('--port=%d' % params['login_port'])
+    if params.get('login_user'):
+        argv.append('--user=%s' % params['login_user'])
+    return argv
+
+
+def parse_version(text):
+    """('mariadb' | 'mysql', (major, minor, patch), 'x.y.z') from a VERSION() string or a client's --version."""
+    flavour = 'mariadb' if 'mariadb' in text.lower() else 'mysql'
+    match = None
+    if flavour == 'mariadb':
+        match = re.search(r'(\d+)\.(\d+)\.(\d+)-MariaDB', text, re.I)
+    if not match:
+        match = re.search(r'(?:Ver |Distrib |from |^)(\d+)\.(\d+)\.(\d+)', text)
+    if not match:
+        match = re.search(r'(\d+)\.(\d+)\.(\d+)', text)
+    if not match:
+        return flavour, (0, 0, 0), 'unknown'
+    numbers = tuple(int(g) for g in match.groups())
+    return flavour, numbers, '%d.%d.%d' % numbers
+
+
+def tool_names(server_flavour, server_version, kind):
+    """Client program names to look for, preferred first (kind: 'dump' or 'client')."""
+    mariadb_first = server_flavour == 'mariadb' and server_version >= (10, 4, 6)
+    names = {'dump': ['mariadb-dump', 'mysqldump'], 'client': ['mariadb', 'mysql']}[kind]
+    return names if mariadb_first else list(reversed(names))
+
+
+def find_program(names, bin_dir=None):
+    for name in names:
+        path = os.path.join(bin_dir, name) if bin_dir else shutil.which(name)
+        if path and os.access(path, os.X_OK):
+            return path
+    where = bin_dir or 'PATH'
+    raise AppvaultError('none of %s found in %s; install the MySQL or MariaDB client programs or set bin_dir'
+                        % (', '.join(names), where))
+
+
+def find_tool(name, package=None):
+    path = shutil.which(name)
+    if not path:
+        raise AppvaultError('%s is not installed (package %s)' % (name, package or name))
+    return path
+
+
+def program_info(path):
+    try:
+        result = _runner.run([path, '--version'])
+    except _runner.CommandError as exc:
+        raise AppvaultError('%s --version failed: %s' % (path, exc.msg))
+    flavour, version, text = parse_version(result['stdout'])
+    return {'path': path, 'flavour': flavour, 'version_tuple': version, 'version': text}
+
+
+def needs_column_statistics_off(tool, server_flavour, server_version):
+    """MySQL 8's mysqldump reads information_schema.COLUMN_STATISTICS, which MariaDB and MySQL < 8 lack."""
+    return tool['flavour'] == 'mysql' and tool['version_tuple'] >= (8, 0, 0) and (
+        server_flavour == 'mariadb' or server_version < (8, 0, 0))
+
+
+class Connection(object):
+    """Connection parameters turned into client arguments; the password lives in a 0600 option file."""
+
+    def __init__(self, params, secret_dir):
+        self.params = params
+        self.database = params['name']
+        if params.get('config_file') and not os.path.isfile(params['config_file']):
+            raise AppvaultError('config_file %s does not exist' % params['config_file'])
+        self.option_file = secret_dir.write('client.cnf', option_file_text(params))
+        self.secrets = [params.get('login_password')] if params.get('login_password') else []
+        if params.get('login_unix_socket'):
+            self.where = params['login_unix_socket']
+        elif params.get('login_host'):
+            self.where = '%s:%s' % (params['login_host'], params['login_port'])
+        else:
+            self.where = 'the default socket'
+        self.user = params.get('login_user') or 'the default user'
+        self.flavour = None
+        self.version_tuple = None
+        self.server_version = None
+        self._client = None
+
+    def conn_argv(self):
+        return connection_argv(self.params, self.option_file)
+
+    def client(self):
+        if self._client is None:
+            flavour = self.flavour or 'mariadb'
+            version = self.version_tuple or (10, 4, 6)
+            self._client = program_info(find_program(tool_names(flavour, version, 'client'), self.params.get('bin_dir')))
+        return self._client
+
+    def client_argv(self, database=None, extra=()):
+        argv = [self.client()['path']] + self.conn_argv() + [
+            '--connect-timeout=%d' % self.params['connect_timeout'], '--default-character-set=utf8mb4'] + list(extra)
+        if database:
+            argv.append(database)
+        return argv
+
+    def query(self, sql, database=None, raw=True):
+        """Run SQL through the client in batch mode; return its output (tab separated, no column names)."""
+        extra = ['--batch', '--skip-column-names']
+        if raw:
+            extra.append('--raw')
+        argv = self.client_argv(database, extra + ['--execute=%s' % sql])
+        try:
+            return _runner.run(argv)['stdout']
+        except _runner.CommandError as exc:
+            raise AppvaultError(self.explain(exc.stages[-1]['stderr'] if exc.stages else exc.msg, database))
+
+    def json_rows(self, sql, database=None):
+        out = self.query(sql, database)
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def explain(self, stderr, database=None):
+        text = ' '.join(line.strip() for line in stderr.strip().splitlines() if line.strip()) or 'no error output'
+        text = re.sub(r'^(mysql|mariadb|mysqldump|mariadb-dump): ', '', text)
+        if re.search(r'errno:? 28\b|No space left', text):
+            text += ' (no space left on the device)'
+        for secret in self.secrets:
+            text = text.replace(secret, '********')
+        where = '%s at %s' % ('MariaDB' if self.flavour == 'mariadb' else 'MySQL' if self.flavour else 'MySQL/MariaDB', self.where)
+        if database:
+            where += ', database "%s"' % database
+        return '%s, user %s: %s' % (where, self.user, text)
+
+    def connect(self):
+        """Check the connection; read flavour and version (SELECT VERSION())."""
+        out = self.query('SELECT VERSION()').strip()
+        self.flavour, self.version_tuple, self.server_version = parse_version(out)
+        self._client = None  # choose the client for the flavour now known
+        return self.server_version
+
+    def database_exists(self, name):
+        out = self.query('SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s' % sql_literal(name))
+        return out.strip() == '1'
+
+    def database_charset(self, name):
+        out = self.query('SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA '
+                         'WHERE SCHEMA_NAME = %s' % sql_literal(name)).split()
+        return (out[0], out[1]) if len(out) == 2 else (None, None)
+
+    def can_skip_binlog(self):
+        """Whether this session may SET sql_log_bin = 0 (SUPER, BINLOG ADMIN or SYSTEM_VARIABLES_ADMIN)."""
+        try:
+            self.query('SET SESSION sql_log_bin = 0')
+            return True
+        except AppvaultError:
+            return False
+
+
+# -- inventory --------------------------------------------------------------
+_INVENTORY_SQL = r"""
+SET SESSION group_concat_max_len = 1048576;
+SELECT JSON_OBJECT('k', 'table', 'name', TABLE_NAME, 'type', TABLE_TYPE, 'engine', ENGINE, 'collation', TABLE_COLLATION,
+  'comment', TABLE_COMMENT, 'auto_increment', AUTO_INCREMENT, 'rows_estimate', TABLE_ROWS)
+  FROM information_schema.TABLES WHERE TABLE_SCHEMA = %(db)s;
+SELECT JSON_OBJECT('k', 'column', 'table', TABLE_NAME, 'pos', ORDINAL_POSITION, 'name', COLUMN_NAME, 'def', CONCAT_WS(' ',
+  COLUMN_NAME, COLUMN_TYPE, IF(IS_NULLABLE = 'NO', 'NOT NULL', NULL),
+  IF(COLUMN_DEFAULT IS NULL, NULL, CONCAT('DEFAULT ', COLUMN_DEFAULT)), NULLIF(EXTRA, ''),
+  IF(COALESCE(GENERATION_EXPRESSION, '') = '', NULL, CONCAT('AS (', GENERATION_EXPRESSION, ')')),
+  IF(COLLATION_NAME IS NULL, NULL, CONCAT('COLLATE ', COLLATION_NAME)),
+  IF(COLUMN_COMMENT = '', NULL, CONCAT('COMMENT ', QUOTE(COLUMN_COMMENT)))))
+  FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %(db)s;
+SELECT JSON_OBJECT('k', 'index', 'table', TABLE_NAME, 'name', INDEX_NAME, 'non_unique', NON_UNIQUE, 'type', INDEX_TYPE,
+  'seq', SEQ_IN_INDEX, 'col', COLUMN_NAME, 'sub', SUB_PART)
+  FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %(db)s;
+SELECT JSON_OBJECT('k', 'constraint', 'table', TABLE_NAME, 'name', CONSTRAINT_NAME, 'type', CONSTRAINT_TYPE)
+  FROM information_schema.TABLE_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = %(db)s;
+SELECT JSON_OBJECT('k', 'keycol', 'table', TABLE_NAME, 'name', CONSTRAINT_NAME, 'pos', ORDINAL_POSITION, 'col', COLUMN_NAME,
+  'ref_schema', REFERENCED_TABLE_SCHEMA, 'ref_table', REFERENCED_TABLE_NAME, 'ref_col', REFERENCED_COLUMN_NAME)
+  FROM information_schema.KEY_COLUMN_USAGE WHERE CONSTRAINT_SCHEMA = %(db)s AND REFERENCED_TABLE_NAME IS NOT NULL;
+SELECT JSON_OBJECT('k', 'fkrule', 'table', TABLE_NAME, 'name', CONSTRAINT_NAME, 'delete', DELETE_RULE, 'update', UPDATE_RULE)
+  FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = %(db)s;
+SELECT JSON_OBJECT('k', 'view', 'name', TABLE_NAME, 'definition', VIEW_DEFINITION, 'check', CHECK_OPTION,
+  'security', SECURITY_TYPE, 'definer', DEFINER)
+  FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %(db)s;
+SELECT JSON_OBJECT('k', 'routine', 'name', ROUTINE_NAME, 'kind', LOWER(ROUTINE_TYPE), 'returns', DTD_IDENTIFIER,
+  'md5', MD5(ROUTINE_DEFINITION), 'deterministic', IS_DETERMINISTIC, 'data_access', SQL_DATA_ACCESS,
+  'security', SECURITY_TYPE, 'comment', ROUTINE_COMMENT, 'definer', DEFINER)
+  FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %(db)s;
+SELECT JSON_OBJECT('k', 'param', 'routine', SPECIFIC_NAME, 'kind', LOWER(ROUTINE_TYPE), 'pos', ORDINAL_POSITION,
+  'def', CONCAT_WS(' ', PARAMETER_MODE, PARAMETER_NAME, DTD_IDENTIFIER))
+  FROM information_schema.PARAMETERS WHERE SPECIFIC_SCHEMA = %(db)s AND ORDINAL_POSITION > 0;
+SELECT JSON_OBJECT('k', 'trigger', 'name', TRIGGER_NAME, 'table', EVENT_OBJECT_TABLE, 'timing', ACTION_TIMING,
+  'event', EVENT_MANIPULATION, 'order', ACTION_ORDER, 'md5', MD5(ACTION_STATEMENT), 'definer', DEFINER)
+  FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %(db)s;
+SELECT JSON_OBJECT('k', 'event', 'name', EVENT_NAME, 'md5', MD5(EVENT_DEFINITION), 'type', EVENT_TYPE,
+  'every', CONCAT_WS(' ', INTERVAL_VALUE, INTERVAL_FIELD), 'status', STATUS, 'on_completion', ON_COMPLETION,
+  'comment', EVENT_COMMENT, 'definer', DEFINER)
+  FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %(db)s;
+"""
+
+_CHECKS_SQL = r"""
+SELECT JSON_OBJECT('k', 'check', 'name', CONSTRAINT_NAME, 'clause', CHECK_CLAUSE)
+  FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = %(db)s;
+"""
+
+
+def _strip_schema(text, database):
+    return text.replace(sql_ident(database) + '.', '') if text else text
+
+
+def table_names(conn, database):
+    rows = conn.json_rows("SELECT JSON_OBJECT('name', TABLE_NAME, 'engine', ENGINE) FROM information_schema.TABLES "
+                          "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')" % sql_literal(database))
+    return dict((row['name'], row['engine']) for row in rows)
+
+
+def non_transactional_tables(conn, database, exclude=()):
+    return sorted('%s (%s)' % (name, engine) for name, engine in table_names(conn, database).items()
+                  if name not in exclude and (engine or '').lower() not in TRANSACTIONAL_ENGINES)
+
+
+def inventory(conn, database=None, checksums=False, exclude_tables=(), exclude_table_data=()):
+    """The database's object inventory with exact row counts (and content checksums when asked).
+
+    ``exclude_tables`` are left out and ``exclude_table_data`` count 0 rows: the inventory describes the dump.
+    """
+    database = database or conn.database
+    db = sql_literal(database)
+    prefix = ''
+    if conn.flavour == 'mysql' and conn.version_tuple >= (8, 0, 0):
+        prefix = 'SET SESSION information_schema_stats_expiry = 0;'
+    rows = conn.json_rows(prefix + _INVENTORY_SQL % {'db': db}, database)
+    try:
+        rows += conn.json_rows(_CHECKS_SQL % {'db': db}, database)
+    except AppvaultError:
+        pass  # MySQL < 8.0.16 has no CHECK constraints
+    skip = set(exclude_tables or ())
+    by_kind = {}
+    for row in rows:
+        if row.get('table') in skip or (row['k'] in ('table', 'view') and row['name'] in skip):
+            continue
+        by_kind.setdefault(row.pop('k'), []).append(row)
+    inv = {'tables': {}, 'views': {}, 'routines': {}, 'triggers': {}, 'events': {}, 'indexes': {}, 'constraints': {},
+           'auto_increment': {}, 'sequences': [], 'definers': {}, 'rows': {}, '_rows_estimate': {}}
+    base = []
+    for row in by_kind.get('table', []):
+        if row['type'] == 'VIEW':
+            continue
+        if row['type'] == 'SEQUENCE':
+            inv['sequences'].append(row['name'])
+            continue
+        base.append(row['name'])
+        inv['tables'][row['name']] = {'engine': row['engine'], 'collation': row['collation'], 'comment': row['comment'],
+                                      'columns': []}
+        if row['auto_increment'] is not None:
+            inv['auto_increment'][row['name']] = row['auto_increment']
+        inv['_rows_estimate'][row['name']] = row['rows_estimate']
+    inv['sequences'].sort()
+    columns = {}
+    for row in by_kind.get('column', []):
+        if row['table'] in inv['tables']:
+            columns.setdefault(row['table'], []).append((row['pos'], row['def'], row['name']))
+    for table, cols in columns.items():
+        inv['tables'][table]['columns'] = [c[1] for c in sorted(cols)]
+    indexes = {}
+    for row in by_kind.get('index', []):
+        key = '%s.%s' % (row['table'], row['name'])
+        entry = indexes.setdefault(key, {'unique': str(row['non_unique']) == '0', 'type': row['type'], 'cols': []})
+        col = sql_ident(row['col']) if row['col'] else '(expression)'
+        if row['sub']:
+            col += '(%s)' % row['sub']
+        entry['cols'].append((row['seq'], col))
+    for key, entry in indexes.items():
+        inv['indexes'][key] = '%s%s (%s)' % ('UNIQUE ' if entry['unique'] else '', entry['type'],
+                                             ', '.join(c[1] for c in sorted(entry['cols'])))
+    fk_cols = {}
+    for row in by_kind.get('keycol', []):
+        fk_cols.setdefault('%s.%s' % (row['table'], row['name']), []).append(row)
+    rules = dict(('%s.%s' % (r['table'], r['name']), r) for r in by_kind.get('fkrule', []))
+    checks = dict((r['name'], r['clause']) for r in by_kind.get('check', []))
+    for row in by_kind.get('constraint', []):
+        key = '%s.%s' % (row['table'], row['name'])
+        kind = row['type']
+        if kind == 'FOREIGN KEY':
+            cols = sorted(fk_cols.get(key, []), key=lambda r: r['pos'])
+            ref_table = cols[0]['ref_table'] if cols else '?'
+            if cols and cols[0]['ref_schema'] != database:
+                ref_table = '%s.%s' % (cols[0]['ref_schema'], ref_table)
+            rule = rules.get(key, {})
+            inv['constraints'][key] = 'FOREIGN KEY (%s) REFERENCES %s (%s) ON DELETE %s ON UPDATE %s' % (
+                ', '.join(c['col'] for c in cols), ref_table, ', '.join(c['ref_col'] for c in cols),
+                rule.get('delete'), rule.get('update'))
+        elif kind == 'CHECK':
+            inv['constraints'][key] = 'CHECK (%s)' % checks.get(row['name'], '?')
+        else:
+            inv['constraints'][key] = kind
+    for row in by_kind.get('view', []):
+        inv['views'][row['name']] = {'definition': _strip_schema(row['definition'], database), 'check': row['check'],
+                                     'security': row['security']}
+        inv['definers']['view %s' % row['name']] = row['definer']
+    params = {}
+    for row in by_kind.get('param', []):
+        params.setdefault('%s %s' % (row['kind'], row['routine']), []).append((row['pos'], row['def']))
+    for row in by_kind.get('routine', []):
+        key = '%s %s' % (row['kind'], row['name'])
+        inv['routines'][key] = {'kind': row['kind'], 'returns': row['returns'], 'md5': row['md5'],
+                                'deterministic': row['deterministic'], 'data_access': row['data_access'],
+                                'security': row['security'], 'comment': row['comment'],
+                                'params': [p[1] for p in sorted(params.get(key, []))]}
+        inv['definers'][key] = row['definer']
+    for row in by_kind.get('trigger', []):
+        inv['triggers'][row['name']] = {'table': row['table'], 'timing': row['timing'], 'event': row['event'],
+                                        'order': row['order'], 'md5': row['md5']}
+        inv['definers']['trigger %s' % row['name']] = row['definer']
+    for row in by_kind.get('event', []):
+        inv['events'][row['name']] = {'md5': row['md5'], 'type': row['type'], 'every': row['every'], 'status': row['status'],
+                                      'on_completion': row['on_completion'], 'comment': row['comment']}
+        inv['definers']['event %s' % row['name']] = row['definer']
+    no_data = set(exclude_table_data or ())
+    counted = sorted(t for t in base if t not in no_data)
+    for table in sorted(no_data & set(base)):
+        inv['rows'][table] = 0
+    if counted:
+        stmts = ["SELECT JSON_OBJECT('t', %s, 'n', COUNT(*)) FROM %s;" % (sql_literal(t), sql_ident(t)) for t in counted]
+        for row in conn.json_rows('\n'.join(stmts), database):
+            inv['rows'][row['t']] = row['n']
+    if checksums:
+        inv['checksums'] = table_checksums(conn, database, columns, counted)
+        for table in sorted(no_data & set(base)):
+            inv['checksums'][table] = '0:0'
+    inv['_server_version'] = conn.server_version
+    inv['_flavour'] = conn.flavour
+    return inv
+
+
+def checksum_sql(table, columns):
+    """Order-independent content checksum of one table: row count and the sum of a 60-bit slice of each row's MD5.
+
+    Every value is cast to its bytes and QUOTE()d (NULL becomes the bare word NULL), so NULL, '' and 'NULL' differ
+    and no collation mix can break the concatenation.  The session time zone is UTC, so TIMESTAMPs compare equal
+    across servers.
+    """
+    parts = ', '.join('QUOTE(CAST(%s AS BINARY))' % sql_ident(c) for c in columns)
+    return ("SELECT JSON_OBJECT('t', %s, 'c', CONCAT(COUNT(*), ':', COALESCE(SUM(CAST(CONV(SUBSTRING(MD5(CONCAT_WS(',', %s)), "
+            "1, 15), 16, 10) AS UNSIGNED)), 0))) FROM %s;" % (sql_literal(table), parts, sql_ident(table)))
+
+
+def table_checksums(conn, database, columns, tables):
+    if not tables:
+        return {}
+    stmts = ["SET SESSION time_zone = '+00:00';"]
+    for table in tables:
+        names = [c[2] for c in sorted(columns.get(table, []))]
+        stmts.append(checksum_sql(table, names))
+    return dict((row['t'], row['c']) for row in conn.json_rows('\n'.join(stmts), database))
+
+
+# -- dump -----------------------------------------------------------------
+def compress_argv(compression, level, cores):
+    if compression == 'zstd':
+        return [find_tool('zstd'), '-q', '-T%d' % cores, '-%d' % (level if level is not None else 3), '-c']
+    if compression == 'gzip':
+        return [find_tool('gzip'), '-c', '-%d' % (level if level is not None else 1)]
+    return None
+
+
+def dump_tool(conn):
+    tool = program_info(find_program(tool_names(conn.flavour, conn.version_tuple, 'dump'), conn.params.get('bin_dir')))
+    try:
+        help_text = _runner.run([tool['path'], '--no-defaults', '--help'])['stdout']
+    except _runner.CommandError:
+        help_text = ''
+    tool['ignore_table_data'] = '--ignore-table-data' in help_text
+    tool['system_users'] = '--system=' in help_text
+    return tool
+
+
+def dump_plan(conn, params, tool, cores):
+    """argv of the dump: {'main': argv, 'structure': argv or None, 'compress': argv or None}.
+
+    Dumps the one database without --databases, so the dump has no CREATE DATABASE / USE and restores under any
+    name.  Tables in exclude_table_data are dumped without rows: by --ignore-table-data where the tool has it,
+    otherwise by a second, structure-only dump of those tables written before the main one.
+    """
+    db = params['name']
+    common = [tool['path']] + conn.conn_argv() + [
+        '--single-transaction', '--skip-lock-tables', '--hex-blob', '--default-character-set=utf8mb4',
+        '--no-tablespaces', '--max-allowed-packet=1G']
+    if needs_column_statistics_off(tool, conn.flavour, conn.version_tuple):
+        common.append('--column-statistics=0')
+    if tool['flavour'] == 'mysql':
+        common.append('--set-gtid-purged=OFF')
+    main = common + ['--routines', '--triggers', '--events']
+    if params.get('replace'):
+        main.append('--replace')
+    for table in params.get('exclude_tables') or []:
+        main.append('--ignore-table=%s.%s' % (db, table))
+    no_data = list(params.get('exclude_table_data') or [])
+    structure = None
+    if no_data:
+        if tool['ignore_table_data']:
+            main.extend('--ignore-table-data=%s.%s' % (db, table) for table in no_data)
+        else:
+            main.extend('--ignore-table=%s.%s' % (db, table) for table in no_data)
+            structure = common + ['--no-data', '--skip-comments', '--triggers', '--', db] + no_data
+    main += ['--', db]
+    return {'main': main, 'structure': structure,
+            'compress': compress_argv(params['compression'], params.get('compression_level'), cores)}
+
+
+def shown_commands(plan, secrets=()):
+    tail = (' | ' + _runner.mask_argv(plan['compress'], secrets)) if plan['compress'] else ''
+    shown = []
+    if plan['structure']:
+        shown.append(_runner.mask_argv(plan['structure'], secrets) + tail)
+    shown.append(_runner.mask_argv(plan['main'], secrets) + tail)
+    return shown
+
+
+def dump(conn, plan, partial):
+    """Write the dump to ``partial`` (structure-only part first, then the main dump; compressed frames concatenate)."""
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for argv in (plan['structure'], plan['main']):
+            if not argv:
+                continue
+            stages = [argv] + ([plan['compress']] if plan['compress'] else [])
+            try:
+                _runner.pipeline(stages, stdout_fd=fd)
+            except _runner.CommandError as exc:
+                raise AppvaultError('dump failed: %s' % conn.explain(exc.msg, conn.database))
+    finally:
+        os.close(fd)
+
+
+def _users_sql_generic(conn):
+    """CREATE USER / GRANT statements for every account, where the dump tool cannot write them (MySQL)."""
+    accounts = conn.json_rows("SELECT JSON_OBJECT('u', User, 'h', Host) FROM mysql.user ORDER BY User, Host")
+    out = ['-- accounts and grants written by appvault.backup']
+    for account in accounts:
+        name = '%s@%s' % (sql_literal(account['u']), sql_literal(account['h']))
+        for sql in ('SHOW CREATE USER %s' % name, 'SHOW GRANTS FOR %s' % name):
+            try:
+                text = conn.query(sql, raw=False)
+            except AppvaultError:
+                continue
+            for line in text.splitlines():
+                if line.strip():
+                    line = line.replace('\\\\', '\\')
+                    out.append(line.replace('CREATE USER', 'CREATE USER IF NOT EXISTS', 1) + ';')
+    return '\n'.join(out) + '\n'
+
+
+def dump_users(conn, tool, dest, force):
+    """Accounts and grants: mariadb-dump --system=users, else SHOW CREATE USER / SHOW GRANTS (documented fallback)."""
+    _common.check_destination(dest, force)
+    partial = _common.partial_name(dest)
+    try:
+        command = None
+        if tool['system_users'] and conn.flavour == 'mariadb':
+            argv = [tool['path']] + conn.conn_argv() + ['--system=users', '--skip-comments', '--insert-ignore']
+            try:
+                _runner.pipeline([argv], stdout_path=partial)
+                command = _runner.mask_argv(argv)
+            except _runner.CommandError:
+                # e.g. an account mariadb-dump cannot SHOW CREATE USER for (host names with skip-name-resolve):
+                # the per-account fallback below skips such accounts instead of failing.
+                command = None
+        if command is None:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, 'w') as fileobj:
+                fileobj.write(_users_sql_generic(conn))
+            command = 'SHOW CREATE USER / SHOW GRANTS for every account in mysql.user'
+        _common.publish(partial, dest)
+    except BaseException:
+        _common.remove_path(partial)
+        raise
+    return command
+
+
+# -- restore --------------------------------------------------------------
+def detect_compression(src):
+    with open(src, 'rb') as fileobj:
+        head = fileobj.read(4)
+    if not head:
+        raise AppvaultError('%s is empty, not a MySQL/MariaDB dump' % src)
+    if head.startswith(ZSTD_MAGIC):
+        return 'zstd'
+    if head.startswith(GZIP_MAGIC):
+        return 'gzip'
+    return 'none'
+
+
+def decompress_argv(outer):
+    """The decompression stage for ``outer`` ('zstd', 'gzip'), or None for an uncompressed dump."""
+    if outer == 'zstd':
+        return [find_tool('zstd'), '-dc', '-q']
+    if outer == 'gzip':
+        return [find_tool('gzip'), '-dc']
+    return None
+
+
+def parse_account(text):
+    """'user@host', '`user`@`host`' or "'user'@'host'" -> (user, host); host defaults to '%'."""
+    text = text.strip()
+    match = re.match(r"^[`'\"](.*)[`'\"]@[`'\"](.*)[`'\"]$", text)
+    if match:
+        return match.group(1), match.group(2)
+    if '@' in text:
+        user, host = text.rsplit('@', 1)
+        return user, host or '%'
+    return text, '%'
+
+
+def definer_clause(user, host):
+    return 'DEFINER=%s@%s' % (sql_ident(user), sql_ident(host))
+
+
+def _sed_replacement(text):
+    return text.replace('\\', '\\\\').replace('&', '\\&').replace('#', '\\#')
+
+
+def definer_filter(mode, account=None):
+    """A ``sed -E`` stage that strips or rewrites DEFINER clauses outside row data, or None to keep them."""
+    if mode == 'keep':
+        return None
+    replacement = '' if mode == 'strip' else _sed_replacement(definer_clause(*account))
+    script = '/%s/!s#%s#%s#g' % (DATA_LINE_RE.replace('/', '\\/'), DEFINER_RE, replacement)
+    return [find_tool('sed'), '-E', '-e', script]
+
+
+def scan_dump(src, outer):
+    """Read the whole dump once: it must decompress, end with the tools' completion line, and its DEFINERs are listed.
+
+    Returns {'definers': [(user, host), ...], 'header': first lines (tool and server version)}.
+    """
+    pattern = '%s|^-- (MySQL|MariaDB) dump .*|^-- Server version.*|^%s.*' % (DEFINER_RE, COMPLETED)
+    decompress = decompress_argv(outer)
+    stages = ([decompress] if decompress else []) + [[find_tool('grep'), '-a', '-o', '-E', '-e', pattern]]
+    try:
+        out = _runner.pipeline(stages, stdin_path=src)[-1]['stdout']
+    except _runner.CommandError as exc:
+        grep = exc.stages[-1] if exc.stages else {}
+        if grep.get('rc') == 1 and all(s['rc'] == 0 for s in exc.stages[:-1]):
+            raise AppvaultError('%s is not a complete MySQL/MariaDB dump (no "%s" line at its end)' % (src, COMPLETED))
+        raise AppvaultError('%s is corrupt or truncated: %s' % (src, exc.msg))
+    lines = [line for line in out.splitlines() if line.strip()]
+    if not lines or not lines[-1].startswith(COMPLETED):
+        raise AppvaultError('%s is not a complete MySQL/MariaDB dump (no "%s" line at its end)' % (src, COMPLETED))
+    definers = []
+    header = {'tool': None, 'server': None}
+    for line in lines:
+        if line.startswith('DEFINER='):
+            match = re.match(r'^DEFINER=`((?:[^`]|``)*)`@`((?:[^`]|``)*)`$', line)
+            account = (match.group(1).replace('``', '`'), match.group(2).replace('``', '`'))
+            if account not in definers:
+                definers.append(account)
+        elif re.match(r'^-- (MySQL|MariaDB) dump', line) and not header['tool']:
+            header['tool'] = line[3:].strip()
+        elif line.startswith('-- Server version') and not header['server']:
+            header['server'] = line.split('version', 1)[1].strip()
+    return {'definers': definers, 'header': header}
+
+
+def missing_accounts(conn, accounts):
+    """Accounts from ``accounts`` that do not exist on the server; None when this user may not tell."""
+    missing = []
+    for user, host in accounts:
+        try:
+            conn.query('SHOW GRANTS FOR %s@%s' % (sql_literal(user), sql_literal(host)))
+        except AppvaultError as exc:
+            if 'no such grant' in exc.msg.lower() or '1141' in exc.msg:
+                missing.append('`%s`@`%s`' % (user, host))
+            elif 'denied' in exc.msg.lower():
+                return None
+            else:
+                raise
+    return missing
+
+
+def create_database(conn, name, charset='utf8mb4', collation=None):
+    sql = 'CREATE DATABASE %s CHARACTER SET %s' % (sql_ident(name), charset)
+    if collation:
+        sql += ' COLLATE %s' % collation
+    conn.query(sql)
+
+
+def drop_database(conn, name):
+    conn.query('DROP DATABASE IF EXISTS %s' % sql_ident(name))
+
+
+def restore_stages(conn, src, outer, database, definer_stage, skip_binlog):
+    extra = ['--batch', '--max-allowed-packet=1G']
+    if skip_binlog:
+        extra.append('--init-command=SET SESSION sql_log_bin = 0')
+    client = conn.client_argv(database, extra)
+    stages = []
+    if decompress_argv(outer):
+        stages.append(decompress_argv(outer))
+    if definer_stage:
+        stages.append(definer_stage)
+    stages.append(client)
+    return stages
+
+
+def restore(conn, stages, src, database):
+    try:
+        _runner.pipeline(stages, stdin_path=src)
+    except _runner.CommandError as exc:
+        message = conn.explain(exc.msg, database)
+        if re.search(r'SUPER|SET USER|SET_USER_ID', exc.msg):
+            message += ('. Creating objects with another account as DEFINER needs the SET USER (or SUPER) privilege; '
+                        'set definer: strip to make the restoring user their definer')
+        raise AppvaultError('restore into database "%s" failed: %s' % (database, message))

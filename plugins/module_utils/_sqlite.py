@@ -1,0 +1,223 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""SQLite adapter: online backup, integrity check, inventory and atomic replacement of a database file.
+
+The copy is made with SQLite's online backup API (Python's sqlite3 module, part of the standard library), so it
+is consistent while the application keeps writing. Compression runs as a separate process through the runner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _runner
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
+SQLITE_MAGIC = b'SQLite format 3\x00'
+ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
+GZIP_MAGIC = b'\x1f\x8b'
+BUSY_TIMEOUT = 30.0
+
+
+def find_tool(name):
+    path = shutil.which(name)
+    if not path:
+        raise AppvaultError('%s is not installed (package %s)' % (name, name))
+    return path
+
+
+def is_sqlite_file(path):
+    with open(path, 'rb') as fileobj:
+        return fileobj.read(16) == SQLITE_MAGIC
+
+
+def check_source(path):
+    if not os.path.isfile(path):
+        raise AppvaultError('SQLite database %s does not exist' % path)
+    if not is_sqlite_file(path):
+        raise AppvaultError('%s is not an SQLite 3 database (no SQLite header)' % path)
+
+
+def _uri(path, mode):
+    return 'file:%s?mode=%s' % (os.path.abspath(path).replace('?', '%3f').replace('#', '%23'), mode)
+
+
+def connect(path, mode='ro'):
+    """Open an existing database file (never creates one)."""
+    try:
+        return sqlite3.connect(_uri(path, mode), uri=True, timeout=BUSY_TIMEOUT)
+    except sqlite3.Error as exc:
+        raise AppvaultError('cannot open SQLite database %s: %s' % (path, exc))
+
+
+def online_backup(path, target):
+    """Copy ``path`` into the new file ``target`` with the online backup API, in one step (one consistent snapshot)."""
+    source = connect(path, 'ro')
+    try:
+        dest = sqlite3.connect(target)
+        try:
+            source.backup(dest, pages=-1)
+        finally:
+            dest.close()
+    except sqlite3.Error as exc:
+        raise AppvaultError('online backup of %s failed: %s' % (path, exc))
+    finally:
+        source.close()
+    os.chmod(target, 0o600)
+
+
+def integrity_check(path, quick=False):
+    """Raise unless PRAGMA integrity_check (or quick_check) says ok."""
+    try:
+        conn = connect(path, 'ro')
+        try:
+            rows = conn.execute('PRAGMA %s' % ('quick_check' if quick else 'integrity_check')).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise AppvaultError('%s is not a usable SQLite database: %s' % (path, exc))
+    problems = [r[0] for r in rows]
+    if problems != ['ok']:
+        raise AppvaultError('%s failed the SQLite integrity check: %s' % (path, '; '.join(problems[:5])), problems=problems[:50])
+
+
+def _quote(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _row_digest(row):
+    text = repr(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row))
+    return int(hashlib.md5(text.encode('utf-8', 'surrogatepass')).hexdigest()[:15], 16)  # noqa: S324 - not for security
+
+
+def inventory(path, checksums=False):
+    """Objects from sqlite_master (tables, indexes, views, triggers with their SQL) and exact row counts."""
+    try:
+        conn = connect(path, 'ro')
+        try:
+            conn.text_factory = lambda b: b.decode('utf-8', 'surrogateescape')
+            inv = {'tables': {}, 'indexes': {}, 'views': {}, 'triggers': {}, 'rows': {}}
+            kinds = {'table': 'tables', 'index': 'indexes', 'view': 'views', 'trigger': 'triggers'}
+            rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' "
+                                "ORDER BY type, name").fetchall()
+            for kind, name, table, sql in rows:
+                if kind in kinds:
+                    inv[kinds[kind]][name] = {'table': table, 'sql': sql} if kind in ('index', 'trigger') else {'sql': sql}
+            if checksums:
+                inv['checksums'] = {}
+            for name in sorted(inv['tables']):
+                inv['rows'][name] = conn.execute('SELECT COUNT(*) FROM %s' % _quote(name)).fetchone()[0]  # noqa: S608
+                if checksums:
+                    count, total = 0, 0
+                    for row in conn.execute('SELECT * FROM %s' % _quote(name)):  # noqa: S608
+                        count += 1
+                        total += _row_digest(row)
+                    inv['checksums'][name] = '%d:%d' % (count, total)
+            inv['_sqlite_version'] = sqlite3.sqlite_version
+            inv['_user_version'] = conn.execute('PRAGMA user_version').fetchone()[0]
+            return inv
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise AppvaultError('cannot read the inventory of %s: %s' % (path, exc))
+
+
+def compress_argv(compression, level, cores):
+    if compression == 'zstd':
+        return [find_tool('zstd'), '-q', '-T%d' % cores, '-%d' % (level if level is not None else 3), '-c']
+    if compression == 'gzip':
+        return [find_tool('gzip'), '-c', '-%d' % (level if level is not None else 1)]
+    return None
+
+
+def detect_compression(src):
+    with open(src, 'rb') as fileobj:
+        head = fileobj.read(16)
+    if not head:
+        raise AppvaultError('%s is empty, not an SQLite backup' % src)
+    if head.startswith(ZSTD_MAGIC):
+        return 'zstd'
+    if head.startswith(GZIP_MAGIC):
+        return 'gzip'
+    if head == SQLITE_MAGIC:
+        return 'none'
+    raise AppvaultError('%s is neither an SQLite database nor a zstd or gzip compressed one' % src)
+
+
+def decompress_argv(outer):
+    if outer == 'zstd':
+        return [find_tool('zstd'), '-dc', '-q']
+    if outer == 'gzip':
+        return [find_tool('gzip'), '-dc']
+    return None
+
+
+def unpack(src, outer, temp):
+    """Write the plain database of ``src`` to ``temp`` (mode 0600)."""
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    try:
+        if outer == 'none':
+            shutil.copyfile(src, temp)
+        else:
+            _runner.pipeline([decompress_argv(outer)], stdin_path=src, stdout_path=temp)
+    except _runner.CommandError as exc:
+        raise AppvaultError('%s is corrupt or truncated: %s' % (src, exc.msg))
+    except OSError as exc:
+        raise AppvaultError('cannot write %s: %s' % (temp, exc))
+    if not is_sqlite_file(temp):
+        raise AppvaultError('%s does not hold an SQLite database' % src)
+
+
+def checkpoint(path):
+    """Fold a WAL into the database file, so the file alone is the whole database; fail when it is still in use."""
+    wal = path + '-wal'
+    if not os.path.exists(wal):
+        return
+    try:
+        conn = connect(path, 'rw')
+        try:
+            busy, _log, _done = conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise AppvaultError('cannot checkpoint the WAL of %s: %s' % (path, exc))
+    if busy or (os.path.exists(wal) and os.path.getsize(wal)):
+        raise AppvaultError('%s is in use (its WAL could not be checkpointed); stop the application first' % path)
+
+
+def remove_sidecars(path):
+    """Remove the -wal / -shm files that read-only connections leave beside a (temporary) copy in WAL mode."""
+    for suffix in ('-wal', '-shm', '-journal'):
+        _common.remove_path(path + suffix)
+
+
+def replace(temp, path, keep_backup):
+    """Move ``temp`` over ``path`` in one rename, keeping owner and mode of the old file and a hard-linked .bak."""
+    backup = None
+    remove_sidecars(temp)
+    if os.path.exists(path):
+        st = os.stat(path)
+        os.chmod(temp, st.st_mode & 0o7777)
+        if os.geteuid() == 0:
+            os.chown(temp, st.st_uid, st.st_gid)
+        if keep_backup:
+            backup = path + '.bak'
+            link = backup + '.appvault-tmp'
+            _common.remove_path(link)
+            os.link(path, link)
+            os.rename(link, backup)
+    else:
+        os.chmod(temp, 0o600)
+    _common.fsync_path(temp)
+    os.rename(temp, path)
+    for suffix in ('-wal', '-shm'):
+        stale = path + suffix
+        if os.path.exists(stale) and (suffix == '-shm' or os.path.getsize(stale) == 0):
+            os.unlink(stale)
+    _common.fsync_dir(os.path.dirname(os.path.abspath(path)))
+    return backup

@@ -1,0 +1,393 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: mysql_restore
+short_description: Restore one MySQL or MariaDB database from a mysqldump file, verified before and after
+version_added: 0.1.0
+description:
+  - Restores a dump written by M(appvault.backup.mysql_dump) or by C(mysqldump)/C(mariadb-dump) by hand (one
+    database, without C(--databases)), plain or compressed with zstd or gzip (detected from the file's content).
+  - Reads the whole dump once before touching the server (O(validate)); it must decompress and end with the dump
+    tool's C(-- Dump completed) line, so a corrupt or truncated dump fails with nothing changed. The same pass lists
+    the DEFINER accounts of views, routines, triggers and events; with O(definer=keep) every one of them must exist
+    on the target server, or the module fails naming the missing accounts before anything is changed.
+  - Creates the database when it is missing (O(charset), O(collation)). The client stops at the first SQL error,
+    which the failure message shows; a database this module created is dropped again on failure.
+  - With O(clean=true) on an existing database, nothing is changed before the dump has been proven on this server.
+    MySQL and MariaDB cannot rename a database, and tables with triggers, views, routines and events cannot be moved
+    between databases, so the module does not swap names as M(appvault.backup.postgresql_restore) does. Instead it
+    first restores into a side database C(<name>_appvault_new) and verifies it (SQL errors, missing accounts and
+    O(expected_inventory) all fail there, with the original database untouched and the side database dropped). Only
+    then is the original database dropped, recreated with its character set and collation, and the proven dump
+    restored into it and verified again. Should this second pass fail (the server stopping, a full disk), the
+    error says so and the verified copy is kept in C(<name>_appvault_new).
+  - Without O(clean) an existing database is restored into as it is (the dump's C(DROP TABLE IF EXISTS) replaces
+    its tables); DDL commits implicitly, so a failure part-way leaves it partly restored. Prefer O(clean=true).
+  - Runs with C(sql_log_bin=0) when O(disable_binlog=true) and the account may set it (checked first; skipped
+    silently otherwise), so a restore is not replicated.
+  - Compares the restored database with an inventory recorded at dump time (O(expected_inventory)) and fails,
+    listing the differences, when they do not match.
+author:
+  - appvault.backup developers (!UNKNOWN)
+extends_documentation_fragment:
+  - appvault.backup.mysql
+  - appvault.backup.attributes
+  - appvault.backup.attributes.ACTION_GROUP
+attributes:
+  check_mode:
+    support: full
+    details: Connects, validates the dump and its DEFINER accounts and reports what would run; changes nothing.
+  diff_mode:
+    support: none
+  action_group:
+    membership:
+      - appvault.backup.mysql
+options:
+  src:
+    description:
+      - Path of the dump file.
+    type: path
+    required: true
+  create:
+    description:
+      - Create the database when it does not exist. Without it a missing database is an error.
+    type: bool
+    default: true
+  charset:
+    description:
+      - Character set of a database this module creates.
+    type: str
+    default: utf8mb4
+  collation:
+    description:
+      - Collation of a database this module creates. Defaults to the server's default for O(charset).
+      - With O(clean=true) the recreated database keeps the original's character set and collation unless
+        O(collation) is set.
+    type: str
+  clean:
+    description:
+      - Replace an existing database completely (objects not in the dump disappear). See the description for how
+        the original is kept unchanged until the dump has been restored and verified on a side database.
+    type: bool
+    default: false
+  definer:
+    description:
+      - What to do with the DEFINER accounts of views, routines, triggers and events in the dump.
+      - V(keep) restores them as they are; every account must exist on the target server.
+      - V(strip) removes the DEFINER clauses, so the restoring account becomes the definer.
+      - V(rewrite) replaces every DEFINER with O(definer_account).
+      - The dump is filtered by a C(sed -E) stage in the pipeline; lines holding row data (C(INSERT)/C(REPLACE))
+        are never changed.
+    type: str
+    choices: [keep, strip, rewrite]
+    default: keep
+  definer_account:
+    description:
+      - The account for O(definer=rewrite), as C(user@host) (host defaults to C(%)). It must exist on the target.
+    type: str
+  disable_binlog:
+    description:
+      - Run the restore with C(SET SESSION sql_log_bin = 0) when the account has the privilege for it, so the
+        restore is not written to the binary log (nor replicated).
+    type: bool
+    default: true
+  validate:
+    description:
+      - Read the whole dump once before restoring (decompression, the completion line, the DEFINER accounts).
+    type: bool
+    default: true
+  expected_inventory:
+    description:
+      - The inventory recorded at dump time (the RV(appvault.backup.mysql_dump#module:inventory) return value).
+        After the restore the database's inventory and exact row counts must equal it, or the module fails listing
+        the differences. Keys starting with C(_) are not compared, nor C(definers) when O(definer) is not V(keep).
+    type: dict
+  checksums:
+    description:
+      - Also compute per-table content checksums of the restored database (compared when O(expected_inventory)
+        holds C(checksums)).
+    type: bool
+    default: false
+notes:
+  - Objects whose DEFINER is another account need the C(SET USER) (MariaDB 10.5+) or C(SUPER) privilege;
+    O(definer=strip) avoids that.
+  - With O(clean=true) the restore runs twice and the server needs room for a second copy of the database.
+seealso:
+  - module: appvault.backup.mysql_dump
+'''
+
+EXAMPLES = r'''
+- name: Restore the Exment dump into a new database on another server
+  appvault.backup.mysql_restore:
+    name: exment
+    login_host: 127.0.0.1
+    login_user: root
+    login_password: "{{ vault_mysql_root_password }}"
+    src: /var/backups/appvault/exment.sql.zst
+    expected_inventory: "{{ dump.inventory }}"
+
+- name: Replace an existing database; the objects' definer becomes the restoring account
+  appvault.backup.mysql_restore:
+    name: exment
+    config_file: /etc/mysql/debian.cnf
+    src: /var/backups/appvault/exment.sql.zst
+    clean: true
+    definer: strip
+
+- name: Migrate under another database name, objects owned by the application's account
+  appvault.backup.mysql_restore:
+    name: exment_staging
+    src: /var/backups/appvault/exment.sql.zst
+    definer: rewrite
+    definer_account: exment@localhost
+'''
+
+RETURN = r'''
+source:
+  description: The dump restored.
+  returned: always
+  type: dict
+  contains:
+    path:
+      description: Path of the dump.
+      type: str
+      sample: /var/backups/appvault/exment.sql.zst
+    size:
+      description: Size in bytes.
+      type: int
+      sample: 10485760
+    sha256:
+      description: SHA-256 of the dump.
+      type: str
+      sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    compression:
+      description: Compression around the dump, C(zstd), C(gzip) or C(none).
+      type: str
+      sample: zstd
+    dumped_from:
+      description: Server version recorded in the dump's header.
+      type: str
+      sample: 10.11.6-MariaDB-0+deb12u1
+    dumped_by:
+      description: The dump tool recorded in the dump's header.
+      type: str
+      sample: MariaDB dump 10.19  Distrib 10.11.6-MariaDB, for debian-linux-gnu (x86_64)
+    definers:
+      description: DEFINER accounts found in the dump.
+      type: list
+      elements: str
+      sample: ["`exment`@`localhost`"]
+database_created:
+  description: Whether this module created the database.
+  returned: always
+  type: bool
+  sample: true
+duration:
+  description: Seconds the restore took.
+  returned: success, not in check mode
+  type: float
+  sample: 20.1
+server_version:
+  description: Version of the target server.
+  returned: always
+  type: str
+  sample: "10.11.6"
+flavour:
+  description: C(mariadb) or C(mysql).
+  returned: always
+  type: str
+  sample: mariadb
+tool_version:
+  description: Version of the client program used.
+  returned: always
+  type: str
+  sample: "10.11.6"
+commands:
+  description: The commands run (or that would run), with any secret masked.
+  returned: always
+  type: list
+  elements: str
+  sample: ["/usr/bin/zstd -dc -q | /usr/bin/mariadb --defaults-extra-file=/tmp/appvault-x/client.cnf --host=127.0.0.1 ... exment"]
+binlog_disabled:
+  description: Whether the restore ran with C(sql_log_bin=0).
+  returned: always
+  type: bool
+  sample: true
+inventory:
+  description: Object inventory and row counts of the restored database (see M(appvault.backup.mysql_dump)).
+  returned: success, not in check mode
+  type: dict
+  sample: {"rows": {"users": 3}}
+verified:
+  description: Whether the restored database matched O(expected_inventory). C(null) when none was given.
+  returned: success, not in check mode
+  type: bool
+  sample: true
+differences:
+  description: Differences from O(expected_inventory), when the restore did not match it.
+  returned: failure
+  type: list
+  elements: str
+  sample: ["rows.users: expected 3, found 2"]
+'''
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _inventory, _mysql, _runner
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
+
+def argument_spec():
+    spec = _mysql.connection_argument_spec()
+    spec.update(
+        src=dict(type='path', required=True),
+        create=dict(type='bool', default=True),
+        charset=dict(type='str', default='utf8mb4'),
+        collation=dict(type='str'),
+        clean=dict(type='bool', default=False),
+        definer=dict(type='str', default='keep', choices=['keep', 'strip', 'rewrite']),
+        definer_account=dict(type='str'),
+        disable_binlog=dict(type='bool', default=True),
+        validate=dict(type='bool', default=True),
+        expected_inventory=dict(type='dict'),
+        checksums=dict(type='bool', default=False),
+    )
+    return spec
+
+
+def check_definers(conn, params, scan):
+    """Every DEFINER the restored objects will have must exist on the target; raise naming the missing ones."""
+    if params['definer'] == 'strip':
+        return
+    if params['definer'] == 'rewrite':
+        accounts = [_mysql.parse_account(params['definer_account'])]
+    else:
+        accounts = scan['definers']
+    missing = _mysql.missing_accounts(conn, accounts)
+    if not missing:
+        return
+    if params['definer'] == 'rewrite':
+        raise AppvaultError('definer_account %s does not exist on %s; create it first' % (missing[0], conn.where))
+    raise AppvaultError(
+        'the dump %s has views, routines, triggers or events whose DEFINER account does not exist on %s: %s. Create '
+        'the account(s) first, or set definer: strip (the restoring account becomes the definer) or definer: rewrite '
+        'with definer_account. Nothing was changed.' % (params['src'], conn.where, ', '.join(missing)),
+        missing_definers=missing)
+
+
+def restore_once(conn, params, stages, target, result):
+    _mysql.restore(conn, stages, params['src'], target)
+    result['inventory'] = _mysql.inventory(conn, target, checksums=params['checksums'])
+    verify(params, result)
+
+
+def run(module):
+    params = module.params
+    src = params['src']
+    if not os.path.isfile(src):
+        raise AppvaultError('src %s does not exist or is not a file' % src)
+    if params['definer'] == 'rewrite' and not params['definer_account']:
+        raise AppvaultError('definer: rewrite needs definer_account (user@host)')
+    outer = _mysql.detect_compression(src)
+    result = dict(changed=False, database_created=False, binlog_disabled=False)
+    name = params['name']
+    with _common.SecretDir() as secrets:
+        conn = _mysql.Connection(params, secrets)
+        result['server_version'] = conn.connect()
+        result['flavour'] = conn.flavour
+        result['tool_version'] = conn.client()['version']
+        scan = {'definers': [], 'header': {'tool': None, 'server': None}}
+        if params['validate']:
+            scan = _mysql.scan_dump(src, outer)
+        result['source'] = dict(path=src, compression=outer, dumped_from=scan['header']['server'],
+                                dumped_by=scan['header']['tool'],
+                                definers=['`%s`@`%s`' % account for account in scan['definers']])
+        check_definers(conn, params, scan)
+        exists = conn.database_exists(name)
+        if not exists and not params['create']:
+            raise AppvaultError('database "%s" does not exist on %s; set create: true to create it' % (name, conn.where))
+        side = name + '_appvault_new' if exists and params['clean'] else None
+        target = side or name
+        charset, collation = params['charset'], params['collation']
+        if side:
+            charset, original_collation = conn.database_charset(name)
+            collation = collation or original_collation
+        account = _mysql.parse_account(params['definer_account']) if params['definer'] == 'rewrite' else None
+        filter_stage = _mysql.definer_filter(params['definer'], account)
+        result['binlog_disabled'] = bool(params['disable_binlog'] and conn.can_skip_binlog())
+        stages = _mysql.restore_stages(conn, src, outer, target, filter_stage, result['binlog_disabled'])
+        result['commands'] = [' | '.join(_runner.mask_argv(stage, conn.secrets) for stage in stages)]
+        if side:
+            final = _mysql.restore_stages(conn, src, outer, name, filter_stage, result['binlog_disabled'])
+            result['commands'].append(' | '.join(_runner.mask_argv(stage, conn.secrets) for stage in final))
+        result['changed'] = True
+        result['database_created'] = not exists
+        if module.check_mode:
+            return result
+        started = time.monotonic()
+        if side:
+            _mysql.drop_database(conn, side)
+        if side or not exists:
+            _mysql.create_database(conn, target, charset, collation)
+        try:
+            restore_once(conn, params, stages, target, result)
+        except BaseException:
+            if side or not exists:
+                _mysql.drop_database(conn, target)
+            raise
+        if side:
+            # The dump is proven on this server: now replace the original and verify again.
+            try:
+                _mysql.drop_database(conn, name)
+                _mysql.create_database(conn, name, charset, collation)
+                restore_once(conn, params, final, name, result)
+            except AppvaultError as exc:
+                raise AppvaultError('%s. The dump had been restored and verified in database "%s", which is kept; the '
+                                    'database "%s" is incomplete.' % (exc.msg, side, name), **exc.details)
+            _mysql.drop_database(conn, side)
+        result['duration'] = round(time.monotonic() - started, 3)
+        result['source'].update(_common.artefact_facts(src))
+    return result
+
+
+def verify(params, result):
+    """Compare the restored inventory with the recorded one; raise, listing the differences, when they differ."""
+    result['verified'] = None
+    expected = params['expected_inventory']
+    if not expected:
+        return
+    actual = result['inventory']
+    ignored = set()
+    if 'checksums' not in actual:
+        ignored.add('checksums')
+    if params['definer'] != 'keep':
+        ignored.add('definers')
+    expected = dict((k, v) for k, v in expected.items() if k not in ignored)
+    actual = dict((k, v) for k, v in actual.items() if k not in ignored)
+    differences = _inventory.compare(expected, actual)
+    result['verified'] = not differences
+    if differences:
+        raise AppvaultError('the restored database "%s" does not match the expected inventory, so it was not kept: %s'
+                            % (params['name'], '; '.join(differences[:5])), differences=differences)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           required_if=[('definer', 'rewrite', ['definer_account'])])
+    try:
+        result = run(module)
+    except AppvaultError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

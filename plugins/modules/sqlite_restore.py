@@ -1,0 +1,234 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: sqlite_restore
+short_description: Restore one SQLite database file from a backup, checked before it replaces anything
+version_added: 0.1.0
+description:
+  - Restores a backup written by M(appvault.backup.sqlite_dump) (zstd, gzip or an uncompressed database file,
+    detected from the content).
+  - Decompresses it into a temporary file beside O(path), runs C(PRAGMA integrity_check) on it and compares it with
+    O(expected_inventory); a corrupt or mismatching backup is refused and nothing is changed.
+  - Then replaces O(path) in one rename, with the owner and mode of the old file. The old file is kept as
+    C(<path>.bak) (a hard link made before the rename) unless O(backup=false).
+  - An existing database in WAL mode is checkpointed first so the C(.bak) file is complete; when the WAL cannot be
+    checkpointed because the database is in use, the module fails. Stop the application before a restore.
+author:
+  - appvault.backup developers (!UNKNOWN)
+extends_documentation_fragment:
+  - appvault.backup.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Checks the backup (decompression and integrity check in a temporary file, removed again) and reports
+      what would change.
+  diff_mode:
+    support: none
+options:
+  path:
+    description:
+      - Path of the SQLite database file to restore. Its directory must exist.
+    type: path
+    required: true
+  src:
+    description:
+      - Path of the backup file.
+    type: path
+    required: true
+  backup:
+    description:
+      - Keep the replaced database as C(<path>.bak) (an existing C(.bak) is replaced).
+    type: bool
+    default: true
+  expected_inventory:
+    description:
+      - The inventory recorded at backup time (the RV(appvault.backup.sqlite_dump#module:inventory) return value).
+        The restored file's inventory and row counts must equal it, or the module fails listing the differences and
+        changes nothing. Keys starting with C(_) are not compared.
+    type: dict
+  checksums:
+    description:
+      - Also compute per-table content checksums of the restored file (compared when O(expected_inventory) holds
+        C(checksums)).
+    type: bool
+    default: false
+seealso:
+  - module: appvault.backup.sqlite_dump
+'''
+
+EXAMPLES = r'''
+- name: Restore the application's SQLite database, verified against the inventory taken at backup time
+  appvault.backup.sqlite_restore:
+    path: /var/lib/myapp/app.sqlite
+    src: /var/backups/appvault/app.sqlite.zst
+    expected_inventory: "{{ dump.inventory }}"
+'''
+
+RETURN = r'''
+source:
+  description: The backup restored.
+  returned: always
+  type: dict
+  contains:
+    path:
+      description: Path of the backup.
+      type: str
+      sample: /var/backups/appvault/app.sqlite.zst
+    size:
+      description: Size in bytes.
+      type: int
+      sample: 1048576
+    sha256:
+      description: SHA-256 of the backup.
+      type: str
+      sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    compression:
+      description: C(zstd), C(gzip) or C(none).
+      type: str
+      sample: zstd
+database_created:
+  description: Whether O(path) did not exist before.
+  returned: always
+  type: bool
+  sample: false
+backup_file:
+  description: Path of the kept old database, when there was one and O(backup=true).
+  returned: success, not in check mode
+  type: str
+  sample: /var/lib/myapp/app.sqlite.bak
+duration:
+  description: Seconds the restore took.
+  returned: success, not in check mode
+  type: float
+  sample: 0.5
+server_version:
+  description: Version of the SQLite library used.
+  returned: always
+  type: str
+  sample: "3.40.1"
+flavour:
+  description: Always C(sqlite).
+  returned: always
+  type: str
+  sample: sqlite
+tool_version:
+  description: Version of the SQLite library used.
+  returned: always
+  type: str
+  sample: "3.40.1"
+commands:
+  description: The decompression command run, if any.
+  returned: always
+  type: list
+  elements: str
+  sample: ["/usr/bin/zstd -dc -q"]
+inventory:
+  description: Inventory of the restored database (see M(appvault.backup.sqlite_dump)).
+  returned: success, not in check mode
+  type: dict
+  sample: {"rows": {"notes": 3}}
+verified:
+  description: Whether the restored database matched O(expected_inventory). C(null) when none was given.
+  returned: success, not in check mode
+  type: bool
+  sample: true
+differences:
+  description: Differences from O(expected_inventory), when the backup did not match it.
+  returned: failure
+  type: list
+  elements: str
+  sample: ["rows.notes: expected 3, found 2"]
+'''
+
+import os
+import sqlite3
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _inventory, _runner, _sqlite
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
+
+def argument_spec():
+    return dict(
+        path=dict(type='path', required=True),
+        src=dict(type='path', required=True),
+        backup=dict(type='bool', default=True),
+        expected_inventory=dict(type='dict'),
+        checksums=dict(type='bool', default=False),
+    )
+
+
+def run(module):
+    params = module.params
+    path, src = params['path'], params['src']
+    if not os.path.isfile(src):
+        raise AppvaultError('src %s does not exist or is not a file' % src)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise AppvaultError('directory %s of path does not exist' % parent)
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise AppvaultError('path %s exists and is not a file' % path)
+    outer = _sqlite.detect_compression(src)
+    decompress = _sqlite.decompress_argv(outer)
+    exists = os.path.exists(path)
+    result = dict(changed=True, database_created=not exists, server_version=sqlite3.sqlite_version,
+                  tool_version=sqlite3.sqlite_version, flavour='sqlite',
+                  commands=[_runner.mask_argv(decompress)] if decompress else [],
+                  source=dict(path=src, compression=outer))
+    temp = os.path.join(parent, '.%s.appvault-new' % os.path.basename(path))
+    started = time.monotonic()
+    try:
+        _common.remove_path(temp)
+        _sqlite.unpack(src, outer, temp)
+        _sqlite.integrity_check(temp)
+        result['inventory'] = _sqlite.inventory(temp, checksums=params['checksums'])
+        verify(params, result)
+        if module.check_mode:
+            return result
+        if exists:
+            _sqlite.checkpoint(path)
+        try:
+            result['backup_file'] = _sqlite.replace(temp, path, params['backup'])
+        except OSError as exc:
+            raise AppvaultError('cannot replace %s: %s' % (path, exc))
+    finally:
+        _common.remove_path(temp)
+        _sqlite.remove_sidecars(temp)
+    result['duration'] = round(time.monotonic() - started, 3)
+    result['source'].update(_common.artefact_facts(src))
+    return result
+
+
+def verify(params, result):
+    result['verified'] = None
+    expected = params['expected_inventory']
+    if not expected:
+        return
+    actual = result['inventory']
+    if 'checksums' not in actual:
+        expected = dict((k, v) for k, v in expected.items() if k != 'checksums')
+    differences = _inventory.compare(expected, actual)
+    result['verified'] = not differences
+    if differences:
+        raise AppvaultError('the backup %s does not match the expected inventory, so %s was not replaced: %s'
+                            % (params['src'], params['path'], '; '.join(differences[:5])), differences=differences)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    try:
+        result = run(module)
+    except AppvaultError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,160 @@
+"""Unit tests of the MySQL adapter's argv building, version parsing and DEFINER filter (no server needed)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from ansible_collections.appvault.backup.plugins.module_utils import _mysql
+
+
+class FakeConn:
+    def __init__(self, flavour='mariadb', version=(10, 11, 6), params=None):
+        self.flavour = flavour
+        self.version_tuple = version
+        self.params = params or {'login_host': '127.0.0.1', 'login_port': 3306, 'login_user': 'backup'}
+
+    def conn_argv(self):
+        return _mysql.connection_argv(self.params, '/run/secret/client.cnf')
+
+
+def tool(flavour='mariadb', version=(10, 11, 6), ignore_table_data=True):
+    return {'path': '/usr/bin/dump', 'flavour': flavour, 'version_tuple': version, 'version': '%d.%d.%d' % version,
+            'ignore_table_data': ignore_table_data, 'system_users': flavour == 'mariadb'}
+
+
+def params(**extra):
+    base = {'name': 'exment', 'compression': 'zstd', 'compression_level': None, 'replace': False,
+            'exclude_tables': None, 'exclude_table_data': None}
+    base.update(extra)
+    return base
+
+
+@pytest.mark.parametrize('text,expected', [
+    ('10.11.6-MariaDB-0+deb12u1-log', ('mariadb', (10, 11, 6))),
+    ('5.5.5-10.3.39-MariaDB', ('mariadb', (10, 3, 39))),
+    ('8.0.36', ('mysql', (8, 0, 36))),
+    ('5.7.44-log', ('mysql', (5, 7, 44))),
+    ('mysqldump  Ver 8.0.36 for Linux on x86_64 (MySQL Community Server - GPL)', ('mysql', (8, 0, 36))),
+    ('mysqldump  Ver 10.19 Distrib 10.11.6-MariaDB, for debian-linux-gnu (x86_64)', ('mariadb', (10, 11, 6))),
+    ('mariadb-dump from 11.8.6-MariaDB, client 10.19 for debian-linux-gnu (x86_64)', ('mariadb', (11, 8, 6))),
+    ('mysql  Ver 8.4.0 for Linux on x86_64 (MySQL Community Server - GPL)', ('mysql', (8, 4, 0))),
+])
+def test_parse_version(text, expected):
+    flavour, version, _text = _mysql.parse_version(text)
+    assert (flavour, version) == expected
+
+
+def test_tool_names_follow_flavour_and_version():
+    assert _mysql.tool_names('mariadb', (10, 4, 6), 'dump')[0] == 'mariadb-dump'
+    assert _mysql.tool_names('mariadb', (10, 11, 0), 'client')[0] == 'mariadb'
+    assert _mysql.tool_names('mariadb', (10, 4, 5), 'dump')[0] == 'mysqldump'
+    assert _mysql.tool_names('mariadb', (10, 3, 39), 'client')[0] == 'mysql'
+    assert _mysql.tool_names('mysql', (8, 0, 36), 'dump')[0] == 'mysqldump'
+
+
+def test_column_statistics_only_for_mysql8_dump_against_servers_without_it():
+    assert _mysql.needs_column_statistics_off(tool('mysql', (8, 0, 36)), 'mariadb', (10, 11, 6))
+    assert _mysql.needs_column_statistics_off(tool('mysql', (8, 0, 36)), 'mysql', (5, 7, 44))
+    assert not _mysql.needs_column_statistics_off(tool('mysql', (8, 0, 36)), 'mysql', (8, 0, 36))
+    assert not _mysql.needs_column_statistics_off(tool('mysql', (5, 7, 44)), 'mariadb', (10, 11, 6))
+    assert not _mysql.needs_column_statistics_off(tool('mariadb', (10, 11, 6)), 'mysql', (5, 7, 44))
+
+
+def test_option_file_quotes_and_includes():
+    text = _mysql.option_file_text({'login_password': 'a#b"c\\d e', 'config_file': '/home/app/.my.cnf'})
+    lines = text.splitlines()
+    assert lines[0] == '!include /home/app/.my.cnf'
+    assert lines[1] == '[client]'
+    assert lines[2] == 'password="a#b\\"c\\\\d e"'
+    assert _mysql.option_file_text({'login_password': None}) == '[client]\n'
+
+
+def test_connection_argv_option_file_first_and_no_password():
+    argv = _mysql.connection_argv({'login_host': 'db', 'login_port': 3307, 'login_user': 'u', 'login_password': 'secret'}, '/x.cnf')
+    assert argv == ['--defaults-extra-file=/x.cnf', '--host=db', '--port=3307', '--user=u']
+    sock = _mysql.connection_argv({'login_unix_socket': '/run/mysqld/mysqld.sock', 'login_host': 'db', 'login_port': 3306}, '/x.cnf')
+    assert sock == ['--defaults-extra-file=/x.cnf', '--socket=/run/mysqld/mysqld.sock']
+
+
+def test_dump_plan_defaults():
+    plan = _mysql.dump_plan(FakeConn(), params(), tool(), 4)
+    main = plan['main']
+    assert main[0] == '/usr/bin/dump' and main[1] == '--defaults-extra-file=/run/secret/client.cnf'
+    for flag in ('--single-transaction', '--routines', '--triggers', '--events', '--hex-blob', '--skip-lock-tables',
+                 '--default-character-set=utf8mb4'):
+        assert flag in main
+    assert main[-2:] == ['--', 'exment']
+    assert '--databases' not in main and '--column-statistics=0' not in main and '--set-gtid-purged=OFF' not in main
+    assert not any('password' in a for a in main)
+    assert plan['structure'] is None
+    assert plan['compress'][1:] == ['-q', '-T4', '-3', '-c']
+
+
+def test_dump_plan_mysql8_against_mariadb():
+    main = _mysql.dump_plan(FakeConn(), params(), tool('mysql', (8, 0, 36), ignore_table_data=False), 2)['main']
+    assert '--column-statistics=0' in main and '--set-gtid-purged=OFF' in main
+
+
+def test_dump_plan_exclusions_and_replace():
+    plan = _mysql.dump_plan(FakeConn(), params(replace=True, exclude_tables=['t1'], exclude_table_data=['logs']), tool(), 2)
+    assert '--replace' in plan['main'] and '--ignore-table=exment.t1' in plan['main']
+    assert '--ignore-table-data=exment.logs' in plan['main'] and plan['structure'] is None
+    plan = _mysql.dump_plan(FakeConn(), params(exclude_table_data=['logs', 'jobs']), tool('mysql', (8, 0, 36), False), 2)
+    assert '--ignore-table=exment.logs' in plan['main'] and '--ignore-table=exment.jobs' in plan['main']
+    assert plan['structure'][-4:] == ['--', 'exment', 'logs', 'jobs'] and '--no-data' in plan['structure']
+    assert '--routines' not in plan['structure']
+
+
+@pytest.mark.parametrize('compression,level,expected', [('gzip', None, ['-c', '-1']), ('gzip', 6, ['-c', '-6']),
+                                                        ('zstd', 9, ['-q', '-T2', '-9', '-c'])])
+def test_compression(compression, level, expected):
+    assert _mysql.compress_argv(compression, level, 2)[1:] == expected
+    assert _mysql.compress_argv('none', None, 2) is None
+
+
+@pytest.mark.parametrize('text,expected', [('app@localhost', ('app', 'localhost')), ('app', ('app', '%')),
+                                           ("'app'@'10.0.%'", ('app', '10.0.%')), ('`a@b`@`%`', ('a@b', '%')),
+                                           ('a@b@host', ('a@b', 'host'))])
+def test_parse_account(text, expected):
+    assert _mysql.parse_account(text) == expected
+
+
+SAMPLE = '''/*!50013 DEFINER=`app_owner`@`%` SQL SECURITY DEFINER */
+CREATE DEFINER=`we``ird`@`localhost` PROCEDURE `p`()
+/*!50003 CREATE*/ /*!50017 DEFINER=`root`@`localhost`*/ /*!50003 TRIGGER t AFTER INSERT ON x FOR EACH ROW
+INSERT INTO `notes` VALUES (1,'DEFINER=`app_owner`@`%` stays in the data');
+'''
+
+
+@pytest.mark.skipif(not shutil.which('sed'), reason='sed not installed')
+def test_definer_filter_strip_and_rewrite():
+    assert _mysql.definer_filter('keep') is None
+    strip = subprocess.run(_mysql.definer_filter('strip'), input=SAMPLE, capture_output=True, text=True, check=True).stdout
+    assert strip.splitlines()[0] == '/*!50013  SQL SECURITY DEFINER */'
+    assert strip.splitlines()[1] == 'CREATE  PROCEDURE `p`()'
+    assert 'DEFINER=`root`' not in strip
+    assert strip.splitlines()[3] == SAMPLE.splitlines()[3]
+    rewrite = subprocess.run(_mysql.definer_filter('rewrite', ('new&#\\', '%')), input=SAMPLE, capture_output=True, text=True,
+                             check=True).stdout
+    assert rewrite.splitlines()[0] == '/*!50013 DEFINER=`new&#\\`@`%` SQL SECURITY DEFINER */'
+    assert rewrite.count('DEFINER=`new&#\\`@`%`') == 3
+    assert rewrite.splitlines()[3] == SAMPLE.splitlines()[3]
+
+
+def test_checksum_sql_is_order_independent_and_null_safe():
+    sql = _mysql.checksum_sql('t`x', ['a', 'b'])
+    assert 'SUM(' in sql and 'QUOTE(CAST(`a` AS BINARY))' in sql and 'FROM `t``x`' in sql
+
+
+def test_restore_stages_have_option_file_first():
+    class Conn(FakeConn):
+        def client_argv(self, database=None, extra=()):
+            return ['/usr/bin/mariadb'] + self.conn_argv() + list(extra) + [database]
+    stages = _mysql.restore_stages(Conn(), '/d.sql.zst', 'none', 'db', None, True)
+    assert len(stages) == 1 and stages[0][1].startswith('--defaults-extra-file=')
+    assert '--init-command=SET SESSION sql_log_bin = 0' in stages[0]
+    stages = _mysql.restore_stages(Conn(), '/d.sql.zst', 'zstd', 'db', ['sed'], False)
+    assert [s[0] for s in stages][1:] == ['sed', '/usr/bin/mariadb']
