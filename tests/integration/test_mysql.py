@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.common import free_port, run_module, run_playbook
+from ansible_collections.appvault.backup.plugins.module_utils import _inventory
 from harness.compare_mysql import assert_mysql_identical, mysql_inventory
 
 
@@ -164,7 +165,7 @@ def test_sql_error_stops_and_changes_nothing(source_dump, mysql_source, tmp_out)
     failed = restore(mysql_source, 'keepme', bad, clean=True)
     assert failed.get('failed')
     assert 'ERROR 1146' in failed['msg'] and 'no_such_table' in failed['msg']
-    assert mysql_inventory(mysql_source, 'keepme') == before
+    assert _inventory.compare(before, mysql_inventory(mysql_source, 'keepme')) == []  # '_' keys are estimates
     assert not mysql_source.has_db('keepme_appvault_new')
     mysql_source.drop_db('fresh')
     failed = restore(mysql_source, 'fresh', bad)
