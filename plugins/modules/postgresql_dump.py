@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright (c) appvault.backup developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -234,7 +233,6 @@ globals:
   sample: {"path": "/var/backups/appvault/globals.sql", "size": 1024, "sha256": "0f3c...", "type": "file"}
 '''
 
-import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule

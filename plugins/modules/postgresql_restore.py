@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright (c) appvault.backup developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -224,7 +223,9 @@ commands:
   returned: always
   type: list
   elements: str
-  sample: ["/usr/bin/zstd -dc -q | /usr/lib/postgresql/15/bin/pg_restore --no-password --dbname=dbname='nocobase' --exit-on-error --no-owner --single-transaction"]
+  sample:
+    - "/usr/bin/zstd -dc -q | /usr/lib/postgresql/15/bin/pg_restore --no-password --dbname=dbname='nocobase' --exit-on-error
+      --no-owner --single-transaction"
 inventory:
   description: Object inventory and row counts of the restored database (see M(appvault.backup.postgresql_dump)).
   returned: success, not in check mode
