@@ -175,7 +175,7 @@ def describe(path, verify=False):
         if container == 'age':
             if not os.path.exists(side['manifest']):
                 raise AppvaultError('encrypted archive without its manifest sidecar %s' % os.path.basename(side['manifest']))
-            manifest = _manifest.load_file(side['manifest'])
+            manifest = _manifest.load_file(side['manifest'], members_required=False)
         elif container == 'tar':
             manifest = _manifest.read_from_archive(path)
         else:
@@ -364,7 +364,7 @@ def prune(directory, keep_last=None, keep_daily=None, keep_weekly=None, keep_mon
             warn('removed a stale lock left by a dead process (%s)' % lock.recovered)
         entries, _ignored = list_backups(directory, verify)
         valid = [e for e in entries if e['valid']]
-        skipped = [dict(name=e['name'], reason=e['reason']) for e in entries if not e['valid']]
+        invalid = [dict(name=e['name'], reason=e['reason']) for e in entries if not e['valid']]
         items = [dict(name=e['name'], created_at=parse_time(e['created_at']), pinned=e['pinned']) for e in valid]
         kept = retention(items, **rules)
         removed = [e for e in valid if e['name'] not in kept]
@@ -373,7 +373,7 @@ def prune(directory, keep_last=None, keep_daily=None, keep_weekly=None, keep_mon
                 delete(entry['path'])
     return dict(changed=bool(removed), removed=[e['name'] for e in removed],
                 kept=[dict(name=e['name'], created_at=e['created_at'], reasons=kept[e['name']]) for e in valid if e['name'] in kept],
-                skipped=skipped, rules=rules)
+                invalid=invalid, rules=rules)
 
 
 def manage(path, state='present', rename_to=None, pinned=None, force=False, check_mode=False, warn=None):

@@ -104,20 +104,20 @@ def read_from_archive(path, identity=None):
     return loads(data, path)
 
 
-def loads(data, where):
+def loads(data, where, members_required=True):
     try:
         manifest = json.loads(data.decode('utf-8') if isinstance(data, bytes) else data)
     except ValueError as exc:
         raise AppvaultError('%s: the manifest is not valid JSON: %s' % (where, exc))
-    problems = validate(manifest)
+    problems = validate(manifest, members_required)
     if problems:
         raise AppvaultError('%s: invalid manifest: %s' % (where, '; '.join(problems)), problems=problems)
     return manifest
 
 
-def load_file(path):
+def load_file(path, members_required=True):
     with open(path, 'rb') as fileobj:
-        return loads(fileobj.read(), path)
+        return loads(fileobj.read(), path, members_required)
 
 
 def dumps(manifest):

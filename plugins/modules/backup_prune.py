@@ -19,7 +19,7 @@ description:
   - Pinned backups (see M(appvault.backup.backup_file)) are never removed and do not count towards the rules.
     The newest valid backup is never removed, whatever the rules say.
   - Only valid backups (readable manifest, C(.sha256) sidecar present and, with O(verify=true), matching) are
-    candidates; invalid files are reported in RV(skipped) and left for a human to look at.
+    candidates; invalid files are reported in RV(invalid) and left for a human to look at.
   - An archive is removed together with its sidecars, under the directory's lock.
 author:
   - appvault.backup developers
@@ -97,7 +97,7 @@ kept:
   type: list
   elements: dict
   sample: [{"name": "exment-20250101T030000Z.tar.zst", "created_at": "2025-01-01T03:00:00Z", "reasons": ["last", "daily"]}]
-skipped:
+invalid:
   description: Invalid files left alone, with the reason.
   returned: always
   type: list
