@@ -26,7 +26,7 @@ description:
   - With O(recipients) the archive is encrypted with C(age) (C(.tar.zst.age)); the manifest without the member
     table is then also written unencrypted as C(<archive>.manifest.json) so the catalogue can list it.
 author:
-  - appvault.backup developers
+  - appvault.backup developers (@appvault)
 extends_documentation_fragment:
   - appvault.backup.attributes
 attributes:

@@ -14,7 +14,7 @@ description:
     target). Refuses absolute member names, C(..), symlinks and hardlinks pointing outside their database or path,
     device files and FIFOs, duplicate members, members missing from or not listed in the manifest, and truncated
     or corrupt archives, each with a message naming the problem; nothing is changed then.
-  - Extracts the selected paths with GNU tar into a staging directory beside each destination, then swaps: the
+  - Extracts the selected paths with GNU tar into a staging directory beside each destination, then swaps them; the
     current destination is moved aside to C(<dest>-bak-<UTC yyyymmddThhmmssZ>) and the staged copy renamed into
     its place. The moved-aside copy of this run is never deleted; O(keep_previous) bounds how many older copies stay.
   - A path whose destination already matches the archive (same entries, types, sizes, contents, modes and owners)
@@ -22,7 +22,7 @@ description:
   - Extracts the selected database dumps into O(dumps_dest) and returns where each one is, with the engine,
     versions and inventory the manifest recorded, for the database restore modules.
 author:
-  - appvault.backup developers
+  - appvault.backup developers (@appvault)
 extends_documentation_fragment:
   - appvault.backup.attributes
 attributes:

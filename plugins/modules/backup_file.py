@@ -19,7 +19,7 @@ description:
   - Sidecars (C(.sha256), whose line is rewritten for the new name, C(.manifest.json), C(.pin)) follow their archive.
   - Works under the backup directory's lock file; a lock left by a dead process is taken over.
 author:
-  - appvault.backup developers
+  - appvault.backup developers (@appvault)
 extends_documentation_fragment:
   - appvault.backup.attributes
 attributes:
@@ -32,7 +32,7 @@ options:
   path:
     description:
       - The archive, as a path or as a file name inside O(backup_dir).
-    type: str
+    type: path
     required: true
   backup_dir:
     description:
@@ -115,7 +115,7 @@ from ansible_collections.appvault.backup.plugins.module_utils._common import App
 
 def argument_spec():
     return dict(
-        path=dict(type='str', required=True),
+        path=dict(type='path', required=True),
         backup_dir=dict(type='path'),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         rename_to=dict(type='str'),
@@ -126,7 +126,7 @@ def argument_spec():
 
 def run(module):
     p = module.params
-    path = os.path.expanduser(p['path'])
+    path = p['path']
     if '/' not in path:
         if not p['backup_dir']:
             raise AppvaultError('path %r is a bare name: give backup_dir too, or a full path' % path)

@@ -18,7 +18,7 @@ description:
     its C(.sha256) sidecar; with O(verify=true) the sidecar must also match the file (which reads every archive).
     Other files with an archive suffix (C(.zip) backups of Exment itself, for example) are listed as invalid.
 author:
-  - appvault.backup developers
+  - appvault.backup developers (@appvault)
 extends_documentation_fragment:
   - appvault.backup.attributes
 attributes:

@@ -22,7 +22,7 @@ description:
     candidates; invalid files are reported in RV(invalid) and left for a human to look at.
   - An archive is removed together with its sidecars, under the directory's lock.
 author:
-  - appvault.backup developers
+  - appvault.backup developers (@appvault)
 extends_documentation_fragment:
   - appvault.backup.attributes
 attributes:

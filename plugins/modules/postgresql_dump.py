@@ -20,7 +20,7 @@ description:
   - Returns the artefact's size and sha256, the versions involved and the database's object inventory with
     per-table row counts, which M(appvault.backup.postgresql_restore) can verify against.
 author:
-  - appvault.backup developers
+  - appvault.backup developers (@appvault)
 extends_documentation_fragment:
   - appvault.backup.postgresql
   - appvault.backup.attributes

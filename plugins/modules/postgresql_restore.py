@@ -22,7 +22,7 @@ description:
   - Compares the restored database with an inventory recorded at dump time (O(expected_inventory)) and fails,
     listing the differences, when they do not match.
 author:
-  - appvault.backup developers
+  - appvault.backup developers (@appvault)
 extends_documentation_fragment:
   - appvault.backup.postgresql
   - appvault.backup.attributes
