@@ -631,7 +631,8 @@ def swap_in(new, dest, keep_previous=None):
     if keep_previous is not None:
         parent = os.path.dirname(dest)
         pattern = re.compile('^' + re.escape(os.path.basename(dest)) + BAK_RE)
-        copies = sorted((n for n in os.listdir(parent) if pattern.match(n)), key=lambda n: os.lstat(os.path.join(parent, n)).st_mtime_ns)
+        # Oldest first by the UTC stamp in the name (a moved directory keeps its own mtime, so mtimes say nothing here).
+        copies = sorted(n for n in os.listdir(parent) if pattern.match(n))
         copies = [os.path.join(parent, n) for n in copies]
         old = [c for c in copies if c != bak]
         excess = len(copies) - keep_previous
