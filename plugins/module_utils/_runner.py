@@ -197,3 +197,88 @@ class Session(object):
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+class Stream(object):
+    """A pipeline whose last stage's output is read by the caller as a stream (constant memory).
+
+    Use as a context manager: read ``stdout`` (a binary file object), then call
+    ``finish()`` to wait for every stage and raise CommandError on a failure.
+    Leaving the block without ``finish()`` (an early stop, or an exception)
+    kills the stages and ignores their exit status: the caller stopped reading
+    on purpose, for example after the first member of an archive.
+    """
+
+    def __init__(self, stages, stdin_path=None, env=None, cwd=None):
+        if not stages:
+            raise ValueError('a stream needs at least one stage')
+        self.stages = stages
+        self.stdin_path = stdin_path
+        self.env = env
+        self.cwd = cwd
+        self.procs = []
+        self.errfiles = []
+        self.stdout = None
+        self.results = None
+
+    def __enter__(self):
+        child_env = _child_env(self.env)
+        prev = open(self.stdin_path or os.devnull, 'rb')
+        try:
+            for argv in self.stages:
+                errfile = tempfile.TemporaryFile()
+                self.errfiles.append(errfile)
+                try:
+                    proc = subprocess.Popen([str(a) for a in argv], stdin=prev, stdout=subprocess.PIPE, stderr=errfile,
+                                            env=child_env, cwd=self.cwd, close_fds=True)
+                except OSError as exc:
+                    self._kill()
+                    raise CommandError('cannot start %s: %s' % (argv[0], exc))
+                prev.close()
+                prev = proc.stdout
+                self.procs.append(proc)
+        except BaseException:
+            prev.close()
+            self._close_errfiles()
+            raise
+        self.stdout = prev
+        return self
+
+    def _kill(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+    def _close_errfiles(self):
+        for errfile in self.errfiles:
+            errfile.close()
+        self.errfiles = []
+
+    def finish(self):
+        """Read what is left, wait for every stage; raise CommandError naming the first failing one."""
+        while self.stdout.read(CHUNK_DRAIN):
+            pass
+        self.stdout.close()
+        results = []
+        for argv, proc, errfile in zip(self.stages, self.procs, self.errfiles):
+            proc.wait()
+            results.append({'cmd': argv[0], 'rc': proc.returncode, 'stderr': _tail(errfile)})
+        self.results = results
+        failed = [r for r in results if r['rc'] != 0]
+        if failed:
+            real = [r for r in failed if r['rc'] != -signal.SIGPIPE] or failed
+            first = real[0]
+            raise CommandError('%s failed with exit status %d: %s' % (first['cmd'], first['rc'], first['stderr'] or 'no error output'),
+                               results)
+        return results
+
+    def __exit__(self, *exc):
+        if self.stdout is not None and not self.stdout.closed:
+            self.stdout.close()
+        self._kill()
+        self._close_errfiles()
+        return False
+
+
+CHUNK_DRAIN = 1024 * 1024

@@ -1,0 +1,775 @@
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Backup archives: create (GNU tar -> zstd|gzip [-> age], atomic), verify, extract safely and swap into place.
+
+Python decides what goes in and checks what comes out; GNU tar, zstd, gzip and age move the bytes.
+The format is described in docs/archive-format.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import grp
+import hashlib
+import os
+import pwd
+import re
+import shutil
+import stat
+import tarfile
+import time
+
+from ansible_collections.appvault.backup.plugins.module_utils import _catalog, _common, _manifest, _runner
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
+DELIM = '\x01'  # sed delimiter for tar --transform; such a byte is refused in source paths
+BAK_RE = r'-bak-\d{8}T\d{6}Z(\.\d+)?$'
+MAX_LISTED = 200
+
+
+# -- sources ---------------------------------------------------------------------
+def _ext(path):
+    """The suffix of a dump's name from its first dot (``nocobase.pgc.zst`` -> ``.pgc.zst``), if it is a safe one."""
+    base = os.path.basename(path.rstrip('/'))
+    if '.' not in base[1:]:
+        return ''
+    ext = base[base.index('.', 1):]
+    return ext if re.match(r'^(\.[A-Za-z0-9_-]+)+$', ext) else ''
+
+
+def plan_sources(databases, paths, root=None, dest_dir=None):
+    """Validate the database and path definitions; return (sources, warnings).
+
+    Each source: dict(kind, id, src (absolute), member, entry (the caller's definition), present).
+    """
+    sources = []
+    warnings = []
+    ids = set()
+    for db in databases or []:
+        ident = _catalog.check_name(db.get('id') or '', 'database id')
+        if ('db', ident) in ids:
+            raise AppvaultError('database id %r is given twice' % ident)
+        ids.add(('db', ident))
+        src = db.get('path')
+        if not src or not os.path.isabs(src):
+            raise AppvaultError('database %r: path must be an absolute path to the dump file or directory, got %r' % (ident, src))
+        src = os.path.normpath(src)
+        if not os.path.lexists(src):
+            raise AppvaultError('database %r: the dump %s does not exist' % (ident, src))
+        if os.path.islink(src) or not (os.path.isfile(src) or os.path.isdir(src)):
+            raise AppvaultError('database %r: %s is not a regular file or directory' % (ident, src))
+        sources.append(dict(kind='db', id=ident, src=src, member='db/%s%s' % (ident, _ext(src)), entry=db, present=True))
+    for item in paths or []:
+        ident = _catalog.check_name(item.get('id') or '', 'path id')
+        if ('files', ident) in ids:
+            raise AppvaultError('path id %r is given twice' % ident)
+        ids.add(('files', ident))
+        src = item.get('path')
+        if not src:
+            raise AppvaultError('path %r has no path' % ident)
+        if not os.path.isabs(src):
+            if not root:
+                raise AppvaultError('path %r: %s is relative and no root is set' % (ident, src))
+            src = os.path.join(root, src)
+        src = os.path.normpath(src)
+        present = os.path.lexists(src)
+        if not present:
+            if not item.get('optional'):
+                raise AppvaultError('path %r: %s does not exist (set optional: true if it may be missing)' % (ident, src))
+            warnings.append('path %r: %s does not exist; recorded as absent (optional)' % (ident, src))
+        sources.append(dict(kind='files', id=ident, src=src, member='files/%s' % ident, entry=item, present=present))
+    present = [s for s in sources if s['present']]
+    for source in present:
+        if DELIM in source['src'] or '\n' in source['src']:
+            raise AppvaultError('%s: control characters in the path are not supported' % source['src'])
+    for one in present:
+        for other in present:
+            if one is not other and (one['src'] == other['src'] or other['src'].startswith(one['src'].rstrip('/') + '/')):
+                raise AppvaultError('%s (%s) is inside %s (%s): sources must not overlap; exclude it or drop one'
+                                    % (other['src'], other['id'], one['src'], one['id']))
+    return sources, warnings
+
+
+def _excluded(rel, name, patterns):
+    for pattern in patterns:
+        if '/' in pattern:
+            if fnmatch.fnmatchcase(rel, pattern.strip('/')):
+                return True
+        elif fnmatch.fnmatchcase(name, pattern):
+            return True
+    return False
+
+
+def walk(sources, skip=()):
+    """Stat every entry the archive will hold (no data read).
+
+    Returns (entries, stats, warnings); an entry is (abs path, member name, lstat result, kind) where kind is
+    file / dir / symlink / hardlink (hardlink: a later name of an inode already listed, as GNU tar stores it).
+    """
+    entries = []
+    warnings = []
+    stats = {}
+    inodes = {}
+    skip = set(os.path.normpath(p) for p in skip if p)
+    for source in sources:
+        counts = dict(files=0, dirs=0, symlinks=0, hardlinks=0, bytes=0, excluded=0, skipped=0)
+        stats[(source['kind'], source['id'])] = counts
+        if not source['present']:
+            continue
+        excludes = (source['entry'].get('exclude') or []) if source['kind'] == 'files' else []
+        stack = [(source['src'], '')]
+        while stack:
+            path, rel = stack.pop()
+            st = os.lstat(path)
+            member = source['member'] + ('/' + rel if rel else '')
+            mode = st.st_mode
+            if path in skip:
+                warnings.append('%s is the backup directory; not archived' % path)
+                continue
+            if stat.S_ISDIR(mode):
+                entries.append((path, member, st, 'dir'))
+                counts['dirs'] += 1
+                children = []
+                for name in os.listdir(path):
+                    child_rel = rel + '/' + name if rel else name
+                    if _excluded(child_rel, name, excludes):
+                        counts['excluded'] += 1
+                        continue
+                    children.append((os.path.join(path, name), child_rel))
+                children.sort(reverse=True)  # the stack pops them in name order
+                stack.extend(children)
+            elif stat.S_ISREG(mode):
+                key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1 and key in inodes:
+                    entries.append((path, member, st, 'hardlink'))
+                    counts['hardlinks'] += 1
+                else:
+                    if st.st_nlink > 1:
+                        inodes[key] = member
+                    entries.append((path, member, st, 'file'))
+                    counts['files'] += 1
+                    counts['bytes'] += st.st_size
+            elif stat.S_ISLNK(mode):
+                entries.append((path, member, st, 'symlink'))
+                counts['symlinks'] += 1
+            else:
+                kind = ('socket' if stat.S_ISSOCK(mode) else 'FIFO' if stat.S_ISFIFO(mode)
+                        else 'character device' if stat.S_ISCHR(mode) else 'block device')
+                warnings.append('%s is a %s; skipped' % (path, kind))
+                counts['skipped'] += 1
+    # Hardlink targets: the member name tar will point to is the first listed name of the inode.
+    return entries, stats, warnings, inodes
+
+
+def member_table(entries, inodes):
+    """Hash every regular file once (streaming, constant memory) and describe every member."""
+    members = {}
+    for path, member, st, kind in entries:
+        meta = dict(type=kind, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, mtime=int(st.st_mtime))
+        if kind == 'file':
+            meta.update(size=st.st_size, sha256=_common.sha256_file(path))
+        elif kind == 'symlink':
+            meta['target'] = os.readlink(path)
+        elif kind == 'hardlink':
+            meta['target'] = inodes[(st.st_dev, st.st_ino)]
+        members[member] = meta
+    return members
+
+
+def escaping_symlinks(members, roots):
+    """Symlinks whose target leaves the set (db/<id> or files/<id>) they belong to."""
+    out = []
+    for name, meta in members.items():
+        if meta['type'] == 'symlink' and _link_escapes(name, meta['target'], _set_root(name, roots)):
+            out.append(name)
+    return out
+
+
+def _set_root(name, roots):
+    for root in roots:
+        if name == root or name.startswith(root + '/'):
+            return root
+    return None
+
+
+def _link_escapes(name, target, root):
+    if root is None or not target or target.startswith('/'):
+        return True
+    resolved = os.path.normpath(os.path.join(os.path.dirname(name), target))
+    return not (resolved == root or resolved.startswith(root + '/'))
+
+
+# -- create -------------------------------------------------------------------
+def _sed_escape(text):
+    return re.sub(r'([\\.\[\]*^$])', r'\\\1', text)
+
+
+def tar_create_argv(list_file, transforms):
+    argv = ['tar', '--create', '--file=-', '--format=posix', '--pax-option=delete=atime,delete=ctime',
+            '--absolute-names', '--no-recursion', '--null', '--verbatim-files-from']
+    for src, member in transforms:
+        argv.append('--transform=s%s^%s\\(/\\|$\\)%s%s\\1%srhS' % (DELIM, _sed_escape(src), DELIM, member, DELIM))
+    argv.append('--files-from=%s' % list_file)
+    return argv
+
+
+def compressor_argv(compression, level, cores):
+    if compression == 'zstd':
+        level = 3 if level is None else level
+        if not 1 <= level <= 19:
+            raise AppvaultError('zstd level must be 1..19, got %d' % level)
+        return ['zstd', '-q', '-T%d' % cores, '-%d' % level, '-c'], level
+    level = 1 if level is None else level
+    if not 1 <= level <= 9:
+        raise AppvaultError('gzip level must be 1..9, got %d' % level)
+    if shutil.which('pigz'):
+        return ['pigz', '-p', str(cores), '-%d' % level, '-c'], level
+    return ['gzip', '-%d' % level, '-c'], level
+
+
+def create(dest_dir, app, databases, paths, root=None, label=None, dest=None, compression='zstd', level=None,
+           recipients=None, check_mode=False, now=None, warn=None):
+    """Write one archive; returns a result dict.  Nothing is left behind on failure."""
+    warn = warn or (lambda msg: None)
+    started = time.monotonic()
+    now = now or _catalog.utc_now()
+    app = dict(app or {})
+    if not app.get('name'):
+        raise AppvaultError('app.name is required')
+    encrypted = bool(recipients)
+    if dest:
+        dest = os.path.abspath(dest)
+        dest_dir = os.path.dirname(dest)
+        _catalog.check_name(os.path.basename(dest), 'archive name')
+    else:
+        if not dest_dir:
+            raise AppvaultError('give dest_dir (the backup directory) or dest')
+        dest_dir = os.path.abspath(dest_dir)
+        dest = os.path.join(dest_dir, _catalog.archive_name(app['name'], now, label, compression, encrypted))
+    sources, warnings = plan_sources(databases, paths, root, dest_dir)
+    for text in warnings:
+        warn(text)
+    result = dict(changed=True, path=dest, name=os.path.basename(dest))
+    entries, stats, walk_warnings, inodes = walk(sources, skip=[dest_dir])
+    for text in walk_warnings:
+        warn(text)
+    warnings.extend(walk_warnings)
+    estimate = sum(st.st_size for _p, _m, st, kind in entries if kind == 'file')
+    result['estimate'] = estimate
+    result['entries'] = len(entries)
+    if os.path.lexists(dest):
+        raise AppvaultError('%s already exists; choose another name or label' % dest)
+    if check_mode:
+        if os.path.isdir(dest_dir) and _common.free_bytes(dest_dir) < estimate:
+            raise AppvaultError('not enough free space in %s: about %d bytes needed, %d free'
+                                % (dest_dir, estimate, _common.free_bytes(dest_dir)))
+        return result
+    if not os.path.isdir(dest_dir):
+        os.makedirs(dest_dir, 0o700)
+        os.chmod(dest_dir, 0o700)
+    free = _common.free_bytes(dest_dir)
+    if free < estimate:
+        raise AppvaultError('not enough free space in %s: about %d bytes needed, %d free' % (dest_dir, estimate, free))
+    cores = _common.cpu_count()
+    compress, level = compressor_argv(compression, level, cores)
+    with _catalog.Lock(dest_dir, timeout=30) as lock:
+        if lock.recovered:
+            warn('removed a stale lock left by a dead process (%s)' % lock.recovered)
+        members = member_table(entries, inodes)
+        roots = [s['member'] for s in sources]
+        for name in escaping_symlinks(members, roots):
+            text = ('symlink %s -> %s points outside its path; archive_restore refuses it unless allow_external_symlinks'
+                    % (name, members[name]['target']))
+            warn(text)
+            warnings.append(text)
+        manifest = build_manifest(app, now, label, sources, stats, members, compression, level, recipients, warnings)
+        partial = _common.partial_name(dest)
+        side = _manifest.sidecars(dest)
+        written = []
+        with _common.SecretDir() as secrets:
+            manifest_path = secrets.write('manifest.json', '')
+            with open(manifest_path, 'wb') as fileobj:
+                fileobj.write(_manifest.dumps(manifest))
+            list_path = secrets.write('members.list', '')
+            with open(list_path, 'wb') as fileobj:
+                fileobj.write(os.fsencode(manifest_path) + b'\0')
+                for path, _member, _st, _kind in entries:
+                    fileobj.write(os.fsencode(path) + b'\0')
+            transforms = [(manifest_path, _manifest.MANIFEST_MEMBER)] + [(s['src'], s['member']) for s in sources if s['present']]
+            stages = [tar_create_argv(list_path, transforms), compress]
+            if encrypted:
+                stages.append(['age', '--encrypt', '-R', secrets.write('recipients', '\n'.join(recipients) + '\n')])
+            stages += [['tee', partial], ['sha256sum']]
+            result['commands'] = [' | '.join(_runner.mask_argv(s) for s in stages)]
+            try:
+                try:
+                    out = _runner.pipeline(stages)
+                except _runner.CommandError as exc:
+                    raise AppvaultError('writing %s failed: %s' % (dest, exc.msg), stages=exc.stages)
+                changed = _changed_since(entries)
+                if changed:
+                    raise AppvaultError('%d file(s) changed while they were archived (first: %s); nothing was written. '
+                                        'Stop writes (maintenance mode) and run the backup again' % (len(changed), changed[0]))
+                digest = out[-1]['stdout'].split()[0]
+                _manifest.write_checksum_file(dest, digest)
+                written.append(side['checksum'])
+                if encrypted:
+                    public = dict(manifest)
+                    public.pop('members')
+                    public['members_omitted'] = True
+                    tmp = _common.partial_name(side['manifest'])
+                    with open(tmp, 'wb') as fileobj:
+                        fileobj.write(_manifest.dumps(public))
+                    _common.publish(tmp, side['manifest'])
+                    written.append(side['manifest'])
+                _common.publish(partial, dest)
+            except BaseException:
+                _common.remove_path(partial)
+                for path in written:
+                    _common.remove_path(path)
+                raise
+    os.chmod(dest_dir, 0o700)
+    summary = dict(manifest)
+    summary.pop('members')
+    result.update(sha256=digest, size=os.path.getsize(dest), checksum_file=side['checksum'], members=len(members),
+                  manifest=summary, duration=round(time.monotonic() - started, 3))
+    if encrypted:
+        result['manifest_file'] = side['manifest']
+    return result
+
+
+def _changed_since(entries):
+    changed = []
+    for path, _member, st, kind in entries:
+        if kind not in ('file', 'hardlink'):
+            continue
+        try:
+            now = os.lstat(path)
+        except OSError:
+            changed.append(path)
+            continue
+        if (now.st_size, now.st_mtime_ns, now.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
+            changed.append(path)
+    return changed
+
+
+def build_manifest(app, now, label, sources, stats, members, compression, level, recipients, warnings):
+    databases = []
+    paths = []
+    for source in sources:
+        counts = stats[(source['kind'], source['id'])]
+        entry = source['entry']
+        if source['kind'] == 'db':
+            top = members.get(source['member'], {})
+            item = dict(id=source['id'], member=source['member'], source=source['src'], type=top.get('type'),
+                        engine=entry.get('engine') or 'unknown', server_version=entry.get('server_version'),
+                        tool_version=entry.get('tool_version'), options=entry.get('options') or {},
+                        inventory=entry.get('inventory') or {}, files=counts['files'], bytes=counts['bytes'])
+            if top.get('type') == 'file':
+                item['sha256'] = top['sha256']
+                item['size'] = top['size']
+            databases.append(item)
+        else:
+            item = dict(id=source['id'], member=source['member'], source=source['src'], present=source['present'],
+                        optional=bool(entry.get('optional')), exclude=list(entry.get('exclude') or []))
+            item['type'] = members.get(source['member'], {}).get('type')
+            item.update(counts)
+            paths.append(item)
+    return dict(
+        format=_manifest.FORMAT, format_version=_manifest.FORMAT_VERSION, collection_version=_manifest.COLLECTION_VERSION,
+        created_at=_catalog.format_time(now), label=label or None,
+        app=dict(name=app.get('name'), profile=app.get('profile') or 'generic', version=app.get('version')),
+        host=_manifest.host_info(), compression=dict(method=compression, level=level),
+        encryption=dict(method='age', recipients=len(recipients)) if recipients else None,
+        databases=databases, paths=paths, members=members, warnings=list(warnings))
+
+
+# -- verify -------------------------------------------------------------------
+def _member_problem(name):
+    if not name or name.startswith('/') or '\\' in name:
+        return 'absolute or malformed member name'
+    parts = name.split('/')
+    if '..' in parts:
+        return 'member name with ".." (path traversal)'
+    if '' in parts or '.' in parts or any(ord(ch) < 32 for ch in name):
+        return 'malformed member name'
+    return None
+
+
+def verify(archive, identity=None, require_checksum_file=True, allow_external_symlinks=False):
+    """Check the whole file against its sidecar, then every member against the manifest; read-only.
+
+    Returns the manifest.  Raises AppvaultError naming the first problem found.
+    """
+    side = _manifest.sidecars(archive)
+    checksum = 'missing'
+    if os.path.exists(side['checksum']):
+        expected = _manifest.read_checksum_file(side['checksum'])
+        actual = _common.sha256_file(archive)
+        if actual != expected:
+            raise AppvaultError('%s does not match its checksum file %s (expected %s, got %s): the archive is corrupt or was modified; '
+                                'nothing was changed' % (archive, side['checksum'], expected, actual))
+        checksum = 'ok'
+    elif require_checksum_file:
+        raise AppvaultError('%s has no checksum file %s; nothing was changed (set require_checksum_file: false to rely on '
+                            'the per-member checksums only)' % (archive, side['checksum']))
+    stages = _manifest.decompress_stages(archive, identity)
+    where = os.path.basename(archive)
+
+    def refuse(text):
+        raise AppvaultError('%s: %s; nothing was changed' % (where, text))
+
+    try:
+        with _runner.Stream(stages, stdin_path=archive) as stream:
+            try:
+                tar = tarfile.open(fileobj=stream.stdout, mode='r|')
+                first = tar.next()
+                if first is None or first.name != _manifest.MANIFEST_MEMBER or not first.isreg():
+                    refuse('the first member is not %s' % _manifest.MANIFEST_MEMBER)
+                manifest = _manifest.loads(tar.extractfile(first).read(), where)
+                members = manifest['members']
+                roots = [e['member'] for e in manifest['databases'] + manifest['paths'] if e.get('present', True)]
+                seen = {}
+                while True:
+                    info = tar.next()
+                    if info is None:
+                        break
+                    tar.members = []  # constant memory: the stream is read once, nothing is looked up later
+                    name = info.name
+                    problem = _member_problem(name)
+                    if problem:
+                        refuse('%s: %r' % (problem, name))
+                    if name in seen or name == _manifest.MANIFEST_MEMBER:
+                        refuse('duplicate member %r' % name)
+                    root = _set_root(name, roots)
+                    if root is None:
+                        refuse('member %r belongs to no database or path of the manifest' % name)
+                    meta = members.get(name)
+                    if meta is None:
+                        refuse('member %r is not listed in the manifest' % name)
+                    if info.isreg():
+                        kind = 'file'
+                    elif info.isdir():
+                        kind = 'dir'
+                    elif info.issym():
+                        kind = 'symlink'
+                        if _link_escapes(name, info.linkname, root) and not allow_external_symlinks:
+                            refuse('symlink %r -> %r points outside %s' % (name, info.linkname, root))
+                    elif info.islnk():
+                        kind = 'hardlink'
+                        if seen.get(info.linkname) != 'file' or _set_root(info.linkname, roots) != root:
+                            refuse('hardlink %r -> %r points outside its set or to no earlier file' % (name, info.linkname))
+                    else:
+                        refuse('member %r is a device, FIFO or other special file' % name)
+                    if meta['type'] != kind:
+                        refuse('member %r is a %s but the manifest says %s' % (name, kind, meta['type']))
+                    if kind in ('symlink', 'hardlink') and meta.get('target') != info.linkname:
+                        refuse('member %r points to %r but the manifest says %r' % (name, info.linkname, meta.get('target')))
+                    mtime = int(info.pax_headers['mtime'].split('.')[0]) if 'mtime' in info.pax_headers else int(info.mtime)
+                    for field, value in (('mode', stat.S_IMODE(info.mode)), ('uid', info.uid), ('gid', info.gid), ('mtime', mtime)):
+                        if field in meta and meta[field] != value:
+                            refuse('member %r: %s is %r but the manifest says %r' % (name, field, value, meta[field]))
+                    if kind == 'file':
+                        if info.size != meta['size']:
+                            refuse('member %r has %d bytes but the manifest says %d' % (name, info.size, meta['size']))
+                        digest = hashlib.sha256()
+                        fileobj = tar.extractfile(info)
+                        while True:
+                            chunk = fileobj.read(_common.CHUNK)
+                            if not chunk:
+                                break
+                            digest.update(chunk)
+                        if digest.hexdigest() != meta['sha256']:
+                            refuse('member %r does not match its sha256 in the manifest' % name)
+                    seen[name] = kind
+                missing = sorted(set(members) - set(seen))
+                if missing:
+                    refuse('%d member(s) of the manifest are missing from the archive (first: %r)' % (len(missing), missing[0]))
+            except (tarfile.TarError, EOFError, OSError, UnicodeError) as exc:
+                try:
+                    stream.finish()
+                except _runner.CommandError as cexc:
+                    refuse('the archive is truncated or corrupt: %s' % cexc.msg)
+                refuse('the archive is truncated or corrupt: %s' % exc)
+            try:
+                stream.finish()
+            except _runner.CommandError as exc:
+                refuse('the archive is truncated or corrupt: %s' % exc.msg)
+    except _runner.CommandError as exc:
+        refuse(exc.msg)
+    manifest['_checksum'] = checksum
+    return manifest
+
+
+# -- restore ----------------------------------------------------------------------
+def owner_ids(user, group):
+    uid = gid = -1
+    if user is not None:
+        try:
+            uid = int(user) if str(user).isdigit() else pwd.getpwnam(user).pw_uid
+        except KeyError:
+            raise AppvaultError('owner %r does not exist on this host' % user)
+    if group is not None:
+        try:
+            gid = int(group) if str(group).isdigit() else grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise AppvaultError('group %r does not exist on this host' % group)
+    return uid, gid
+
+
+def set_members(manifest, root):
+    """{relative name: meta} of the members under ``root`` ('' is the root itself); hardlinks resolved to their file."""
+    members = manifest['members']
+    out = {}
+    for name, meta in members.items():
+        if name == root or name.startswith(root + '/'):
+            rel = name[len(root) + 1:] if name != root else ''
+            if meta['type'] == 'hardlink':
+                meta = dict(members.get(meta['target'], {}), mode=meta.get('mode'), uid=meta.get('uid'), gid=meta.get('gid'))
+            out[rel] = meta
+    return out
+
+
+def _current_tree(dest):
+    out = {}
+    if not os.path.lexists(dest):
+        return out
+    stack = [(dest, '')]
+    while stack:
+        path, rel = stack.pop()
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode):
+            kind = 'dir'
+            for name in os.listdir(path):
+                stack.append((os.path.join(path, name), rel + '/' + name if rel else name))
+        elif stat.S_ISREG(st.st_mode):
+            kind = 'file'
+        elif stat.S_ISLNK(st.st_mode):
+            kind = 'symlink'
+        else:
+            kind = 'special'
+        out[rel] = (path, st, kind)
+    return out
+
+
+def tree_changes(dest, wanted, uid=-1, gid=-1):
+    """What restoring ``wanted`` (from set_members) over ``dest`` would add, change and remove."""
+    current = _current_tree(dest)
+    added = sorted(set(wanted) - set(current))
+    removed = sorted(set(current) - set(wanted))
+    changed = []
+    for rel in sorted(set(wanted) & set(current)):
+        meta = wanted[rel]
+        path, st, kind = current[rel]
+        want_uid = uid if uid != -1 else meta.get('uid')
+        want_gid = gid if gid != -1 else meta.get('gid')
+        if kind != meta.get('type'):
+            changed.append(rel)
+        elif (stat.S_IMODE(st.st_mode) != meta.get('mode') and kind != 'symlink') or st.st_uid != want_uid or st.st_gid != want_gid:
+            changed.append(rel)
+        elif kind == 'symlink' and os.readlink(path) != meta.get('target'):
+            changed.append(rel)
+        elif kind == 'file' and (st.st_size != meta.get('size') or _common.sha256_file(path) != meta.get('sha256')):
+            changed.append(rel)
+    return dict(added=added, changed=changed, removed=removed)
+
+
+def _extract(archive, identity, members, stage, strip):
+    argv = ['tar', '--extract', '--file=-', '--directory=%s' % stage, '--strip-components=%d' % strip,
+            '--same-permissions', '--delay-directory-restore', '--warning=no-timestamp']
+    argv.append('--same-owner' if os.geteuid() == 0 else '--no-same-owner')
+    argv += ['--'] + list(members)
+    try:
+        _runner.pipeline(_manifest.decompress_stages(archive, identity) + [argv], stdin_path=archive)
+    except _runner.CommandError as exc:
+        raise AppvaultError('extracting %s from %s failed: %s' % (', '.join(members), archive, exc.msg))
+
+
+def _chown_tree(path, uid, gid):
+    if uid == -1 and gid == -1:
+        return
+    os.lchown(path, uid, gid)
+    if os.path.isdir(path) and not os.path.islink(path):
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                os.lchown(os.path.join(root, name), uid, gid)
+
+
+def _stamp():
+    return datetime.datetime.now(datetime.timezone.utc).strftime(_catalog.TIMESTAMP_FORMAT)
+
+
+def _stage_dir(dest):
+    parent = os.path.dirname(dest)
+    if not os.path.isdir(parent):
+        os.makedirs(parent, 0o755)
+    stage = os.path.join(parent, '.%s.appvault-stage' % os.path.basename(dest))
+    _common.remove_path(stage)  # a leftover of an interrupted restore: ours to remove
+    os.mkdir(stage, 0o700)
+    return stage
+
+
+def swap_in(new, dest, keep_previous=None):
+    """Move ``dest`` aside to ``<dest>-bak-<UTC stamp>`` and ``new`` into its place; returns the backup copy's path."""
+    bak = None
+    if os.path.lexists(dest):
+        bak = '%s-bak-%s' % (dest, _stamp())
+        index = 0
+        while os.path.lexists(bak):
+            index += 1
+            bak = '%s-bak-%s.%d' % (dest, _stamp(), index)
+        os.rename(dest, bak)
+    try:
+        os.rename(new, dest)
+    except OSError:
+        if bak:
+            os.rename(bak, dest)
+        raise
+    _common.fsync_dir(os.path.dirname(dest))
+    removed = []
+    if keep_previous is not None:
+        parent = os.path.dirname(dest)
+        pattern = re.compile('^' + re.escape(os.path.basename(dest)) + BAK_RE)
+        # Oldest first by the UTC stamp in the name (a moved directory keeps its own mtime, so mtimes say nothing here).
+        copies = sorted(n for n in os.listdir(parent) if pattern.match(n))
+        copies = [os.path.join(parent, n) for n in copies]
+        old = [c for c in copies if c != bak]
+        excess = len(copies) - keep_previous
+        for path in old[:max(0, excess)]:
+            _common.remove_path(path)
+            removed.append(path)
+    return bak, removed
+
+
+def restore_path(archive, identity, root, dest, uid=-1, gid=-1, keep_previous=None):
+    """Extract the member set ``root`` (files/<id>) next to ``dest`` and swap it in."""
+    stage = _stage_dir(dest)
+    try:
+        _extract(archive, identity, [root], stage, strip=1)
+        new = os.path.join(stage, root.split('/', 1)[1])
+        if not os.path.lexists(new):
+            raise AppvaultError('%s holds no %s' % (archive, root))
+        _chown_tree(new, uid, gid)
+        bak, removed = swap_in(new, dest, keep_previous)
+    finally:
+        _common.remove_path(stage)
+    return bak, removed
+
+
+def restore_dumps(archive, identity, entries, dumps_dest):
+    """Extract database dumps into ``dumps_dest`` (created 0700); returns {id: path}."""
+    if not os.path.isdir(dumps_dest):
+        os.makedirs(dumps_dest, 0o700)
+    stage = os.path.join(dumps_dest, '.appvault-stage')
+    _common.remove_path(stage)
+    os.mkdir(stage, 0o700)
+    out = {}
+    try:
+        _extract(archive, identity, [e['member'] for e in entries], stage, strip=1)
+        for entry in entries:
+            base = entry['member'].split('/', 1)[1]
+            final = os.path.join(dumps_dest, base)
+            _common.remove_path(final)
+            os.rename(os.path.join(stage, base), final)
+            out[entry['id']] = final
+        _common.fsync_dir(dumps_dest)
+    finally:
+        _common.remove_path(stage)
+    return out
+
+
+def short(names, limit=MAX_LISTED):
+    return names[:limit] + (['... and %d more' % (len(names) - limit)] if len(names) > limit else [])
+
+
+def _select(entries, wanted, what, archive):
+    by_id = dict((e['id'], e) for e in entries)
+    if wanted is None:
+        return [e for e in entries if e.get('present', True)]
+    unknown = [w for w in wanted if w not in by_id]
+    if unknown:
+        raise AppvaultError('%s %s: no such %s in the archive (it has: %s); nothing was changed'
+                            % (archive, ', '.join(unknown), what, ', '.join(sorted(by_id)) or 'none'))
+    absent = [w for w in wanted if not by_id[w].get('present', True)]
+    if absent:
+        raise AppvaultError('%s: path %s was absent when the backup was made; nothing was changed' % (archive, ', '.join(absent)))
+    return [by_id[w] for w in wanted]
+
+
+def _listing(dest, wanted, rels):
+    lines = []
+    for rel in rels:
+        meta = wanted.get(rel)
+        if meta is None:
+            path = os.path.join(dest, rel) if rel else dest
+            try:
+                st = os.lstat(path)
+                lines.append('%s (%o, %d bytes)' % (rel or '.', stat.S_IMODE(st.st_mode), st.st_size))
+            except OSError:
+                lines.append(rel or '.')
+        else:
+            lines.append('%s (%o, %s bytes)' % (rel or '.', meta.get('mode', 0), meta.get('size', 0)))
+    return ''.join(line + '\n' for line in lines)
+
+
+def restore(src, databases=None, paths=None, path_dest=None, dumps_dest=None, owner=None, group=None, keep_previous=None,
+            identity=None, require_checksum_file=True, allow_external_symlinks=False, check_mode=False, want_diff=False,
+            force=False):
+    """Verify ``src`` completely, then extract the selected databases and paths; returns a result dict."""
+    src = os.path.abspath(src)
+    if not os.path.isfile(src):
+        raise AppvaultError('archive %s does not exist' % src)
+    if keep_previous is not None and keep_previous < 1:
+        raise AppvaultError('keep_previous must be 1 or more (the copy moved aside by this run is never removed)')
+    uid, gid = owner_ids(owner, group)
+    manifest = verify(src, identity, require_checksum_file, allow_external_symlinks)
+    checksum = manifest.pop('_checksum')
+    path_dest = path_dest or {}
+    db_sel = _select(manifest['databases'], databases, 'database', src)
+    path_sel = _select(manifest['paths'], paths, 'path', src)
+    unknown = sorted(set(path_dest) - set(p['id'] for p in manifest['paths']))
+    if unknown:
+        raise AppvaultError('path_dest names %s, not in the archive; nothing was changed' % ', '.join(unknown))
+    if dumps_dest is None:
+        stem = _catalog.split_suffix(os.path.basename(src))[0]
+        dumps_dest = os.path.join(os.path.dirname(src), stem + '.dumps')
+    summary = dict(manifest)
+    summary.pop('members')
+    result = dict(changed=False, checksum=checksum, manifest=summary, databases={}, paths={}, diff=[])
+    plans = []
+    for entry in path_sel:
+        dest = os.path.normpath(path_dest.get(entry['id']) or entry['source'])
+        if not os.path.isabs(dest):
+            raise AppvaultError('destination of path %s must be absolute, got %s' % (entry['id'], dest))
+        wanted = set_members(manifest, entry['member'])
+        changes = tree_changes(dest, wanted, uid, gid)
+        differs = bool(changes['added'] or changes['changed'] or changes['removed'])
+        plans.append((entry, dest, differs))
+        result['paths'][entry['id']] = dict(
+            dest=dest, changed=differs or force, added=short(changes['added']), changed_entries=short(changes['changed']),
+            removed=short(changes['removed']), counts=dict((k, len(v)) for k, v in changes.items()))
+        if want_diff and differs:
+            result['diff'].append(dict(
+                before_header='%s (current)' % dest, after_header='%s (%s)' % (dest, os.path.basename(src)),
+                before=_listing(dest, {}, changes['removed'] + changes['changed']),
+                after=_listing(dest, wanted, changes['added'] + changes['changed'])))
+    for entry in db_sel:
+        base = entry['member'].split('/', 1)[1]
+        info = dict((k, v) for k, v in entry.items() if k not in ('member',))
+        info['path'] = os.path.join(dumps_dest, base)
+        result['databases'][entry['id']] = info
+    result['dumps_dest'] = dumps_dest
+    result['changed'] = bool(db_sel) or any(differs or force for _e, _d, differs in plans)
+    if check_mode:
+        return result
+    if db_sel:
+        extracted = restore_dumps(src, identity, db_sel, dumps_dest)
+        for ident, path in extracted.items():
+            result['databases'][ident]['path'] = path
+    for entry, dest, differs in plans:
+        if not differs and not force:
+            continue
+        previous, removed = restore_path(src, identity, entry['member'], dest, uid, gid, keep_previous)
+        result['paths'][entry['id']].update(previous=previous, removed_copies=removed)
+    return result

@@ -1,0 +1,414 @@
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The backup catalogue: safe names, listing a backup directory, retention, rename/delete/pin, the lock."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import socket
+import time
+
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _manifest
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
+# Longest first: the suffix of an archive name is the first of these it ends with.
+ARCHIVE_SUFFIXES = ('.tar.zst.age', '.tar.gz.age', '.tgz.age', '.tar.zst', '.tar.gz', '.tgz', '.tar')
+FOREIGN_SUFFIXES = ('.zip',)  # listed (Exment's own backups are zip files), never valid
+SAFE_NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9._-]*$')
+MAX_NAME = 200
+TIMESTAMP_FORMAT = '%Y%m%dT%H%M%SZ'
+CREATED_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
+LOCK_NAME = '.appvault.lock'
+RULES = (
+    ('last', None),
+    ('daily', '%Y-%m-%d'),
+    ('weekly', '%G-W%V'),
+    ('monthly', '%Y-%m'),
+    ('yearly', '%Y'),
+)
+
+
+# -- names -------------------------------------------------------------------
+def check_name(name, what='name'):
+    """Refuse anything but ASCII letters, digits, '-', '_' and '.' (no separators, no leading '.' or '-')."""
+    if not isinstance(name, str) or not name:
+        raise AppvaultError('%s must not be empty' % what)
+    if '/' in name or '\\' in name:
+        raise AppvaultError('%s %r must not contain a path separator' % (what, name))
+    bad = sorted(set(ch for ch in name if not (ch.isascii() and (ch.isalnum() or ch in '._-'))))
+    if bad:
+        raise AppvaultError('%s %r contains characters that are not allowed: %s (use ASCII letters, digits, "-", "_" and "."; '
+                            'half-width kana, full-width characters, spaces and other symbols are refused)'
+                            % (what, name, ' '.join(repr(ch) for ch in bad)))
+    if name in ('.', '..') or not SAFE_NAME_RE.match(name):
+        raise AppvaultError('%s %r must not start with "." or "-"' % (what, name))
+    if len(name) > MAX_NAME:
+        raise AppvaultError('%s is longer than %d characters' % (what, MAX_NAME))
+    return name
+
+
+def split_suffix(name):
+    for suffix in ARCHIVE_SUFFIXES + FOREIGN_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[:-len(suffix)], suffix
+    return name, ''
+
+
+def archive_name(app, when, label=None, compression='zstd', encrypted=False):
+    """``<app>-<UTC yyyymmddThhmmssZ>[-label].tar.zst`` (``.tar.gz`` for gzip, ``.age`` appended when encrypted)."""
+    check_name(app, 'app name')
+    stem = '%s-%s' % (app, when.strftime(TIMESTAMP_FORMAT))
+    if label:
+        check_name(label, 'label')
+        stem += '-' + label
+    name = stem + ('.tar.zst' if compression == 'zstd' else '.tar.gz') + ('.age' if encrypted else '')
+    return check_name(name, 'archive name')
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+
+def format_time(when):
+    return when.astimezone(datetime.timezone.utc).strftime(CREATED_FORMAT)
+
+
+def parse_time(text):
+    return datetime.datetime.strptime(text, CREATED_FORMAT).replace(tzinfo=datetime.timezone.utc)
+
+
+# -- the lock ---------------------------------------------------------------
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Lock(object):
+    """``<dir>/.appvault.lock`` holding ``<pid> <host>``, created with O_EXCL.
+
+    A lock left by a process that no longer exists on this host is stale: it is
+    removed and taken over (``recovered`` tells).  A live holder makes
+    ``__enter__`` wait up to ``timeout`` seconds, then fail naming the holder.
+    """
+
+    def __init__(self, directory, timeout=0):
+        self.path = os.path.join(directory, LOCK_NAME)
+        self.timeout = timeout
+        self.recovered = None
+        self.token = '%d %s\n' % (os.getpid(), socket.gethostname())
+
+    def _holder(self):
+        try:
+            with open(self.path) as fileobj:
+                text = fileobj.read(256)
+        except FileNotFoundError:
+            return None
+        parts = text.split()
+        try:
+            return int(parts[0]), (parts[1] if len(parts) > 1 else ''), text
+        except (ValueError, IndexError):
+            return 0, '', text
+
+    def __enter__(self):
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is None:
+                    continue
+                pid, host, text = holder
+                if host in ('', socket.gethostname()) and (pid <= 0 or not _pid_alive(pid)):
+                    # Stale: its owner is gone.  Remove it only if it still is the file we read.
+                    if self._holder() == holder:
+                        try:
+                            os.unlink(self.path)
+                        except FileNotFoundError:
+                            pass
+                        self.recovered = text.strip()
+                    continue
+                if time.monotonic() >= deadline:
+                    raise AppvaultError('%s is locked by process %d on %s (another backup, prune or rename is running); '
+                                        'try again later' % (os.path.dirname(self.path), pid, host or 'this host'))
+                time.sleep(0.2)
+                continue
+            with os.fdopen(fd, 'w') as fileobj:
+                fileobj.write(self.token)
+            return self
+
+    def __exit__(self, *exc):
+        holder = self._holder()
+        if holder is not None and holder[2] == self.token:
+            os.unlink(self.path)
+        return False
+
+
+# -- listing -------------------------------------------------------------------
+def is_listed(name):
+    if name.startswith('.') or name.endswith('.partial'):
+        return False
+    if any(name.endswith(s) for s in _manifest.SIDECAR_SUFFIXES):
+        return False
+    return split_suffix(name)[1] != ''
+
+
+def describe(path, verify=False):
+    """One catalogue entry: what the manifest says, whether the backup is valid and, if not, why."""
+    st = os.stat(path)
+    name = os.path.basename(path)
+    side = _manifest.sidecars(path)
+    entry = dict(name=name, path=path, size=st.st_size, mtime=format_time(datetime.datetime.fromtimestamp(st.st_mtime, datetime.timezone.utc)),
+                 pinned=os.path.exists(side['pin']), encrypted=False, valid=False, reason=None, created_at=None,
+                 app=None, profile=None, app_version=None, label=None, engines=[], paths=[], checksum='missing')
+    manifest = None
+    try:
+        container, _compression = _manifest.detect(path)
+        entry['encrypted'] = container == 'age'
+        if container == 'age':
+            if not os.path.exists(side['manifest']):
+                raise AppvaultError('encrypted archive without its manifest sidecar %s' % os.path.basename(side['manifest']))
+            manifest = _manifest.load_file(side['manifest'], members_required=False)
+        elif container == 'tar':
+            manifest = _manifest.read_from_archive(path)
+        else:
+            raise AppvaultError('not an appvault.backup archive (%s file)' % container)
+    except (AppvaultError, OSError) as exc:
+        entry['reason'] = getattr(exc, 'msg', None) or str(exc)
+        entry['reason'] = entry['reason'].replace(path + ': ', '')
+    if manifest is not None:
+        entry['created_at'] = manifest.get('created_at')
+        app = manifest.get('app') or {}
+        entry.update(app=app.get('name'), profile=app.get('profile'), app_version=app.get('version'), label=manifest.get('label'))
+        entry['engines'] = [dict(id=d.get('id'), engine=d.get('engine'), server_version=d.get('server_version'))
+                            for d in manifest.get('databases', [])]
+        entry['paths'] = [p.get('id') for p in manifest.get('paths', [])]
+        entry['format_version'] = manifest.get('format_version')
+        entry['collection_version'] = manifest.get('collection_version')
+    if os.path.exists(side['checksum']):
+        entry['checksum'] = 'present'
+        if verify:
+            try:
+                expected = _manifest.read_checksum_file(side['checksum'])
+                entry['checksum'] = 'ok' if _common.sha256_file(path) == expected else 'mismatch'
+            except AppvaultError as exc:
+                entry['checksum'] = 'unreadable'
+                entry['reason'] = entry['reason'] or exc.msg
+    if manifest is not None and entry['reason'] is None:
+        if entry['checksum'] == 'missing':
+            entry['reason'] = 'no checksum file %s' % os.path.basename(side['checksum'])
+        elif entry['checksum'] == 'mismatch':
+            entry['reason'] = 'the archive does not match its checksum file (corrupt or modified)'
+        else:
+            entry['valid'] = True
+    return entry, manifest
+
+
+def list_backups(directory, verify=False):
+    """Every archive-like file of ``directory``, newest first; returns (entries, ignored names)."""
+    if not os.path.isdir(directory):
+        raise AppvaultError('backup directory %s does not exist' % directory)
+    entries = []
+    ignored = []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path) or os.path.islink(path):
+            continue
+        if not is_listed(name):
+            if not name.startswith('.') and not any(name.endswith(s) for s in _manifest.SIDECAR_SUFFIXES):
+                ignored.append(name)
+            continue
+        entries.append(describe(path, verify)[0])
+    entries.sort(key=lambda e: (e['created_at'] or e['mtime'], e['name']), reverse=True)
+    return entries, ignored
+
+
+def latest(entries):
+    for entry in entries:
+        if entry['valid']:
+            return entry
+    return None
+
+
+# -- retention -----------------------------------------------------------------
+def retention(items, keep_last=None, keep_daily=None, keep_weekly=None, keep_monthly=None, keep_yearly=None):
+    """Decide which backups to keep (restic's ``forget`` semantics, buckets in UTC).
+
+    ``items``: list of dicts with ``name``, ``created_at`` (datetime, UTC) and ``pinned``.  Every rule runs
+    independently over the unpinned backups, newest first: ``last`` keeps the N newest; ``daily`` the newest
+    backup of each of the N most recent days that have one (``weekly``: ISO weeks, ``monthly``, ``yearly``
+    likewise).  Pinned backups are always kept and do not count towards any rule.  The newest backup is
+    always kept, whatever the rules say.  Returns {name: [reasons]} for the kept ones.
+    """
+    counts = dict(last=keep_last, daily=keep_daily, weekly=keep_weekly, monthly=keep_monthly, yearly=keep_yearly)
+    ordered = sorted(items, key=lambda i: (i['created_at'], i['name']), reverse=True)
+    kept = {}
+    for item in ordered:
+        if item.get('pinned'):
+            kept.setdefault(item['name'], []).append('pinned')
+    rotating = [i for i in ordered if not i.get('pinned')]
+    for rule, fmt in RULES:
+        count = counts[rule]
+        if not count or count < 0:
+            continue
+        buckets = set()
+        for item in rotating:
+            bucket = item['name'] if fmt is None else item['created_at'].strftime(fmt)
+            if bucket in buckets:
+                continue
+            if len(buckets) >= count:
+                break
+            buckets.add(bucket)
+            kept.setdefault(item['name'], []).append(rule)
+    if ordered and ordered[0]['name'] not in kept:
+        kept[ordered[0]['name']] = ['newest']
+    return kept
+
+
+# -- rename, delete, pin ---------------------------------------------------------
+def resolve(directory, archive):
+    """An archive given as a path, or as a name inside ``directory``."""
+    if os.sep in archive or not directory:
+        path = os.path.abspath(archive)
+    else:
+        path = os.path.join(directory, archive)
+    if not os.path.isfile(path):
+        raise AppvaultError('backup %s does not exist' % path)
+    return path
+
+
+def new_name_for(path, new_name):
+    """Validate ``new_name``; keep the archive suffix (added when the new name lacks it)."""
+    check_name(new_name, 'new name')
+    suffix = split_suffix(os.path.basename(path))[1]
+    if suffix and not new_name.endswith(suffix):
+        new_name += suffix
+        check_name(new_name, 'new name')
+    return new_name
+
+
+def rename(path, new_name):
+    """Rename an archive and its sidecars; refuses to overwrite anything.  Returns the new path."""
+    new_path = os.path.join(os.path.dirname(path), new_name)
+    old_side = _manifest.sidecars(path)
+    new_side = _manifest.sidecars(new_path)
+    for target in [new_path] + list(new_side.values()):
+        if os.path.lexists(target):
+            raise AppvaultError('cannot rename %s to %s: %s already exists' % (os.path.basename(path), new_name, target))
+    os.rename(path, new_path)
+    for role in ('manifest', 'pin'):
+        if os.path.exists(old_side[role]):
+            os.rename(old_side[role], new_side[role])
+    if os.path.exists(old_side['checksum']):
+        # The sha256sum line names the file: rewrite it for the new name.
+        digest = _manifest.read_checksum_file(old_side['checksum'])
+        _manifest.write_checksum_file(new_path, digest)
+        os.unlink(old_side['checksum'])
+    _common.fsync_dir(os.path.dirname(path))
+    return new_path
+
+
+def delete(path):
+    removed = []
+    for target in list(_manifest.sidecars(path).values()) + [path]:
+        if os.path.lexists(target):
+            os.unlink(target)
+            removed.append(target)
+    _common.fsync_dir(os.path.dirname(path))
+    return removed
+
+
+def set_pinned(path, pinned):
+    """Create or remove the ``<archive>.pin`` marker; returns True when something changed."""
+    marker = _manifest.sidecars(path)['pin']
+    if pinned and not os.path.exists(marker):
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, 'w') as fileobj:
+            fileobj.write('pinned %s\n' % format_time(utc_now()))
+        return True
+    if not pinned and os.path.exists(marker):
+        os.unlink(marker)
+        return True
+    return False
+
+
+# -- module-level operations --------------------------------------------------------
+def info(directory=None, archive=None, verify=False):
+    if archive:
+        entry, manifest = describe(os.path.abspath(archive), verify)
+        return dict(changed=False, backup=entry, manifest=manifest)
+    entries, ignored = list_backups(directory, verify)
+    newest = latest(entries)
+    return dict(changed=False, backups=entries, ignored=ignored, latest=newest['name'] if newest else None,
+                latest_path=newest['path'] if newest else None, count=len(entries))
+
+
+def prune(directory, keep_last=None, keep_daily=None, keep_weekly=None, keep_monthly=None, keep_yearly=None,
+          verify=False, check_mode=False, warn=None):
+    """Apply the retention rules to the valid backups of ``directory``; invalid files are never touched."""
+    rules = dict(keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly, keep_monthly=keep_monthly, keep_yearly=keep_yearly)
+    for key, value in rules.items():
+        if value is not None and value < 0:
+            raise AppvaultError('%s must be 0 or more' % key)
+    if all(v is None for v in rules.values()):
+        rules['keep_last'] = 7
+    with Lock(directory, timeout=30) as lock:
+        if lock.recovered and warn:
+            warn('removed a stale lock left by a dead process (%s)' % lock.recovered)
+        entries, _ignored = list_backups(directory, verify)
+        valid = [e for e in entries if e['valid']]
+        invalid = [dict(name=e['name'], reason=e['reason']) for e in entries if not e['valid']]
+        items = [dict(name=e['name'], created_at=parse_time(e['created_at']), pinned=e['pinned']) for e in valid]
+        kept = retention(items, **rules)
+        removed = [e for e in valid if e['name'] not in kept]
+        if not check_mode:
+            for entry in removed:
+                delete(entry['path'])
+    return dict(changed=bool(removed), removed=[e['name'] for e in removed],
+                kept=[dict(name=e['name'], created_at=e['created_at'], reasons=kept[e['name']]) for e in valid if e['name'] in kept],
+                invalid=invalid, rules=rules)
+
+
+def manage(path, state='present', rename_to=None, pinned=None, force=False, check_mode=False, warn=None):
+    """Rename, delete, pin or unpin one backup under the directory's lock."""
+    directory = os.path.dirname(path)
+    result = dict(changed=False, path=path, name=os.path.basename(path))
+    with Lock(directory, timeout=30) as lock:
+        if lock.recovered and warn:
+            warn('removed a stale lock left by a dead process (%s)' % lock.recovered)
+        if not os.path.isfile(path):
+            if state == 'absent':
+                return result
+            raise AppvaultError('backup %s does not exist' % path)
+        is_pinned = os.path.exists(_manifest.sidecars(path)['pin'])
+        if state == 'absent':
+            if is_pinned and not force:
+                raise AppvaultError('%s is pinned; unpin it first or set force: true' % os.path.basename(path))
+            result.update(changed=True, removed=[path] + [s for s in _manifest.sidecars(path).values() if os.path.exists(s)])
+            if not check_mode:
+                delete(path)
+            return result
+        if rename_to is not None:
+            new_name = new_name_for(path, rename_to)
+            if new_name != os.path.basename(path):
+                new_path = os.path.join(directory, new_name)
+                for target in [new_path] + list(_manifest.sidecars(new_path).values()):
+                    if os.path.lexists(target):
+                        raise AppvaultError('cannot rename %s to %s: %s already exists' % (os.path.basename(path), new_name, target))
+                result.update(changed=True, previous_path=path, path=new_path, name=new_name)
+                if not check_mode:
+                    rename(path, new_name)
+                path = new_path
+        if pinned is not None and pinned != is_pinned:
+            result['changed'] = True
+            if not check_mode:
+                set_pinned(path, pinned)
+        result['pinned'] = is_pinned if pinned is None else pinned
+    return result

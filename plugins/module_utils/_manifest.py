@@ -1,0 +1,238 @@
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The backup manifest: versioned schema, validation, reading it from an archive, sidecar files.
+
+See docs/archive-format.md for the format this module reads and writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import socket
+import tarfile
+
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _runner
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
+FORMAT = 'appvault.backup'
+FORMAT_VERSION = 1
+COLLECTION_VERSION = '0.1.0'  # keep equal to galaxy.yml (a unit test checks)
+MANIFEST_MEMBER = 'manifest.json'
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+
+CHECKSUM_SUFFIX = '.sha256'
+MANIFEST_SUFFIX = '.manifest.json'
+PIN_SUFFIX = '.pin'
+SIDECAR_SUFFIXES = (CHECKSUM_SUFFIX, MANIFEST_SUFFIX, PIN_SUFFIX)
+
+ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
+GZIP_MAGIC = b'\x1f\x8b'
+AGE_MAGIC = b'age-encryption.org/'
+ZIP_MAGIC = b'PK\x03\x04'
+
+MEMBER_TYPES = ('file', 'dir', 'symlink', 'hardlink')
+SHA256_RE = re.compile(r'^[0-9a-f]{64}$')
+
+
+def sidecars(archive):
+    """The sidecar files that belong to ``archive``, by role."""
+    return {'checksum': archive + CHECKSUM_SUFFIX, 'manifest': archive + MANIFEST_SUFFIX, 'pin': archive + PIN_SUFFIX}
+
+
+# -- what kind of file is it ----------------------------------------------
+def detect(path):
+    """Return (container, compression) of ``path`` from its first bytes: ('tar', 'zstd'), ('age', None), ('zip', None)..."""
+    with open(path, 'rb') as fileobj:
+        head = fileobj.read(512)
+    if head.startswith(ZSTD_MAGIC):
+        return 'tar', 'zstd'
+    if head.startswith(GZIP_MAGIC):
+        return 'tar', 'gzip'
+    if head.startswith(AGE_MAGIC):
+        inner = 'gzip' if re.search(r'\.(tar\.gz|tgz)\.age$', path) else 'zstd'
+        return 'age', inner
+    if head.startswith(ZIP_MAGIC):
+        return 'zip', None
+    if len(head) >= 262 and head[257:262] == b'ustar':
+        return 'tar', 'none'
+    return 'unknown', None
+
+
+def decompress_stages(path, identity=None):
+    """argv stages that turn ``path`` into a tar stream on stdout (the file itself is the first stage's stdin)."""
+    container, compression = detect(path)
+    stages = []
+    if container == 'age':
+        if not identity:
+            raise AppvaultError('%s is encrypted with age: give the identity file (identity) to read it' % path)
+        stages.append(['age', '--decrypt', '--identity', identity])
+    elif container != 'tar':
+        raise AppvaultError('%s is not an appvault.backup archive (%s file)' % (path, container))
+    if compression == 'zstd':
+        stages.append(['zstd', '-q', '-d', '-c'])
+    elif compression == 'gzip':
+        stages.append(['gzip', '-d', '-c'])
+    else:
+        stages.append(['cat'])
+    return stages
+
+
+def read_from_archive(path, identity=None):
+    """Read the manifest from the first member of ``path``, decompressing only the first bytes of the archive."""
+    stages = decompress_stages(path, identity)
+    try:
+        with _runner.Stream(stages, stdin_path=path) as stream:
+            try:
+                tar = tarfile.open(fileobj=stream.stdout, mode='r|')
+                first = tar.next()
+            except (tarfile.TarError, EOFError, OSError) as exc:
+                raise AppvaultError('%s: cannot read the archive: %s' % (path, exc))
+            if first is None or first.name != MANIFEST_MEMBER or not first.isfile():
+                raise AppvaultError('%s: the first member is not %s (not an appvault.backup archive)' % (path, MANIFEST_MEMBER))
+            if first.size > MAX_MANIFEST_BYTES:
+                raise AppvaultError('%s: %s is implausibly large (%d bytes)' % (path, MANIFEST_MEMBER, first.size))
+            try:
+                data = tar.extractfile(first).read()
+            except (tarfile.TarError, EOFError, OSError) as exc:
+                raise AppvaultError('%s: cannot read %s: %s' % (path, MANIFEST_MEMBER, exc))
+            # Leaving without finish() stops the decompressor: the rest of the archive is never read.
+    except _runner.CommandError as exc:
+        raise AppvaultError('%s: %s' % (path, exc.msg))
+    return loads(data, path)
+
+
+def loads(data, where, members_required=True):
+    try:
+        manifest = json.loads(data.decode('utf-8') if isinstance(data, bytes) else data)
+    except ValueError as exc:
+        raise AppvaultError('%s: the manifest is not valid JSON: %s' % (where, exc))
+    problems = validate(manifest, members_required)
+    if problems:
+        raise AppvaultError('%s: invalid manifest: %s' % (where, '; '.join(problems)), problems=problems)
+    return manifest
+
+
+def load_file(path, members_required=True):
+    with open(path, 'rb') as fileobj:
+        return loads(fileobj.read(), path, members_required)
+
+
+def dumps(manifest):
+    return json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False).encode('utf-8')
+
+
+# -- schema -----------------------------------------------------------------
+def _expect(problems, obj, key, types, where, required=True):
+    if key not in obj:
+        if required:
+            problems.append('%s.%s is missing' % (where, key))
+        return None
+    value = obj[key]
+    if not isinstance(value, types):
+        problems.append('%s.%s has the wrong type (%s)' % (where, key, type(value).__name__))
+        return None
+    return value
+
+
+def validate(manifest, members_required=True):
+    """Return a list of problems with ``manifest`` (empty when it follows the schema)."""
+    problems = []
+    if not isinstance(manifest, dict):
+        return ['the manifest is not an object']
+    if manifest.get('format') != FORMAT:
+        return ['format is %r, not %r' % (manifest.get('format'), FORMAT)]
+    version = manifest.get('format_version')
+    if not isinstance(version, int) or isinstance(version, bool):
+        return ['format_version is missing']
+    if version > FORMAT_VERSION:
+        return ['format_version %d is newer than this collection reads (%d); upgrade appvault.backup' % (version, FORMAT_VERSION)]
+    _expect(problems, manifest, 'collection_version', str, 'manifest')
+    created = _expect(problems, manifest, 'created_at', str, 'manifest')
+    if created is not None and not re.match(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$', created):
+        problems.append('manifest.created_at %r is not a UTC timestamp (YYYY-MM-DDThh:mm:ssZ)' % created)
+    app = _expect(problems, manifest, 'app', dict, 'manifest')
+    if app is not None:
+        _expect(problems, app, 'name', str, 'app')
+    _expect(problems, manifest, 'host', dict, 'manifest')
+    ids = set()
+    for kind in ('databases', 'paths'):
+        entries = _expect(problems, manifest, kind, list, 'manifest')
+        for index, entry in enumerate(entries or []):
+            where = '%s[%d]' % (kind, index)
+            if not isinstance(entry, dict):
+                problems.append('%s is not an object' % where)
+                continue
+            ident = _expect(problems, entry, 'id', str, where)
+            if ident is not None and (kind, ident) in ids:
+                problems.append('%s: duplicate id %r' % (where, ident))
+            ids.add((kind, ident))
+            _expect(problems, entry, 'member', str, where)
+            if kind == 'databases':
+                _expect(problems, entry, 'engine', str, where)
+    members = manifest.get('members')
+    if members is None and not members_required and manifest.get('members_omitted'):
+        return problems
+    if not isinstance(members, dict):
+        problems.append('manifest.members is missing')
+        return problems
+    for name, meta in members.items():
+        where = 'members[%r]' % name
+        if not isinstance(meta, dict) or meta.get('type') not in MEMBER_TYPES:
+            problems.append('%s has no valid type' % where)
+            continue
+        if meta['type'] == 'file':
+            if not isinstance(meta.get('size'), int) or not SHA256_RE.match(str(meta.get('sha256', ''))):
+                problems.append('%s needs size and sha256' % where)
+        elif meta['type'] in ('symlink', 'hardlink') and not isinstance(meta.get('target'), str):
+            problems.append('%s needs a target' % where)
+    return problems
+
+
+# -- checksum sidecar ----------------------------------------------------------
+def write_checksum_file(archive, digest, path=None):
+    """Write ``<archive>.sha256`` in sha256sum's format, atomically, mode 0600."""
+    path = path or archive + CHECKSUM_SUFFIX
+    partial = _common.partial_name(path)
+    with open(partial, 'w') as fileobj:
+        fileobj.write('%s  %s\n' % (digest, os.path.basename(archive)))
+    _common.publish(partial, path)
+    return path
+
+
+def read_checksum_file(path):
+    """Return the hex digest a sha256sum-format file holds (its first line), or raise AppvaultError."""
+    try:
+        with open(path) as fileobj:
+            line = fileobj.readline(4096)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AppvaultError('cannot read the checksum file %s: %s' % (path, exc))
+    digest = line.strip().split(' ', 1)[0].lower()
+    if not SHA256_RE.match(digest):
+        raise AppvaultError('the checksum file %s does not hold a sha256 digest' % path)
+    return digest
+
+
+# -- where the backup was made -------------------------------------------------
+def os_release():
+    info = {}
+    try:
+        with open('/etc/os-release') as fileobj:
+            for line in fileobj:
+                key, sep, value = line.strip().partition('=')
+                if sep and key in ('ID', 'VERSION_ID', 'PRETTY_NAME'):
+                    info[key.lower()] = value.strip('"\'')
+    except (OSError, UnicodeDecodeError):
+        pass
+    return info
+
+
+def host_info():
+    uname = platform.uname()
+    return {
+        'hostname': socket.gethostname(),
+        'os': dict(os_release(), system=uname.system, kernel=uname.release, machine=uname.machine),
+        'python': platform.python_version(),
+    }

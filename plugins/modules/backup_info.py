@@ -1,0 +1,133 @@
+#!/usr/bin/python
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: backup_info
+short_description: List the backups of a backup directory, or show one archive's manifest
+version_added: 0.1.0
+description:
+  - Lists the archives of a backup directory newest first with their name, creation time (UTC), size, application
+    and its version, database engines and versions, whether they are pinned and whether they are valid, with the
+    reason when they are not. Also returns the newest valid one as RV(latest).
+  - Reads manifests only. For a plain archive only the first member (C(manifest.json)) is decompressed; for an
+    encrypted archive the unencrypted C(<archive>.manifest.json) sidecar is read.
+  - Archives dropped into the directory by hand get the same checks. A valid backup has a readable manifest and
+    its C(.sha256) sidecar; with O(verify=true) the sidecar must also match the file (which reads every archive).
+    Other files with an archive suffix (C(.zip) backups of Exment itself, for example) are listed as invalid.
+author:
+  - appvault.backup developers (!UNKNOWN)
+extends_documentation_fragment:
+  - appvault.backup.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+options:
+  path:
+    description:
+      - The backup directory to list.
+    type: path
+  archive:
+    description:
+      - One archive whose catalogue entry and manifest to return instead of a listing.
+    type: path
+  verify:
+    description:
+      - Check every archive against its C(.sha256) sidecar (reads every archive completely).
+    type: bool
+    default: false
+seealso:
+  - module: appvault.backup.backup_prune
+  - module: appvault.backup.backup_file
+'''
+
+EXAMPLES = r'''
+- name: The backup catalogue
+  appvault.backup.backup_info:
+    path: /var/backups/appvault
+    verify: true
+  register: catalogue
+
+- name: Show the newest valid backup
+  ansible.builtin.debug:
+    msg: "{{ catalogue.latest }}"
+
+- name: One archive's manifest
+  appvault.backup.backup_info:
+    archive: /var/backups/appvault/exment-20250101T030000Z.tar.zst
+  register: one
+'''
+
+RETURN = r'''
+backups:
+  description: The archives, newest first.
+  returned: when O(path) is given
+  type: list
+  elements: dict
+  sample: [{"name": "exment-20250101T030000Z.tar.zst", "created_at": "2025-01-01T03:00:00Z", "size": 52428800, "app": "exment",
+            "app_version": "6.1.2", "engines": [{"id": "main", "engine": "mysql", "server_version": "10.11.6"}],
+            "pinned": false, "valid": true, "reason": null, "checksum": "ok", "encrypted": false}]
+latest:
+  description: Name of the newest valid backup, or null.
+  returned: when O(path) is given
+  type: str
+  sample: exment-20250101T030000Z.tar.zst
+latest_path:
+  description: Path of the newest valid backup, or null.
+  returned: when O(path) is given
+  type: str
+  sample: /var/backups/appvault/exment-20250101T030000Z.tar.zst
+count:
+  description: Number of archives listed.
+  returned: when O(path) is given
+  type: int
+  sample: 7
+ignored:
+  description: Other files of the directory, not archives.
+  returned: when O(path) is given
+  type: list
+  elements: str
+  sample: [README.txt]
+backup:
+  description: The catalogue entry of O(archive).
+  returned: when O(archive) is given
+  type: dict
+  sample: {"name": "exment-20250101T030000Z.tar.zst", "valid": true}
+manifest:
+  description: The manifest of O(archive), or null when it cannot be read.
+  returned: when O(archive) is given
+  type: dict
+  sample: {"format": "appvault.backup", "format_version": 1, "members": {}}
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.appvault.backup.plugins.module_utils import _catalog
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
+
+def argument_spec():
+    return dict(
+        path=dict(type='path'),
+        archive=dict(type='path'),
+        verify=dict(type='bool', default=False),
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           required_one_of=[('path', 'archive')], mutually_exclusive=[('path', 'archive')])
+    try:
+        result = _catalog.info(module.params['path'], module.params['archive'], module.params['verify'])
+    except AppvaultError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

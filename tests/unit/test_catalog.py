@@ -1,0 +1,130 @@
+"""Safe names, archive names, retention math and the lock of _catalog."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.appvault.backup.plugins.module_utils import _catalog
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
+UTC = datetime.timezone.utc
+
+
+@pytest.mark.parametrize('name', ['exment-20250101T030000Z.tar.zst', 'before_upgrade', 'a', 'A.b-c_d', '2025'])
+def test_safe_names_accepted(name):
+    assert _catalog.check_name(name) == name
+
+
+@pytest.mark.parametrize('name, why', [
+    ('ﾊﾞｯｸｱｯﾌﾟ', 'not allowed'),        # half-width kana (Exment refuses them too)
+    ('バックアップ', 'not allowed'),       # full-width
+    ('\uff42\uff41\uff43\uff4b', 'not allowed'),  # full-width latin "back"
+    ('back up', 'not allowed'),
+    ('a$b', 'not allowed'),
+    ('a;rm', 'not allowed'),
+    ('x/y', 'separator'),
+    ('../x', 'separator'),
+    ('a\\b', 'separator'),
+    ('.hidden', 'must not start'),
+    ('-rf', 'must not start'),
+    ('..', 'must not start'),
+    ('', 'empty'),
+    ('a' * 201, 'longer'),
+])
+def test_unsafe_names_refused(name, why):
+    with pytest.raises(AppvaultError) as exc:
+        _catalog.check_name(name)
+    assert why in exc.value.msg
+
+
+def test_archive_name_and_suffix():
+    when = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert _catalog.archive_name('exment', when) == 'exment-20250102T030405Z.tar.zst'
+    assert _catalog.archive_name('exment', when, 'pre', 'gzip', True) == 'exment-20250102T030405Z-pre.tar.gz.age'
+    assert _catalog.split_suffix('a.tar.zst.age') == ('a', '.tar.zst.age')
+    assert _catalog.split_suffix('a.b.tar.gz') == ('a.b', '.tar.gz')
+    with pytest.raises(AppvaultError):
+        _catalog.archive_name('exment', when, 'ラベル')
+    assert _catalog.new_name_for('/b/x-1.tar.zst', 'keep-me') == 'keep-me.tar.zst'
+    assert _catalog.new_name_for('/b/x-1.tar.zst', 'keep-me.tar.zst') == 'keep-me.tar.zst'
+
+
+def _items(times, pinned=()):
+    return [dict(name='b%03d' % i, created_at=t, pinned=i in pinned) for i, t in enumerate(times)]
+
+
+def test_retention_daily_keeps_newest_of_each_day():
+    base = datetime.datetime(2025, 3, 10, 23, 0, tzinfo=UTC)
+    times = [base - datetime.timedelta(hours=6 * i) for i in range(12)]  # 4 per day over 3 days
+    kept = _catalog.retention(_items(times), keep_daily=2)
+    assert sorted(kept) == ['b000', 'b004']  # newest of 10 March and of 9 March (days in UTC)
+    assert kept['b000'] == ['daily']
+
+
+def test_retention_pinned_do_not_count_and_newest_always_kept():
+    base = datetime.datetime(2025, 3, 10, tzinfo=UTC)
+    times = [base - datetime.timedelta(days=i) for i in range(5)]
+    kept = _catalog.retention(_items(times, pinned={0, 3}), keep_last=1)
+    assert kept == {'b000': ['pinned'], 'b003': ['pinned'], 'b001': ['last']}
+    kept = _catalog.retention(_items(times), keep_last=0)
+    assert kept == {'b000': ['newest']}
+
+
+def test_retention_weekly_monthly_yearly():
+    times = [datetime.datetime(2023, 12, 31, tzinfo=UTC), datetime.datetime(2024, 1, 1, tzinfo=UTC),
+             datetime.datetime(2024, 1, 15, tzinfo=UTC), datetime.datetime(2024, 2, 1, tzinfo=UTC)]
+    items = _items(times)
+    assert set(_catalog.retention(items, keep_yearly=5)) == {'b000', 'b003'}
+    assert set(_catalog.retention(items, keep_monthly=2)) == {'b002', 'b003'}
+    # 2023-12-31 is a Sunday (ISO week 2023-W52), 2024-01-01 a Monday (2024-W01)
+    assert set(_catalog.retention(items, keep_weekly=4)) == {'b000', 'b001', 'b002', 'b003'}
+
+
+times_strategy = st.lists(st.datetimes(min_value=datetime.datetime(2020, 1, 1), max_value=datetime.datetime(2026, 1, 1)),
+                          min_size=0, max_size=40, unique=True)
+count = st.one_of(st.none(), st.integers(min_value=0, max_value=6))
+
+
+@settings(max_examples=300, deadline=None)
+@given(times_strategy, st.sets(st.integers(min_value=0, max_value=39)), count, count, count, count, count)
+def test_retention_properties(times, pinned, last, daily, weekly, monthly, yearly):
+    times = [t.replace(tzinfo=UTC) for t in times]
+    items = _items(times, pinned)
+    rules = dict(keep_last=last, keep_daily=daily, keep_weekly=weekly, keep_monthly=monthly, keep_yearly=yearly)
+    kept = _catalog.retention(items, **rules)
+    names = {i['name'] for i in items}
+    assert set(kept) <= names
+    assert {i['name'] for i in items if i['pinned']} <= set(kept)            # pinned never removed
+    if items:                                                                   # the newest is never removed
+        newest = max(items, key=lambda i: (i['created_at'], i['name']))
+        assert newest['name'] in kept
+    rotating = sorted((i for i in items if not i['pinned']), key=lambda i: (i['created_at'], i['name']), reverse=True)
+    assert {i['name'] for i in rotating[:last or 0]} <= set(kept)               # keep_last N keeps the N newest
+    if daily:
+        days = []
+        for i in rotating:
+            if i['created_at'].date() not in days:
+                days.append(i['created_at'].date())
+        assert len({i['created_at'].date() for i in rotating if 'daily' in kept.get(i['name'], [])}) == min(daily, len(days))
+    # Idempotent: pruning what was kept removes nothing more.
+    again = _catalog.retention([i for i in items if i['name'] in kept], **rules)
+    assert set(again) == set(kept)
+
+
+def test_lock_recovers_stale_and_refuses_live(tmp_path):
+    dead = subprocess.Popen(['true'])
+    dead.wait()
+    (tmp_path / _catalog.LOCK_NAME).write_text('%d %s\n' % (dead.pid, os.uname().nodename))
+    with _catalog.Lock(str(tmp_path)) as lock:
+        assert lock.recovered.startswith(str(dead.pid))
+        assert (tmp_path / _catalog.LOCK_NAME).read_text().split()[0] == str(os.getpid())
+        with pytest.raises(AppvaultError) as exc, _catalog.Lock(str(tmp_path), timeout=0):
+            pass
+        assert 'locked by process %d' % os.getpid() in exc.value.msg
+    assert not (tmp_path / _catalog.LOCK_NAME).exists()

@@ -1,0 +1,87 @@
+"""The manifest schema of _manifest."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.appvault.backup.plugins.module_utils import _manifest
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
+GOOD = {
+    'format': 'appvault.backup', 'format_version': 1, 'collection_version': '0.1.0', 'created_at': '2025-01-02T03:04:05Z',
+    'label': None, 'app': {'name': 'exment', 'profile': 'exment', 'version': '6.1.2'},
+    'host': {'hostname': 'h', 'os': {'id': 'debian'}}, 'compression': {'method': 'zstd', 'level': 3}, 'encryption': None,
+    'databases': [{'id': 'main', 'member': 'db/main.pgc.zst', 'engine': 'postgresql', 'server_version': '15.8',
+                   'inventory': {'rows': {'public.users': 3}}}],
+    'paths': [{'id': 'attachments', 'member': 'files/attachments', 'present': True, 'files': 1, 'bytes': 3}],
+    'members': {
+        'db/main.pgc.zst': {'type': 'file', 'size': 3, 'sha256': 'a' * 64, 'mode': 0o600, 'uid': 0, 'gid': 0, 'mtime': 1},
+        'files/attachments': {'type': 'dir', 'mode': 0o755, 'uid': 0, 'gid': 0, 'mtime': 1},
+        'files/attachments/l': {'type': 'symlink', 'target': 'x', 'mode': 0o777, 'uid': 0, 'gid': 0, 'mtime': 1},
+    },
+    'warnings': [],
+}
+
+
+def test_good_manifest_round_trips():
+    assert _manifest.validate(GOOD) == []
+    assert _manifest.loads(_manifest.dumps(GOOD), 'x') == GOOD
+
+
+def _broken(change):
+    manifest = copy.deepcopy(GOOD)
+    change(manifest)
+    return _manifest.validate(manifest)
+
+
+@pytest.mark.parametrize('change, expected', [
+    (lambda m: m.update(format='other'), 'format is'),
+    (lambda m: m.update(format_version=99), 'newer than this collection reads'),
+    (lambda m: m.pop('format_version'), 'format_version is missing'),
+    (lambda m: m.update(created_at='yesterday'), 'not a UTC timestamp'),
+    (lambda m: m.pop('app'), 'manifest.app is missing'),
+    (lambda m: m['databases'].append(dict(m['databases'][0])), 'duplicate id'),
+    (lambda m: m['databases'][0].pop('engine'), 'engine is missing'),
+    (lambda m: m.pop('members'), 'members is missing'),
+    (lambda m: m['members']['db/main.pgc.zst'].update(sha256='xyz'), 'needs size and sha256'),
+    (lambda m: m['members']['files/attachments'].update(type='fifo'), 'no valid type'),
+    (lambda m: m['members']['files/attachments/l'].pop('target'), 'needs a target'),
+])
+def test_schema_problems_are_named(change, expected):
+    problems = _broken(change)
+    assert any(expected in p for p in problems), problems
+
+
+def test_loads_refuses_bad_json_and_bad_schema():
+    with pytest.raises(AppvaultError, match='not valid JSON'):
+        _manifest.loads(b'{', 'x')
+    with pytest.raises(AppvaultError, match='invalid manifest'):
+        _manifest.loads(b'{"format": "appvault.backup", "format_version": 1}', 'x')
+
+
+def test_encrypted_sidecar_may_omit_members():
+    public = copy.deepcopy(GOOD)
+    public.pop('members')
+    public['members_omitted'] = True
+    assert _manifest.validate(public, members_required=False) == []
+    assert _manifest.validate(public) != []
+
+
+def test_collection_version_matches_galaxy():
+    galaxy = (Path(__file__).resolve().parents[2] / 'galaxy.yml').read_text()
+    assert re.search(r'^version: (\S+)$', galaxy, re.M).group(1) == _manifest.COLLECTION_VERSION
+
+
+def test_checksum_file_round_trip(tmp_path):
+    archive = tmp_path / 'a.tar.zst'
+    archive.write_bytes(b'x')
+    path = _manifest.write_checksum_file(str(archive), 'b' * 64)
+    assert Path(path).read_text() == '%s  a.tar.zst\n' % ('b' * 64)
+    assert _manifest.read_checksum_file(path) == 'b' * 64
+    Path(path).write_text('garbage\n')
+    with pytest.raises(AppvaultError, match='does not hold a sha256'):
+        _manifest.read_checksum_file(path)
