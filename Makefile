@@ -14,6 +14,11 @@ PYTEST_ARGS ?=
 
 test: deps lint sanity unit integration
 
+DEMO_DIR ?= $(BUILD)/demo
+demo: venv collection
+	@bash tests/setup/system-deps.sh demo
+	$(BIN)/ansible-playbook -i localhost, playbooks/demo.yml -e appvault_demo_dir=$(DEMO_DIR)
+
 deps: system-deps venv collection
 
 system-deps:

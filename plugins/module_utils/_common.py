@@ -155,3 +155,12 @@ class SecretDir(object):
 def free_bytes(path):
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize
+
+
+def finish(module, run):
+    """Run ``run(module)`` and end the module: its result on success, the error's message and details on failure."""
+    try:
+        result = run(module)
+    except AppvaultError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)

@@ -39,3 +39,31 @@ def _compare(expected, actual, path, diffs):
 def _short(value, limit=200):
     text = repr(value)
     return value if len(text) <= limit else text[:limit] + '...'
+
+
+def without(data, keys):
+    return dict((k, v) for k, v in data.items() if k not in keys)
+
+
+def verify(result, expected, what, ignore=(), actual=None):
+    """Check ``result['inventory']`` against an ``expected`` inventory recorded at dump time.
+
+    Sets ``result['verified']`` (None when nothing was expected) and raises AppvaultError, naming ``what``
+    was not kept and listing the differences, when they differ. ``ignore`` names top-level keys not compared;
+    checksums are compared only when both sides have them. ``actual`` replaces the result's inventory in the
+    comparison (an engine's view of what a recorded inventory can vouch for).
+    """
+    from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
+    result['verified'] = None
+    if not expected:
+        return
+    actual = result['inventory'] if actual is None else actual
+    ignored = set(ignore)
+    if 'checksums' not in actual or 'checksums' not in expected:
+        ignored.update(('checksums', 'large_object_checksum'))
+    differences = compare(without(expected, ignored), without(actual, ignored))
+    result['verified'] = not differences
+    if differences:
+        raise AppvaultError('%s does not match the expected inventory, so it was not kept: %s'
+                            % (what, '; '.join(differences[:5])), differences=differences)

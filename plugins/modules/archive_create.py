@@ -254,8 +254,7 @@ duration:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appvault.backup.plugins.module_utils import _archive
-from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+from ansible_collections.appvault.backup.plugins.module_utils import _archive, _common
 
 
 def argument_spec():
@@ -301,11 +300,7 @@ def run(module):
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_one_of=[('dest_dir', 'dest')], mutually_exclusive=[('dest', 'label')])
-    try:
-        result = run(module)
-    except AppvaultError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    _common.finish(module, run)
 
 
 if __name__ == '__main__':

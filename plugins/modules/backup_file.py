@@ -109,7 +109,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appvault.backup.plugins.module_utils import _catalog
+from ansible_collections.appvault.backup.plugins.module_utils import _catalog, _common
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 
@@ -138,11 +138,7 @@ def run(module):
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            mutually_exclusive=[('state', 'rename_to'), ('state', 'pinned')])
-    try:
-        result = run(module)
-    except AppvaultError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    _common.finish(module, run)
 
 
 if __name__ == '__main__':

@@ -107,8 +107,7 @@ manifest:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appvault.backup.plugins.module_utils import _catalog
-from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+from ansible_collections.appvault.backup.plugins.module_utils import _catalog, _common
 
 
 def argument_spec():
@@ -122,11 +121,7 @@ def argument_spec():
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_one_of=[('path', 'archive')], mutually_exclusive=[('path', 'archive')])
-    try:
-        result = _catalog.info(module.params['path'], module.params['archive'], module.params['verify'])
-    except AppvaultError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    _common.finish(module, lambda mod: _catalog.info(mod.params['path'], mod.params['archive'], mod.params['verify']))
 
 
 if __name__ == '__main__':

@@ -112,8 +112,7 @@ rules:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appvault.backup.plugins.module_utils import _catalog
-from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+from ansible_collections.appvault.backup.plugins.module_utils import _catalog, _common
 
 
 def argument_spec():
@@ -130,14 +129,14 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    _common.finish(module, run)
+
+
+def run(module):
     p = module.params
-    try:
-        result = _catalog.prune(p['path'], keep_last=p['keep_last'], keep_daily=p['keep_daily'], keep_weekly=p['keep_weekly'],
-                                keep_monthly=p['keep_monthly'], keep_yearly=p['keep_yearly'], verify=p['verify'],
-                                check_mode=module.check_mode, warn=module.warn)
-    except AppvaultError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    return _catalog.prune(p['path'], keep_last=p['keep_last'], keep_daily=p['keep_daily'], keep_weekly=p['keep_weekly'],
+                          keep_monthly=p['keep_monthly'], keep_yearly=p['keep_yearly'], verify=p['verify'],
+                          check_mode=module.check_mode, warn=module.warn)
 
 
 if __name__ == '__main__':

@@ -286,7 +286,8 @@ def check_definers(conn, params, scan):
 def restore_once(conn, params, stages, target, result):
     _mysql.restore(conn, stages, params['src'], target)
     result['inventory'] = _mysql.inventory(conn, target, checksums=params['checksums'])
-    verify(params, result)
+    _inventory.verify(result, params['expected_inventory'], 'the restored database "%s"' % params['name'],
+                      ignore=() if params['definer'] == 'keep' else ('definers',))
 
 
 def run(module):
@@ -358,35 +359,10 @@ def run(module):
     return result
 
 
-def verify(params, result):
-    """Compare the restored inventory with the recorded one; raise, listing the differences, when they differ."""
-    result['verified'] = None
-    expected = params['expected_inventory']
-    if not expected:
-        return
-    actual = result['inventory']
-    ignored = set()
-    if 'checksums' not in actual:
-        ignored.add('checksums')
-    if params['definer'] != 'keep':
-        ignored.add('definers')
-    expected = dict((k, v) for k, v in expected.items() if k not in ignored)
-    actual = dict((k, v) for k, v in actual.items() if k not in ignored)
-    differences = _inventory.compare(expected, actual)
-    result['verified'] = not differences
-    if differences:
-        raise AppvaultError('the restored database "%s" does not match the expected inventory, so it was not kept: %s'
-                            % (params['name'], '; '.join(differences[:5])), differences=differences)
-
-
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_if=[('definer', 'rewrite', ['definer_account'])])
-    try:
-        result = run(module)
-    except AppvaultError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    _common.finish(module, run)
 
 
 if __name__ == '__main__':

@@ -338,7 +338,8 @@ def run(module):
         try:
             _postgres.restore(conn, params, fmt, outer, tool['path'], work_dir)
             result['inventory'] = _postgres.inventory(conn, target, schemas=params['schemas'], checksums=params['checksums'])
-            verify(params, result)
+            expected, actual = _postgres.comparable(params['expected_inventory'] or {}, result['inventory'])
+            _inventory.verify(result, expected, 'the restored database "%s"' % params['name'], actual=actual)
             if side:
                 _postgres.swap_database(conn, side, params['name'], params['terminate_connections'])
         except BaseException:
@@ -352,26 +353,9 @@ def run(module):
     return result
 
 
-def verify(params, result):
-    """Compare the restored inventory with the recorded one; raise, listing the differences, when they differ."""
-    result['verified'] = None
-    expected = params['expected_inventory']
-    if not expected:
-        return
-    differences = _inventory.compare(*_postgres.comparable(expected, result['inventory']))
-    result['verified'] = not differences
-    if differences:
-        raise AppvaultError('the restored database "%s" does not match the expected inventory, so it was not kept: %s'
-                            % (params['name'], '; '.join(differences[:5])), differences=differences)
-
-
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = run(module)
-    except AppvaultError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    _common.finish(module, run)
 
 
 if __name__ == '__main__':

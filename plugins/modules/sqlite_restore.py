@@ -189,7 +189,7 @@ def run(module):
         _sqlite.unpack(src, outer, temp)
         _sqlite.integrity_check(temp)
         result['inventory'] = _sqlite.inventory(temp, checksums=params['checksums'])
-        verify(params, result)
+        _inventory.verify(result, params['expected_inventory'], 'the backup %s (%s was not replaced)' % (params['src'], params['path']))
         if module.check_mode:
             return result
         if exists:
@@ -206,28 +206,9 @@ def run(module):
     return result
 
 
-def verify(params, result):
-    result['verified'] = None
-    expected = params['expected_inventory']
-    if not expected:
-        return
-    actual = result['inventory']
-    if 'checksums' not in actual:
-        expected = dict((k, v) for k, v in expected.items() if k != 'checksums')
-    differences = _inventory.compare(expected, actual)
-    result['verified'] = not differences
-    if differences:
-        raise AppvaultError('the backup %s does not match the expected inventory, so %s was not replaced: %s'
-                            % (params['src'], params['path'], '; '.join(differences[:5])), differences=differences)
-
-
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = run(module)
-    except AppvaultError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    _common.finish(module, run)
 
 
 if __name__ == '__main__':

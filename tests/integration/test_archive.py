@@ -458,7 +458,7 @@ def test_backup_prune(tmp_path, small_src):
     done = run_module('backup_prune', {'path': str(backups), 'keep_last': 2, 'keep_daily': 3})
     assert done['changed'] is True and set(done['removed']) == set(plan['removed'])
     left = set(os.listdir(backups))
-    assert left == {n for n in expected_kept} | {n + '.sha256' for n in expected_kept} | {names[0] + '.pin', 'broken.tar.zst'}
+    assert left == set(expected_kept) | {n + '.sha256' for n in expected_kept} | {names[0] + '.pin', 'broken.tar.zst'}
     again = run_module('backup_prune', {'path': str(backups), 'keep_last': 2, 'keep_daily': 3})
     assert again['changed'] is False
     default = run_module('backup_prune', {'path': str(backups), 'keep_last': 0})

@@ -325,8 +325,8 @@ def test_config_file_and_module_defaults(mysql_source, tmp_out):
     cnf.chmod(0o600)
     run = run_playbook([{
         'name': 'dump with group defaults',
-        'module_defaults': {'group/appvault.backup.mysql': {'login_host': '127.0.0.1', 'login_port': mysql_source.port,
-                                                             'config_file': str(cnf)}},
+        'module_defaults': {'group/appvault.backup.mysql': {
+            'login_host': '127.0.0.1', 'login_port': mysql_source.port, 'config_file': str(cnf)}},
         'appvault.backup.mysql_dump': {'name': 'appdb', 'dest': str(tmp_out / 'grp.sql.zst'), 'inventory': False},
     }])
     assert run.rc == 0, run.stdout[-2000:]

@@ -5,7 +5,7 @@ set -euo pipefail
 if [ "${1:-test}" = demo ]; then
   PACKAGES=(zstd gzip sqlite3 tar)
 else
-  PACKAGES=(postgresql postgresql-contrib mariadb-server mariadb-client zstd gzip age rsync sqlite3 tar)
+  PACKAGES=(postgresql postgresql-contrib mariadb-server mariadb-client zstd gzip age rsync sqlite3 tar shellcheck)
 fi
 missing=()
 for pkg in "${PACKAGES[@]}"; do
