@@ -38,7 +38,7 @@ collection:
 	@ln -sfn $(CURDIR) $(COLLECTIONS)/ansible_collections/appvault/backup
 
 lint: venv collection
-	$(BIN)/ruff check plugins tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --offline
 

@@ -96,3 +96,30 @@ def run_module(module, args, check=False, **kwargs):
     result = run.last
     result['_run'] = run
     return result
+
+
+def run_module_sampling_argv(module, args, secret, tools):
+    """Run a module through Ansible in a child process while reading every process's argv from /proc.
+
+    Returns (exit status, argv lists that contained ``secret``, argv lists of the ``tools`` seen running).
+    """
+    script = Path(__file__).resolve().parents[1] / 'integration' / '_run_module.py'
+    secret = secret.encode()
+    leaks, seen = [], []
+    proc = subprocess.Popen([sys.executable, str(script), module, repr(args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=str(REPO))
+    while proc.poll() is None:
+        for pid in os.listdir('/proc'):
+            if not pid.isdigit() or int(pid) == proc.pid:
+                continue
+            try:
+                argv = Path('/proc/%s/cmdline' % pid).read_bytes().split(b'\0')
+            except OSError:
+                continue
+            if any(secret in a for a in argv) and b'_run_module.py' not in b' '.join(argv):
+                leaks.append(argv)
+            name = os.path.basename(argv[0].decode(errors='replace'))
+            if name in tools and not {b'--version', b'--help'} & set(argv):
+                seen.append(argv)
+    proc.communicate()
+    return proc.returncode, leaks, seen

@@ -5,13 +5,10 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
-from harness.common import free_port, run_module, run_playbook
+from harness.common import free_port, run_module, run_module_sampling_argv, run_playbook
 from ansible_collections.appvault.backup.plugins.module_utils import _inventory
 from harness.compare_mysql import assert_mysql_identical, mysql_inventory
 
@@ -274,31 +271,12 @@ def test_disk_full(mysql_source, tmp_path):
 
 def test_no_password_on_any_command_line(mysql_source, tmp_out):
     """Sample every process's argv while a dump and a restore run: the password never appears, the option file is first."""
-    script = Path(__file__).resolve().parent / '_run_module.py'
     seen = []
-    leaks = []
-    secret = mysql_source.password.encode()
     for module, args in (('mysql_dump', mysql_source.conn_args('appdb', dest=str(tmp_out / 'p.sql.zst'), checksums=True)),
                          ('mysql_restore', mysql_source.conn_args('argv_check', src=str(tmp_out / 'p.sql.zst')))):
-        proc = subprocess.Popen([sys.executable, str(script), module, repr(args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                cwd=str(Path(__file__).resolve().parents[2]))
-        while proc.poll() is None:
-            for pid in os.listdir('/proc'):
-                if not pid.isdigit() or int(pid) == proc.pid:
-                    continue
-                try:
-                    argv = Path('/proc/%s/cmdline' % pid).read_bytes().split(b'\0')
-                except OSError:
-                    continue
-                if any(secret in a for a in argv) and b'_run_module.py' not in b' '.join(argv):
-                    leaks.append(argv)
-                name = os.path.basename(argv[0].decode(errors='replace'))
-                if name in ('mariadb', 'mariadb-dump', 'mysql', 'mysqldump') and not {b'--version', b'--help'} & set(argv):
-                    seen.append(argv)
-            time.sleep(0.001)
-        out, err = proc.communicate()
-        assert proc.returncode == 0, out[-2000:] + err[-2000:]
-    assert leaks == []
+        rc, leaks, tools = run_module_sampling_argv(module, args, mysql_source.password, ('mariadb', 'mariadb-dump', 'mysql', 'mysqldump'))
+        assert rc == 0 and leaks == []
+        seen.extend(tools)
     assert seen, 'no client process was sampled'
     assert all(argv[1].startswith(b'--defaults-extra-file=') for argv in seen)
     assert not any(a.startswith((b'--password', b'-p')) for argv in seen for a in argv[1:])

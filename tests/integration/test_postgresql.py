@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from harness.common import run_module, run_playbook
+from harness.common import run_module, run_module_sampling_argv, run_playbook
 from harness.compare import assert_pg_identical, pg_inventory
 
 
@@ -218,3 +218,16 @@ def test_inventory_matches_dump_while_app_writes(pg_source, pg_target, tmp_out):
     assert 'app.busy_id_seq' in result['inventory']['_sequence_positions']
     assert any('sequences advanced while the dump ran (app.busy_id_seq' in w for w in result.get('warnings', []))
     pg_source.psql('DROP TABLE app.busy', db='appdb')
+
+
+def test_no_password_on_any_command_line(pg_source, pg_target, tmp_out):
+    """Sample every process's argv while a dump and a restore run: the password never appears on one."""
+    dest = str(tmp_out / 'argv.pgc.zst')
+    pg_target.drop_db('argv_check')
+    seen = []
+    for module, args, secret in (('postgresql_dump', pg_source.conn_args('appdb', dest=dest), pg_source.password),
+                                 ('postgresql_restore', pg_target.conn_args('argv_check', src=dest, create=True), pg_target.password)):
+        rc, leaks, tools = run_module_sampling_argv(module, args, secret, ('psql', 'pg_dump', 'pg_restore', 'zstd'))
+        assert rc == 0 and leaks == []
+        seen.extend(tools)
+    assert {os.path.basename(argv[0].decode()) for argv in seen} >= {'pg_dump', 'pg_restore'}
