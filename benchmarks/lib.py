@@ -1,0 +1,427 @@
+"""Benchmark building blocks shared by every scenario.
+
+* ``Variant`` / ``interleave``: run A B C ... A B C ... so that drift of the machine (page cache, other users'
+  load, thermal state) spreads over all variants instead of favouring one.
+* ``measure``: wall time of one command plus the peak memory of its process tree, sampled from /proc.
+* ``summarize`` / ``markdown_table`` / ``write_results``: medians, ratios, JSON + markdown under benchmarks/results/.
+* ``machine_facts``: what the numbers were measured on (cores, memory, tool versions, load average).
+* ``run_playbook``: run tasks through ansible-playbook (json callback) while measuring them.
+
+Peak RSS method (see README.md): a sampler thread scans /proc every ``interval`` seconds, collects every
+descendant of the measured command (by walking PPid links), and reads ``VmHWM`` (the kernel's own high-water
+mark of resident memory for that process) and ``VmRSS`` from /proc/<pid>/status.  For an Ansible module the
+process of interest is the python process whose command line names ``AnsiballZ_<module>`` (Ansible runs the
+module inside that interpreter); its last seen VmHWM is the module's peak RSS.  Since VmHWM is a high-water mark,
+sampling misses nothing but growth in the last ``interval`` before the process exits.  ``tree_peak_rss`` is the
+largest sum of VmRSS over all descendants seen in one sample (for a playbook: Ansible's forked worker too);
+``module_tree_peak_rss`` the largest sum over the module process and its own descendants (module + pg_dump + zstd).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'tests'))
+
+from harness.common import ansible_env  # the tests' Ansible environment, reused as is
+
+MIB = 1024 * 1024
+
+
+# -- process tree sampling -------------------------------------------------------------------------------------
+def _read(path):
+    try:
+        with open(path, 'rb') as fileobj:
+            return fileobj.read()
+    except OSError:
+        return None
+
+
+def _ppid_map():
+    """{pid: ppid} of every process now running."""
+    out = {}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        raw = _read('/proc/%s/stat' % entry)
+        if not raw:
+            continue
+        # the command name in parentheses may contain spaces: split after the last ')'
+        fields = raw[raw.rfind(b')') + 2:].split()
+        out[int(entry)] = int(fields[1])
+    return out
+
+
+def _status_kib(pid):
+    raw = _read('/proc/%d/status' % pid)
+    if not raw:
+        return None
+    found = {}
+    for line in raw.decode('ascii', 'replace').splitlines():
+        key, _, value = line.partition(':')
+        if key in ('Name', 'VmHWM', 'VmRSS'):
+            found[key] = value.strip().split()[0] if key != 'Name' else value.strip()
+    if 'VmRSS' not in found:  # a zombie or a kernel thread
+        return None
+    return found
+
+
+class TreeSampler(threading.Thread):
+    """Sample the memory of every descendant of ``root_pid`` until ``stop()``."""
+
+    def __init__(self, root_pid, match=None, interval=0.05):
+        super().__init__(daemon=True)
+        self.root_pid = root_pid
+        self.match = match  # substring of the command line that marks "the module process"
+        self.interval = interval
+        self.procs = {}  # pid -> {'name', 'cmdline', 'hwm_kib', 'rss_kib'}
+        self.tree_peak_kib = 0
+        self.module_tree_peak_kib = 0
+        self.samples = 0
+        self._halt = threading.Event()
+
+    def _descendants(self):
+        """(pids below the root, {pid: [child pids]})."""
+        children = {}
+        for pid, ppid in _ppid_map().items():
+            children.setdefault(ppid, []).append(pid)
+        out, todo = [], list(children.get(self.root_pid, []))
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            todo.extend(children.get(pid, []))
+        return out, children
+
+    def _is_module(self, info):
+        return bool(self.match) and self.match in info['cmdline'] and info['name'].startswith('python')
+
+    def sample(self):
+        rss = {}
+        pids, children = self._descendants()
+        for pid in pids:
+            status = _status_kib(pid)
+            if status is None:
+                continue
+            info = self.procs.get(pid)
+            if info is None or info['name'] != status['Name']:  # new process, or the same pid after an exec
+                cmdline = (_read('/proc/%d/cmdline' % pid) or b'').replace(b'\0', b' ').decode('utf-8', 'replace').strip()
+                info = self.procs[pid] = {'name': status['Name'], 'cmdline': cmdline[:300], 'hwm_kib': 0, 'rss_kib': 0}
+            info['hwm_kib'] = max(info['hwm_kib'], int(status.get('VmHWM', 0)))
+            info['rss_kib'] = max(info['rss_kib'], int(status['VmRSS']))
+            rss[pid] = int(status['VmRSS'])
+        self.tree_peak_kib = max(self.tree_peak_kib, sum(rss.values()))
+        # the module process and everything it started (pg_dump, zstd, psql ...)
+        module_total, todo = 0, [pid for pid in rss if self._is_module(self.procs[pid])]
+        while todo:
+            pid = todo.pop()
+            module_total += rss.get(pid, 0)
+            todo.extend(children.get(pid, []))
+        self.module_tree_peak_kib = max(self.module_tree_peak_kib, module_total)
+        self.samples += 1
+
+    def run(self):
+        while not self._halt.is_set():
+            self.sample()
+            self._halt.wait(self.interval)
+
+    def stop(self):
+        self._halt.set()
+        self.join()
+
+    def report(self):
+        module = [p for p in self.procs.values() if self._is_module(p)]
+        return {
+            'module_peak_rss': max(p['hwm_kib'] for p in module) * 1024 if module else None,
+            'module_tree_peak_rss': self.module_tree_peak_kib * 1024 if module else None,
+            'module_processes': len(module),
+            'tree_peak_rss': self.tree_peak_kib * 1024,
+            'samples': self.samples,
+            'processes': sorted({p['name'] for p in self.procs.values()}),
+        }
+
+
+def measure(argv, env=None, match=None, interval=0.05, cwd=None):
+    """Run argv; return wall seconds, rc, output and the memory report of its process tree."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd)
+    sampler = TreeSampler(proc.pid, match=match, interval=interval)
+    sampler.start()
+    stdout, stderr = proc.communicate()
+    seconds = time.perf_counter() - started
+    sampler.stop()
+    result = {'seconds': seconds, 'rc': proc.returncode, 'stdout': stdout.decode('utf-8', 'replace'),
+              'stderr': stderr.decode('utf-8', 'replace')}
+    result.update(sampler.report())
+    return result
+
+
+# -- other users' load ----------------------------------------------------------------------------------------------
+_TICK = os.sysconf('SC_CLK_TCK')
+
+
+def _busy_seconds():
+    """CPU seconds the whole machine has spent busy since boot (all CPUs, idle and iowait excluded)."""
+    fields = [int(x) for x in (_read('/proc/stat') or b'cpu 0').split(b'\n', 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / _TICK
+
+
+def _tree_cpu_seconds(root):
+    """utime+stime (+ reaped children's) of ``root`` and every live descendant."""
+    ppids = _ppid_map()
+    todo, total = [root], 0
+    while todo:
+        pid = todo.pop()
+        raw = _read('/proc/%d/stat' % pid)
+        if raw:
+            fields = raw[raw.rfind(b')') + 2:].split()
+            total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        todo.extend(p for p, pp in ppids.items() if pp == pid)
+    return total / _TICK
+
+
+class CpuAccount:
+    """How much CPU the rest of the machine used while a run was going on.
+
+    foreign = (machine busy time) - (this process and its waited-for children: ansible-playbook, pg_dump, zstd ...)
+    - (the trees of ``daemon_pids()``: the database server and its backends).  Honest load note: on an otherwise idle
+    machine it stays near 0; a sibling test run shows up as seconds of foreign CPU.
+    """
+
+    def __init__(self, daemon_pids=None):
+        self.daemon_pids = daemon_pids or (lambda: [])
+
+    def snapshot(self):
+        times = os.times()
+        ours = times.user + times.system + times.children_user + times.children_system
+        ours += sum(_tree_cpu_seconds(pid) for pid in self.daemon_pids())
+        return _busy_seconds(), ours
+
+    @staticmethod
+    def foreign(before, after):
+        return max(0.0, (after[0] - before[0]) - (after[1] - before[1]))
+
+    def settle(self, max_cores=0.25, window=2.0, timeout=60.0):
+        """Wait (up to ``timeout`` s) until other processes use less than ``max_cores`` CPUs over ``window`` s.
+
+        Returns (seconds waited, foreign cores in the last window).
+        """
+        started = time.monotonic()
+        while True:
+            before = self.snapshot()
+            time.sleep(window)
+            cores = self.foreign(before, self.snapshot()) / window
+            waited = time.monotonic() - started
+            if cores < max_cores or waited >= timeout:
+                return waited, cores
+
+
+# -- orphans -------------------------------------------------------------------------------------------------------
+def become_subreaper():
+    """Make this process the child subreaper of its descendants (Linux prctl PR_SET_CHILD_SUBREAPER).
+
+    A command that backgrounds a stage (community.postgresql runs ``gzip <fifo >file & pg_dump >fifo``) leaves it
+    orphaned when its shell exits; as subreaper we inherit and reap it, so its CPU time lands in our children's
+    rusage (``cpu_seconds``) instead of looking like someone else's load.  Call it after starting daemons that
+    should not become our children (the database server).
+    """
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def reap_orphans(timeout=300.0):
+    """Wait for (and reap) every remaining child; returns how many were reaped."""
+    deadline, count = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            time.sleep(0.02)
+            continue
+        count += 1
+    return count
+
+
+# -- Ansible ---------------------------------------------------------------------------------------------------
+def run_playbook(tasks, match=None, extra_env=None):
+    """Run ``tasks`` on localhost through ansible-playbook; return measure()'s dict plus ``results`` (module results)."""
+    play = [{'hosts': 'localhost', 'gather_facts': False, 'connection': 'local', 'tasks': tasks}]
+    env = ansible_env()
+    env.update(extra_env or {})
+    with tempfile.TemporaryDirectory(prefix='appvault-bench-play-') as tmp:
+        path = Path(tmp) / 'play.yml'
+        path.write_text(json.dumps(play))
+        argv = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', 'localhost,', str(path)]
+        res = measure(argv, env=env, match=match)
+    res['results'] = []
+    try:
+        data = json.loads(res['stdout'][res['stdout'].index('{'):])
+    except ValueError:
+        data = {}
+    for play_data in data.get('plays', []):
+        for task in play_data.get('tasks', []):
+            res['results'].extend(task.get('hosts', {}).values())
+    failed = [r for r in res['results'] if r.get('failed')]
+    if res['rc'] or failed or not res['results']:
+        detail = failed[0].get('msg') if failed else (res['stdout'][-2000:] + res['stderr'][-2000:])
+        raise RuntimeError('ansible-playbook failed (rc %s): %s' % (res['rc'], detail))
+    del res['stdout']
+    return res
+
+
+# -- interleaved runs ------------------------------------------------------------------------------------------
+class Variant:
+    """One contender: ``run()`` returns a dict with at least ``seconds``; ``cleanup()`` runs after each run."""
+
+    def __init__(self, key, label, run, cleanup=None):
+        self.key = key
+        self.label = label
+        self.run = run
+        self.cleanup = cleanup or (lambda: None)
+
+
+def interleave(variants, rounds, log=print, cpu=None, settle=None):
+    """Run every variant once per round, in the same order each round; return {key: [run dicts]}.
+
+    Each run also gets ``load1_before``, ``cpu_seconds`` (CPU used by the run: this process, its children and the
+    daemons' trees) and ``foreign_cpu`` (CPU seconds other processes used during it), see CpuAccount.  With
+    ``settle`` (max foreign cores, e.g. 0.25) each run first waits, up to a minute, for the other users of the
+    machine to be that quiet; the wait and the foreign load seen are recorded.
+    """
+    cpu = cpu or CpuAccount()
+    runs = {v.key: [] for v in variants}
+    for index in range(rounds):
+        for variant in variants:
+            waited = quiet = None
+            if settle is not None:
+                waited, quiet = cpu.settle(max_cores=settle)
+            load = os.getloadavg()[0]
+            before = cpu.snapshot()
+            try:
+                res = variant.run()
+            finally:
+                variant.cleanup()
+            res['orphans_reaped'] = reap_orphans()
+            after = cpu.snapshot()
+            res['foreign_cpu'] = CpuAccount.foreign(before, after)
+            res['cpu_seconds'] = after[1] - before[1]
+            res['round'] = index + 1
+            res['load1_before'] = load
+            res['settle_wait'] = waited
+            res['foreign_cores_before'] = quiet
+            runs[variant.key].append(res)
+            log('  round %d/%d  %-30s %7.2f s  cpu %6.2f s  rss %-9s  load %.2f  foreign cpu %.2f s' % (
+                index + 1, rounds, variant.label, res['seconds'], res['cpu_seconds'], fmt_bytes(res.get('module_peak_rss')), load,
+                res['foreign_cpu']))
+    return runs
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(runs, fields=('seconds',)):
+    """{key: {field: median}} plus min/max of seconds."""
+    out = {}
+    for key, items in runs.items():
+        entry = {field: median([r.get(field) for r in items]) for field in fields}
+        secs = [r['seconds'] for r in items]
+        entry['min_seconds'] = min(secs)
+        entry['max_seconds'] = max(secs)
+        entry['n'] = len(items)
+        out[key] = entry
+    return out
+
+
+def ratio(num, den):
+    if num is None or den in (None, 0):
+        return None
+    return num / den
+
+
+# -- formatting and results -------------------------------------------------------------------------------------
+def fmt_bytes(value):
+    if value is None:
+        return '-'
+    if value >= 1024 * MIB:
+        return '%.2f GiB' % (value / 1024 / MIB)
+    return '%.1f MiB' % (value / MIB)
+
+
+def fmt_num(value, pattern='%.2f'):
+    return '-' if value is None else pattern % value
+
+
+def markdown_table(header, rows):
+    header = [str(c).replace('|', '\\|') for c in header]
+    rows = [[str(c).replace('|', '\\|') for c in row] for row in rows]
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(' --- ' for _ in header) + '|']
+    lines.extend('| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows)
+    return '\n'.join(lines)
+
+
+def _first_line(argv):
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (proc.stdout or proc.stderr).strip()
+    return text.splitlines()[0] if text else None
+
+
+def machine_facts(extra=None):
+    meminfo = dict(line.split(':', 1) for line in (_read('/proc/meminfo') or b'').decode().splitlines() if ':' in line)
+    cpu = [line.split(':', 1)[1].strip() for line in (_read('/proc/cpuinfo') or b'').decode().splitlines()
+           if line.startswith('model name')]
+    facts = {
+        'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+        'nproc': os.cpu_count(),
+        'affinity_cpus': len(os.sched_getaffinity(0)),
+        'cpu_model': cpu[0] if cpu else None,
+        'mem_total_bytes': int(meminfo.get('MemTotal', '0 kB').split()[0]) * 1024,
+        'mem_available_bytes': int(meminfo.get('MemAvailable', '0 kB').split()[0]) * 1024,
+        'loadavg': list(os.getloadavg()),
+        'kernel': platform.release(),
+        'python': platform.python_version(),
+        'zstd': (_first_line(['zstd', '--version']) or '').replace('*', '').strip() or None,
+        'gzip': _first_line(['gzip', '--version']),
+        'pigz': shutil.which('pigz'),
+        'ansible_core': _first_line([str(Path(sys.executable).parent / 'ansible'), '--version']),
+        'git_commit': _first_line(['git', '-C', str(REPO), 'rev-parse', 'HEAD']),
+        'git_dirty': bool(_first_line(['git', '-C', str(REPO), 'status', '--porcelain', '--untracked-files=no'])),
+    }
+    facts.update(extra or {})
+    return facts
+
+
+def write_results(out_dir, scenario, payload, table_md, stamp=None):
+    """Write <scenario>-<stamp>.json and .md, and refresh <scenario>-latest.{json,md}; return the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = stamp or datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
+    paths = []
+    for name in ('%s-%s' % (scenario, stamp), '%s-latest' % scenario):
+        json_path = out_dir / (name + '.json')
+        json_path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + '\n')
+        md_path = out_dir / (name + '.md')
+        md_path.write_text(table_md + '\n')
+        paths += [json_path, md_path]
+    return paths
