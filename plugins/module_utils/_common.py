@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 
 CHUNK = 1024 * 1024
 
@@ -101,23 +102,55 @@ def remove_path(path):
         os.unlink(path)
 
 
-def publish(partial, dest, mode=0o600):
-    """Make ``partial`` durable and move it to ``dest`` in one rename.
-
-    A file is chmod'ed, fsynced and renamed over ``dest``.  A directory
-    cannot be renamed over an existing one, so an existing ``dest`` is moved
-    aside first and removed only once the new one is in place.
-    """
-    if os.path.isdir(partial):
-        os.chmod(partial, 0o700)
-        for root, dirs, files in os.walk(partial):
+def _restrict(path, mode):
+    if os.path.isdir(path):
+        os.chmod(path, 0o700)
+        for root, dirs, files in os.walk(path):
             for name in files:
                 os.chmod(os.path.join(root, name), mode)
             for name in dirs:
                 os.chmod(os.path.join(root, name), 0o700)
     else:
-        os.chmod(partial, mode)
-    fsync_path(partial)
+        os.chmod(path, mode)
+
+
+def seal(partial, mode=0o600):
+    """Restrict ``partial``'s mode and make it durable; return its artefact_facts.
+
+    The fsync runs in a thread while the sha256 is computed (hashlib releases
+    the GIL), so the flush to disk costs no extra wall time.  Pass the result
+    to ``publish(..., sealed=True)``.
+    """
+    _restrict(partial, mode)
+    errors = []
+
+    def sync():
+        try:
+            fsync_path(partial)
+        except OSError as exc:  # reported after the join
+            errors.append(exc)
+    worker = threading.Thread(target=sync)
+    worker.start()
+    try:
+        facts = artefact_facts(partial)
+    finally:
+        worker.join()
+    if errors:
+        raise errors[0]
+    return facts
+
+
+def publish(partial, dest, mode=0o600, sealed=False):
+    """Make ``partial`` durable and move it to ``dest`` in one rename.
+
+    A file is chmod'ed, fsynced (unless ``seal`` did both already) and renamed
+    over ``dest``.  A directory cannot be renamed over an existing one, so an
+    existing ``dest`` is moved aside first and removed only once the new one
+    is in place.
+    """
+    if not sealed:
+        _restrict(partial, mode)
+        fsync_path(partial)
     old = None
     if os.path.isdir(dest) and not os.path.islink(dest):
         old = partial + '.old'

@@ -132,9 +132,10 @@ class Connection(object):
 
     def connect(self, database=None):
         """Check the connection and read the server version."""
-        out = self.query('SHOW server_version_num', database).strip()
-        self.server_version_num = int(out)
-        self.server_version = self.query('SHOW server_version', database).strip().split()[0]
+        out = self.query("SELECT current_setting('server_version_num') || ' ' || current_setting('server_version')", database)
+        number, version = out.strip().split(' ', 1)
+        self.server_version_num = int(number)
+        self.server_version = version.split()[0]
         return self.server_version
 
     @property

@@ -287,10 +287,10 @@ def run(module):
         started = time.monotonic()
         try:
             _mysql.dump(conn, plan, partial)
-            facts = _common.artefact_facts(partial)
+            facts = _common.seal(partial)
             if facts['size'] == 0:
                 raise AppvaultError('the dump of "%s" is empty; nothing was written to %s' % (params['name'], dest))
-            _common.publish(partial, dest)
+            _common.publish(partial, dest, sealed=True)
         except BaseException:
             _common.remove_path(partial)
             raise

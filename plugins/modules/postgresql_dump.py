@@ -306,7 +306,7 @@ def run(module):
             snapshot = _postgres.export_snapshot(conn, session) if session else None
             positions = _postgres.sequence_positions(conn, session) if session else None
             _postgres.dump(conn, params, partial, cores, snapshot)
-            facts = _common.artefact_facts(partial)
+            facts = _common.seal(partial)
             if facts['size'] == 0:
                 raise AppvaultError('pg_dump produced an empty dump of "%s"; nothing was written to %s' % (params['name'], dest))
             if session:
@@ -317,7 +317,7 @@ def run(module):
                     module.warn('sequences advanced while the dump ran (%s): their positions are recorded for information '
                                 'only and not verified on restore; stop writes during the backup for exact positions'
                                 % ', '.join(moved[:5]))
-            _common.publish(partial, dest)
+            _common.publish(partial, dest, sealed=True)
         except _runner.CommandError as exc:
             _common.remove_path(partial)
             raise AppvaultError('dump of database "%s" at %s failed: %s' % (params['name'], conn.where, exc.msg))

@@ -196,10 +196,10 @@ def run(module):
             os.unlink(copy)
         else:
             os.rename(copy, partial)
-        facts = _common.artefact_facts(partial)
+        facts = _common.seal(partial)
         if facts['size'] == 0:
             raise AppvaultError('the backup of %s is empty; nothing was written to %s' % (path, dest))
-        _common.publish(partial, dest)
+        _common.publish(partial, dest, sealed=True)
     except OSError as exc:
         raise AppvaultError('backup of %s to %s failed: %s' % (path, dest, exc))
     finally:
