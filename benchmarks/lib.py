@@ -71,7 +71,7 @@ def _status_kib(pid):
         return None
     found = {}
     for line in raw.decode('ascii', 'replace').splitlines():
-        key, _, value = line.partition(':')
+        key, _sep, value = line.partition(':')
         if key in ('Name', 'VmHWM', 'VmRSS'):
             found[key] = value.strip().split()[0] if key != 'Name' else value.strip()
     if 'VmRSS' not in found:  # a zombie or a kernel thread
@@ -373,7 +373,7 @@ def fmt_num(value, pattern='%.2f'):
 def markdown_table(header, rows):
     header = [str(c).replace('|', '\\|') for c in header]
     rows = [[str(c).replace('|', '\\|') for c in row] for row in rows]
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(' --- ' for _ in header) + '|']
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(' --- ' for _col in header) + '|']
     lines.extend('| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows)
     return '\n'.join(lines)
 

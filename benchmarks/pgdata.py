@@ -26,7 +26,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import lib  # noqa: F401  (puts tests/ on sys.path)
+# lib puts tests/ on sys.path
+import lib  # noqa: F401  pylint: disable=unused-import
 from harness.common import free_port, run_as
 from harness.pg import SUPERUSER, pg_bin_dirs
 
@@ -86,7 +87,7 @@ class Vocabulary:
         syllables = [a + b for a in 'bcdfghjklmnprstvwz' for b in 'aeiouy'] + ['th', 'ch', 'st', 'qu']
         words = set()
         while len(words) < size:
-            words.add(''.join(rng.choice(syllables) for _ in range(rng.choice((1, 2, 2, 3, 3, 4)))))
+            words.add(''.join(rng.choice(syllables) for _n in range(rng.choice((1, 2, 2, 3, 3, 4)))))
         self.words = sorted(words)
         rng.shuffle(self.words)
         weights, total = [], 0.0
@@ -121,8 +122,8 @@ def _rows_customers(rng, vocab, start, count):
 
 def _rows_documents(rng, vocab, start, count, customers):
     for i in range(start, start + count):
-        paragraphs = [' '.join(vocab.sentence(rng.randint(6, 20)) for _ in range(rng.randint(3, 9)))
-                      for _ in range(rng.randint(2, 8))]
+        paragraphs = [' '.join(vocab.sentence(rng.randint(6, 20)) for _s in range(rng.randint(3, 9)))
+                      for _p in range(rng.randint(2, 8))]
         yield '%d\t%d\t%s\t%s\t%s\n' % (i, rng.randrange(1, customers + 1), _escape(vocab.sentence(rng.randint(3, 9))),
                                         _escape('\n\n'.join(paragraphs)), _ts(rng))
 
@@ -143,8 +144,9 @@ def _rows_attachments(rng, vocab, start, count, documents):
     for i in range(start, start + count):
         ext, mime = rng.choice(MIMES)
         size = rng.randint(1024, 64 * 1024)
-        yield '%d\t%d\t%s.%s\t%s\t\\\\x%s\n' % (i, rng.randrange(1, documents + 1), '_'.join(vocab.words_(3)), ext, mime,
-                                               rng.randbytes(size).hex())
+        document = rng.randrange(1, documents + 1)
+        name = '%s.%s' % ('_'.join(vocab.words_(3)), ext)
+        yield '%d\t%d\t%s\t%s\t\\\\x%s\n' % (i, document, name, mime, rng.randbytes(size).hex())
 
 
 class _CopySource:
@@ -334,4 +336,3 @@ class BenchServer:
         self.generated = True
         self.log('generated %s bytes (%.2f GiB) in %.0f s' % (size, size / GIB, self.meta['generation_seconds']))
         return self.meta
-

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """appvault.backup benchmarks: our modules against the hand-written baseline and the community modules, side by side.
 
     make bench BENCH_ARGS='--size-gb 1 --pairs 3'
@@ -178,8 +177,8 @@ def target_checks(runs, summary):
         if key in runs and 'ours' in runs:
             pairs = [c['seconds'] / a['seconds'] for c, a in zip(runs[key], runs['ours'])]
             ratio = lib.median(pairs)
-            checks.append('%s / ours: %.2fx, target >= %.1fx: %s' % (key, ratio, COMMUNITY_TARGET,
-                                                                       'PASS' if ratio >= COMMUNITY_TARGET else 'MISS'))
+            verdict = 'PASS' if ratio >= COMMUNITY_TARGET else 'MISS'
+            checks.append('%s / ours: %.2fx, target >= %.1fx: %s' % (key, ratio, COMMUNITY_TARGET, verdict))
     if 'ours' in summary:
         peak = max(r['module_peak_rss'] or 0 for r in runs['ours'])
         checks.append('ours module peak RSS (max over rounds): %s, target <= %s: %s' % (
@@ -246,8 +245,8 @@ def scenario_pg_dump_breakdown(args):
              lib.fmt_num(summary[k]['module_duration']), lib.fmt_bytes(summary[k]['module_peak_rss']),
              lib.fmt_num(summary[k]['cpu_seconds']), lib.fmt_num(summary[k]['foreign_cpu'])] for k in keys]
     md = ['# pg_dump breakdown: %.2f GiB database, %d interleaved rounds' % (facts['database_size'] / pgdata.GIB, args.pairs), '',
-          describe_facts(facts), '', lib.markdown_table(['variant', 'median s (min-max)', 'module duration s', 'module peak RSS',
-                                                                     'CPU s', 'foreign CPU s'], rows)]
+          describe_facts(facts), '',
+          lib.markdown_table(['variant', 'median s (min-max)', 'module duration s', 'module peak RSS', 'CPU s', 'foreign CPU s'], rows)]
     if 'steps' in runs:
         names = list(runs['steps'][0]['steps'])
         step_rows = [[n, '%.3f' % lib.median([r['steps'][n] for r in runs['steps']])] for n in names]
