@@ -55,6 +55,7 @@ EXMENT_VERSION_CMD = _EXMENT_SRC + '39050061eca72c4475a5abd4ca7b86ca8cc4ac5e/src
 EXMENT_UPDATE_CMD = _EXMENT_SRC + '6a4f4b9461480ac936d440cf401bf9ce8e8344df/src/Console/UpdateCommand.php'
 EXMENT_COMMANDS = _EXMENT_MANUAL + '052428d0a7f0ab6251a8165b1c213f1b2310d62b/docs/ja/command.md'
 EXMENT_UBUNTU = _EXMENT_MANUAL + 'e2ddb4f47a8e0db92df5e0fdf326a706c6f43971/docs/ja/install_aws_ubuntu_single.md'
+EXMENT_SAVEPLACE = _EXMENT_MANUAL + '02ebb781b28538ff77323efbafbb70770e4c6b34/docs/ja/additional_file_saveplace.md'
 EXMENT_TROUBLE = _EXMENT_MANUAL + '00d17f4a2fdf8182b39d0f4d514d829385e654cd/docs/ja/troubleshooting.md'
 LARAVEL_NONINTERACTIVE = 'https://cloud.laravel.com/docs/knowledge-base/command-failed-prod-app'
 
@@ -104,7 +105,8 @@ PROFILES = {
             'paths.attachments': EXMENT_BACKUP_TARGET + ' (attachment: storage/app/admin); ' + EXMENT_DISKS
             + ' (disk exment: storage_path(app/admin)); seed 000 §概要 (添付ファイル)',
             'paths.plugins': EXMENT_BACKUP_TARGET + ' (plugin: storage/app/plugins); seed 000 §概要 (プラグインファイル)',
-            'paths.templates': EXMENT_DISKS + ' (disk template: storage_path(app/templates); not part of exment:backup)',
+            'paths.templates': EXMENT_DISKS + ' (disk template: storage_path(app/templates); not part of exment:backup); '
+            + EXMENT_SAVEPLACE + ' (テンプレート)',
             'paths.logs': EXMENT_BACKUP_TARGET + ' (log: storage/logs); ' + EXMENT_TROUBLE
             + ' (storage/logs/laravel.log); seed 000 §概要 (ログファイル)',
             'paths.config_dir': EXMENT_BACKUP_TARGET + ' (config: base_path(config)); seed 000 §概要 (設定ファイル)',
