@@ -222,8 +222,9 @@ def test_restore_without_confirmation_changes_nothing(pg_app):
     assert 'appvault_restore_confirm=true' in failures[-1][1]
     assert pg_app.state() == damaged
     assert 'maintenance-on' not in pg_app.events()
-    preview = next(r for p in data['plays'] for t in p['tasks'] if t['task']['name'].endswith('Show what will be replaced')
-               for r in t['hosts'].values())['msg']
+    shown = [r for p in data['plays'] for t in p['tasks'] if t['task']['name'].endswith('Show what will be replaced')
+             for r in t['hosts'].values()]
+    preview = shown[0]['msg']
     assert any(line.startswith('database main (postgresql') and 'replaced' in line for line in preview), preview
     assert any(line.startswith('path storage') and 'newest change' in line for line in preview), preview
 
