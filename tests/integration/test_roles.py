@@ -158,7 +158,7 @@ def pg_app(tmp_path, pg_source, request):
 
 def backup(app, **extra):
     proc, data, failures = run_book('backup.yml', app.inventory, extra)
-    assert proc.returncode == 0 and not failures, (failures, proc.stdout[-4000:], proc.stderr[-3000:])
+    assert proc.returncode == 0 and not failures, (failures, proc.stderr[-3000:])
     return data['global_custom_stats']['appvault_backup']['localhost']
 
 

@@ -1,0 +1,83 @@
+#!/usr/bin/python
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: job_wait
+short_description: Wait for a long dump, archive or restore started with async and show its progress
+version_added: 0.1.0
+description:
+  - Polls an asynchronous job (a task started with C(async) and C(poll: 0)) until it finishes and returns the job's
+    own result, as if the task had run in the foreground, so C(register) works the same.
+  - While the job runs, prints a progress line every O(poll) seconds - bytes written so far to the C(.partial) files
+    under O(watch), the rate, and with O(total) the share done and the time left - so a dump of many GB shows that
+    it is moving, on the console and in AWX job output.
+  - An action plugin; it runs on the controller and calls C(async_status) and C(find) on the host.
+author:
+  - appvault.backup developers (!UNKNOWN)
+extends_documentation_fragment:
+  - appvault.backup.attributes
+attributes:
+  check_mode:
+    support: none
+    details: Check mode runs nothing asynchronously; skip the task in check mode.
+  diff_mode:
+    support: none
+  action:
+    support: full
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+options:
+  jid:
+    description: The job id (C(ansible_job_id) of the registered async task).
+    type: str
+    required: true
+  watch:
+    description: A directory whose C(*.partial) files (at any depth) grow while the job writes; their total size is the progress.
+    type: path
+  total:
+    description: The expected number of bytes (an estimate), for the percentage and the time left. V(0) when unknown.
+    type: int
+    default: 0
+  label:
+    description: What the progress lines call the job.
+    type: str
+    default: job
+  timeout:
+    description: Seconds to wait at most.
+    type: int
+    default: 86400
+  poll:
+    description: Seconds between checks (and progress lines).
+    type: float
+    default: 5
+seealso:
+  - module: ansible.builtin.async_status
+'''
+
+EXAMPLES = r'''
+- name: Start the dump
+  appvault.backup.postgresql_dump:
+    name: shop
+    dest: /var/backups/appvault/.work/main.pgdump
+  async: 86400
+  poll: 0
+  register: job
+
+- name: Wait for it, showing progress
+  appvault.backup.job_wait:
+    jid: "{{ job.ansible_job_id }}"
+    watch: /var/backups/appvault/.work
+    total: 3000000000
+    label: dump main
+  register: dump
+'''
+
+RETURN = r'''
+waited:
+  description: Seconds spent waiting.
+  returned: always
+  type: float
+  sample: 42.3
+'''
