@@ -9,7 +9,7 @@ module: job_wait
 short_description: Wait for a long dump, archive or restore started with async and show its progress
 version_added: 0.1.0
 description:
-  - Polls an asynchronous job (a task started with C(async) and C(poll: 0)) until it finishes and returns the job's
+  - Polls an asynchronous job (a task started with C(async) and C(poll) set to V(0)) until it finishes and returns the job's
     own result, as if the task had run in the foreground, so C(register) works the same.
   - While the job runs, prints a progress line every O(poll) seconds - bytes written so far to the C(.partial) files
     under O(watch), the rate, and with O(total) the share done and the time left - so a dump of many GB shows that
