@@ -311,3 +311,42 @@ def test_backup_damage_restore_mariadb(tmp_path, mysql_source):
         assert 'upgrade' not in app.events(), 'same version: no upgrade'
     finally:
         mysql_source.drop_db('role_app')
+
+
+def test_check_mode_backup_changes_nothing(pg_app):
+    proc = subprocess.run([str(Path(sys.executable).parent / 'ansible-playbook'), '-i', str(pg_app.inventory),
+                           str(REPO / 'playbooks' / 'backup.yml'), '--check'], capture_output=True, text=True, env=ansible_env(), check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert not pg_app.backups.exists() or not any(pg_app.backups.iterdir())
+    assert pg_app.events() == []
+
+
+def test_fetch_to_the_controller_then_restore_from_the_uploaded_file(pg_app, tmp_path):
+    fetched = tmp_path / 'controller'
+    summary = backup(pg_app, appvault_backup_fetch=True, appvault_backup_fetch_dir=str(fetched))
+    local = fetched / 'localhost' / summary['name']
+    assert hashlib.sha256(local.read_bytes()).hexdigest() == summary['sha256']
+    assert (fetched / 'localhost' / (summary['name'] + '.sha256')).exists()
+    before = pg_app.state()
+    # The host loses every backup; the restore uploads the controller's copy and restores it.
+    for path in pg_app.backups.iterdir():
+        path.unlink()
+    pg_app.damage()
+    proc, data, failures = run_book('restore.yml', pg_app.inventory, {'appvault_restore_confirm': True, 'appvault_restore_src': str(local)})
+    assert proc.returncode == 0 and not failures, failures
+    assert pg_app.state() == before
+    assert (pg_app.backups / summary['name']).exists()
+
+
+def test_list_and_prune_playbooks(pg_app):
+    names = [backup(pg_app)['name'] for _ in range(3)]
+    proc, data, failures = run_book('list.yml', pg_app.inventory)
+    assert proc.returncode == 0, failures
+    table = next(r for p in data['plays'] for t in p['tasks'] if t['task']['name'] == 'Show the catalogue' for r in t['hosts'].values())['msg']
+    assert table[0].split()[:2] == ['name', 'created'] and len(table) == 4
+    assert all(any(line.startswith(name) and line.endswith('valid') for line in table) for name in names), table
+    assert data['global_custom_stats']['appvault_list']['localhost'] == sorted(names, reverse=True)
+    proc, data, failures = run_book('prune.yml', pg_app.inventory, {'appvault_backup_keep': 1})
+    assert proc.returncode == 0, failures
+    left = sorted(p.name for p in pg_app.backups.glob('fixture-*.tar.zst'))
+    assert left == [max(names)]
