@@ -17,7 +17,7 @@ test: deps lint sanity unit integration molecule
 DEMO_DIR ?= $(BUILD)/demo
 demo: venv collection
 	@bash tests/setup/system-deps.sh demo
-	$(BIN)/ansible-playbook -i localhost, playbooks/demo.yml -e appvault_demo_dir=$(DEMO_DIR)
+	$(BIN)/ansible-playbook -i playbooks/demo/inventory.yml playbooks/demo.yml -e appvault_demo_dir=$(DEMO_DIR)
 
 deps: system-deps venv collection
 

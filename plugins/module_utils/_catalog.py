@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import re
 import socket
@@ -21,6 +22,7 @@ MAX_NAME = 200
 TIMESTAMP_FORMAT = '%Y%m%dT%H%M%SZ'
 CREATED_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
 LOCK_NAME = '.appvault.lock'
+RUN_LOCK_NAME = '.appvault-run.lock'
 RULES = (
     ('last', None),
     ('daily', '%Y-%m-%d'),
@@ -149,6 +151,121 @@ class Lock(object):
         if holder is not None and holder[2] == self.token:
             os.unlink(self.path)
         return False
+
+
+class RunLock(object):
+    """``<dir>/.appvault-run.lock``: held by a whole backup, restore or migration across many module calls.
+
+    The file holds JSON: token, operation, host, pid, acquired, expires.  A role holds it as a lease (no pid;
+    renewed by acquiring again with the same token, released in ``always:``); the host-side runner holds it with
+    its pid.  It is stale when its lease expired or its pid is dead on this host; a stale lock is moved out of the
+    way with one rename (so two contenders cannot both take it over) and reported.
+    """
+
+    def __init__(self, directory, token):
+        if not token or not isinstance(token, str):
+            raise AppvaultError('a run lock needs a token')
+        self.directory = directory
+        self.path = os.path.join(directory, RUN_LOCK_NAME)
+        self.token = token
+
+    def holder(self):
+        try:
+            with open(self.path) as fileobj:
+                text = fileobj.read(4096)
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError(text)
+        except ValueError:
+            data = dict(token=None, operation='unknown', host='', pid=0, acquired=None, expires=None, unreadable=True)
+        return data
+
+    @staticmethod
+    def stale_reason(data, now):
+        if data.get('unreadable'):
+            return 'unreadable lock file'
+        if data.get('pid') and data.get('host') in ('', socket.gethostname()) and not _pid_alive(int(data['pid'])):
+            return 'process %s is gone' % data['pid']
+        expires = data.get('expires')
+        if expires is not None and expires <= now:
+            return 'lease expired at %s' % format_time(datetime.datetime.fromtimestamp(expires, datetime.timezone.utc))
+        return None
+
+    @staticmethod
+    def describe(data):
+        def when(value):
+            return format_time(datetime.datetime.fromtimestamp(value, datetime.timezone.utc)) if value else '?'
+        text = '%s on %s since %s' % (data.get('operation') or 'an operation', data.get('host') or '?', when(data.get('acquired')))
+        if data.get('pid'):
+            text += ' (process %s)' % data['pid']
+        if data.get('expires'):
+            text += ', lease until %s' % when(data['expires'])
+        return text
+
+    def _write(self, data, exclusive):
+        text = json.dumps(data, sort_keys=True) + '\n'
+        if exclusive:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, 'w') as fileobj:
+                fileobj.write(text)
+            return
+        temp = '%s.%d.tmp' % (self.path, os.getpid())
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'w') as fileobj:
+            fileobj.write(text)
+        os.rename(temp, self.path)
+
+    def acquire(self, operation, lease=None, pid=None, break_lock=False, check_mode=False):
+        """Take (or renew, for the same token) the lock; return dict(changed, lock, recovered)."""
+        now = time.time()
+        data = dict(token=self.token, operation=operation, host=socket.gethostname(), pid=pid or 0,
+                    acquired=int(now), expires=int(now + lease) if lease else None)
+        recovered = None
+        for _attempt in range(5):
+            current = self.holder()
+            if current is not None and current.get('token') == self.token:
+                data['acquired'] = current.get('acquired') or data['acquired']
+                if not check_mode:
+                    self._write(data, exclusive=False)
+                return dict(changed=False, lock=data, recovered=recovered)
+            if current is not None:
+                reason = self.stale_reason(current, now)
+                if reason is None and not break_lock:
+                    raise AppvaultError('%s is locked: %s is running. Wait for it to finish; if you are sure it is dead, '
+                                        'run again with the lock broken (break_lock / appvault_lock_break=true)'
+                                        % (self.directory, self.describe(current)), holder=current)
+                recovered = '%s (%s)' % (self.describe(current), reason or 'broken on request')
+                if check_mode:
+                    return dict(changed=True, lock=data, recovered=recovered)
+                aside = '%s.stale-%d' % (self.path, os.getpid())
+                try:
+                    os.rename(self.path, aside)  # only one contender can move this file
+                except FileNotFoundError:
+                    continue
+                os.unlink(aside)
+            if check_mode:
+                return dict(changed=True, lock=data, recovered=recovered)
+            try:
+                self._write(data, exclusive=True)
+            except FileExistsError:
+                continue
+            _common.fsync_dir(self.directory)
+            return dict(changed=True, lock=data, recovered=recovered)
+        raise AppvaultError('%s: could not take the lock, other processes keep taking it' % self.directory)
+
+    def release(self, check_mode=False):
+        current = self.holder()
+        if current is None:
+            return dict(changed=False, lock=None)
+        if current.get('token') != self.token:
+            return dict(changed=False, lock=current,
+                        warning='the lock of %s is held by %s, not by this run; left alone' % (self.directory, self.describe(current)))
+        if not check_mode:
+            os.unlink(self.path)
+        return dict(changed=True, lock=None)
 
 
 # -- listing -------------------------------------------------------------------
@@ -347,7 +464,17 @@ def info(directory=None, archive=None, verify=False):
     entries, ignored = list_backups(directory, verify)
     newest = latest(entries)
     return dict(changed=False, backups=entries, ignored=ignored, latest=newest['name'] if newest else None,
-                latest_path=newest['path'] if newest else None, count=len(entries))
+                latest_path=newest['path'] if newest else None, count=len(entries), table=table(entries))
+
+
+def table(entries):
+    """The catalogue as aligned text lines, newest first (what list.yml prints)."""
+    rows = [('name', 'created (UTC)', 'size', 'app version', 'state')]
+    for e in entries:
+        state = ('valid' if e['valid'] else 'INVALID: %s' % e['reason']) + (', pinned' if e['pinned'] else '')
+        rows.append((e['name'], e['created_at'] or e['mtime'], _common.human_size(e['size']), e['app_version'] or '-', state))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
+    return ['  '.join(str(value).ljust(widths[i]) if i < 4 else str(value) for i, value in enumerate(row)).rstrip() for row in rows]
 
 
 def prune(directory, keep_last=None, keep_daily=None, keep_weekly=None, keep_monthly=None, keep_yearly=None,

@@ -30,6 +30,15 @@ def cpu_count():
         return max(1, os.cpu_count() or 1)
 
 
+def human_size(size):
+    """Bytes as text with a binary unit: 512 B, 1.5 KiB, 70.0 MiB."""
+    for unit in ('B', 'KiB', 'MiB', 'GiB', 'TiB'):
+        if abs(size) < 1024 or unit == 'TiB':
+            return ('%d %s' if unit == 'B' else '%.1f %s') % (size, unit)
+        size /= 1024.0
+    return str(size)
+
+
 def sha256_file(path):
     digest = hashlib.sha256()
     with open(path, 'rb') as fileobj:

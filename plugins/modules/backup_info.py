@@ -64,6 +64,13 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+table:
+  description: The catalogue as aligned text lines (name, creation time, size, app version, valid or why not), newest first.
+  returned: when O(path) is given
+  type: list
+  elements: str
+  sample: ["name                               created (UTC)         size     app version  state",
+           "exment-20250101T030000Z.tar.zst    2025-01-01T03:00:00Z  1.2 GiB  6.1.2        valid"]
 backups:
   description: The archives, newest first.
   returned: when O(path) is given

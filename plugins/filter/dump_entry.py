@@ -1,0 +1,59 @@
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+name: dump_entry
+short_description: Turn a database dump module's result into an archive_create database entry
+version_added: 0.1.0
+description:
+  - Takes the registered result of M(appvault.backup.postgresql_dump), M(appvault.backup.mysql_dump) or
+    M(appvault.backup.sqlite_dump) run in a loop over database ids (the id is the loop C(item)) and returns the
+    entry M(appvault.backup.archive_create) takes in O(appvault.backup.archive_create#module:databases), so the
+    manifest records the engine (the MySQL flavour when known), versions, options and object inventory.
+author:
+  - appvault.backup developers (!UNKNOWN)
+options:
+  _input:
+    description: One result of a dump module run in a loop.
+    type: dict
+    required: true
+'''
+
+EXAMPLES = r'''
+- name: Archive what the dumps produced
+  appvault.backup.archive_create:
+    dest_dir: /var/backups/appvault
+    app: {name: demo}
+    databases: "{{ dumps.results | map('appvault.backup.dump_entry') }}"
+'''
+
+RETURN = r'''
+_value:
+  description: C(id), C(path), C(engine), C(server_version), C(tool_version), C(options) and C(inventory).
+  type: dict
+'''
+
+from ansible.errors import AnsibleFilterError
+
+
+def dump_entry(result):
+    if not isinstance(result, dict) or not isinstance(result.get('artefact'), dict):
+        raise AnsibleFilterError('dump_entry expects the result of a dump module (with artefact), got %r'
+                                 % (sorted(result) if isinstance(result, dict) else type(result).__name__,))
+    if result.get('failed'):
+        raise AnsibleFilterError('dump_entry got a failed dump result: %s' % result.get('msg'))
+    # mysql_dump and sqlite_dump name their flavour (mariadb, mysql, sqlite); postgresql_dump alone has a format.
+    engine = result.get('flavour') or ('postgresql' if 'format' in result else None)
+    if engine is None:
+        raise AnsibleFilterError('dump_entry cannot tell which engine produced %s' % result['artefact'].get('path'))
+    options = dict((key, result[key]) for key in ('format', 'compression') if key in result)
+    return dict(id=str(result.get('item') or result.get('id')), path=result['artefact']['path'], engine=engine,
+                server_version=result.get('server_version'), tool_version=result.get('tool_version'), options=options,
+                inventory=result.get('inventory') or {})
+
+
+class FilterModule(object):
+    def filters(self):
+        return {'dump_entry': dump_entry}

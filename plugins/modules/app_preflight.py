@@ -1,0 +1,184 @@
+#!/usr/bin/python
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: app_preflight
+short_description: Check an application environment before a backup or restore changes anything
+version_added: 0.1.0
+description:
+  - Given a resolved environment definition (the result of the P(appvault.backup.app_definition#filter) filter),
+    connects to every database (server version, size, whether it exists), finds the client programs each needs,
+    reads every path (files, bytes, newest modification time), checks that C(tar), the compressor and, for
+    encrypted backups, C(age) are installed, and that the backup directory's file system has room for the
+    operation (about twice the raw size for a backup, three times for a restore, plus 10%).
+  - With O(manifest) (a restore), also runs the compatibility gate, which blocks what cannot work (a dump of another
+    engine, a PostgreSQL dump from a newer major version than the target server, a database or path of the backup
+    that the definition does not name) and warns on what is risky (another OS, another MySQL flavour, an older
+    MySQL/MariaDB server, another profile). RV(report) compares backup and target side by side.
+  - Fails, naming every problem found and changing nothing, when anything is wrong. O(force=true) lets blocked
+    gate items pass (they stay in RV(blocked)); other problems always fail.
+  - Used by the backup and restore roles as their first step on the host.
+author:
+  - appvault.backup developers (!UNKNOWN)
+extends_documentation_fragment:
+  - appvault.backup.app
+  - appvault.backup.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Only reads; runs the same in check mode.
+  diff_mode:
+    support: none
+options:
+  backup_dir:
+    description:
+      - The backup directory (it need not exist yet; free space is checked on the nearest existing parent).
+    type: path
+    required: true
+  mode:
+    description:
+      - What is about to happen.
+    type: str
+    choices: [backup, restore]
+    default: backup
+  compression:
+    description:
+      - The compression the backup will use (its program must be installed).
+    type: str
+    choices: [zstd, gzip]
+    default: zstd
+  recipients:
+    description:
+      - age recipients of an encrypted backup (then C(age) must be installed).
+    type: list
+    elements: str
+  manifest:
+    description:
+      - The manifest of the backup to restore; turns the compatibility gate on.
+    type: dict
+  current_version:
+    description:
+      - The installed application's version (output of its C(version) command), for the report.
+    type: str
+  force:
+    description:
+      - Let blocked gate items pass. The roles set it from C(appvault_restore_force) and log the reason.
+    type: bool
+    default: false
+seealso:
+  - module: appvault.backup.backup_info
+'''
+
+EXAMPLES = r'''
+- name: Check the app before backing it up
+  appvault.backup.app_preflight:
+    app: "{{ appvault_app | appvault.backup.app_definition }}"
+    backup_dir: /var/backups/appvault
+  no_log: true
+  register: preflight
+
+- name: Gate a restore
+  appvault.backup.app_preflight:
+    app: "{{ appvault_app | appvault.backup.app_definition }}"
+    backup_dir: /var/backups/appvault
+    mode: restore
+    manifest: "{{ info.manifest }}"
+'''
+
+RETURN = r'''
+databases:
+  description: Per database id - engine, C(server_version), C(major), C(flavour) (MySQL family), C(tools) found,
+    C(exists), C(size) in bytes, and C(problem) when it failed.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"id": "main", "engine": "postgresql", "server_version": "15.8", "major": 15, "exists": true, "size": 8421376,
+            "tools": {"pg_dump": "/usr/lib/postgresql/15/bin/pg_dump"}}]
+paths:
+  description: Per path id - C(path), C(exists), C(optional), C(files), C(bytes), C(newest_mtime) (epoch seconds).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"id": "storage", "path": "/srv/app/storage", "exists": true, "optional": false, "files": 1204, "bytes": 73400320,
+            "newest_mtime": 1767236400.0}]
+free_bytes:
+  description: Free bytes on the backup directory's file system.
+  returned: always
+  type: int
+  sample: 53687091200
+needed_bytes:
+  description: The estimate the free space was checked against.
+  returned: always
+  type: int
+  sample: 179306496
+host:
+  description: This host's name, OS and Python, as a manifest records them.
+  returned: always
+  type: dict
+  sample: {"hostname": "app1", "os": {"id": "debian", "version_id": "12"}, "python": "3.11.2"}
+blocked:
+  description: Gate items that block the restore (with O(force=true) they were let through).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+risks:
+  description: Gate items that are risky but allowed (also given as warnings).
+  returned: always
+  type: list
+  elements: str
+  sample: ["the backup comes from debian 11, this host runs debian 12: test the restore before relying on it"]
+preview:
+  description: Readable lines - the report, then each database and path as it is now and what the restore would do with it.
+  returned: always
+  type: list
+  elements: str
+  sample: ["path storage /srv/app/storage: 1204 files, 70.0 MiB, newest change 2026-01-01 03:00:00 UTC - moved aside, then replaced"]
+report:
+  description: Backup and target side by side (OS, app, app version, each database's engine and version).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"item": "database main", "backup": "postgresql 15.8", "target": "postgresql 15.8"}]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.appvault.backup.plugins.module_utils import _appdef, _common, _preflight
+
+
+def argument_spec():
+    return dict(
+        app=dict(type='dict', required=True, options=_appdef.argument_spec()),
+        backup_dir=dict(type='path', required=True),
+        mode=dict(type='str', choices=['backup', 'restore'], default='backup'),
+        compression=dict(type='str', choices=['zstd', 'gzip'], default='zstd'),
+        recipients=dict(type='list', elements='str'),
+        manifest=dict(type='dict'),
+        current_version=dict(type='str'),
+        force=dict(type='bool', default=False),
+    )
+
+
+def run(module):
+    p = module.params
+    result = _preflight.run(p['app'], p['backup_dir'], p['mode'], compression=p['compression'], recipients=p['recipients'],
+                            manifest=p['manifest'], current_version=p['current_version'], force=p['force'])
+    for warning in result['risks']:
+        module.warn(warning)
+    if result['blocked']:
+        module.warn('forced past the gate: %s' % '; '.join(result['blocked']))
+    result['changed'] = False
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    _common.finish(module, run)
+
+
+if __name__ == '__main__':
+    main()
