@@ -47,26 +47,39 @@ def _unknown(item, allowed, where):
         raise AppvaultError('%s: unknown key%s %s (known: %s)' % (where, plural, ', '.join(extra), ', '.join(allowed)))
 
 
-def command_argv(value, where):
-    """A command given as a string (split like a shell would, without one) or as a list; None when unset."""
-    if value is None or value in ('', []):
-        return None
-    if isinstance(value, str):
-        try:
-            argv = shlex.split(value)
-        except ValueError as exc:
-            raise AppvaultError('%s: cannot split %r into arguments: %s' % (where, value, exc))
-        for word in argv:
-            if word in SHELL_WORDS or '`' in word or '$(' in word or word.endswith(';') or word[:1] in '|<>':
-                raise AppvaultError('%s: %r needs a shell (%r); commands run without one: put the steps in a script and '
-                                    'give its path' % (where, value, word))
-    elif isinstance(value, (list, tuple)):
-        argv = [str(word) for word in value]
-    else:
-        raise AppvaultError('%s: a command is a string or a list of arguments, got %s' % (where, type(value).__name__))
+def _split(value, where):
+    try:
+        argv = shlex.split(value)
+    except ValueError as exc:
+        raise AppvaultError('%s: cannot split %r into arguments: %s' % (where, value, exc))
+    for word in argv:
+        if word in SHELL_WORDS or '`' in word or '$(' in word or word.endswith(';') or word[:1] in '|<>':
+            raise AppvaultError('%s: %r needs a shell (%r); commands run without one: put the steps in a script and '
+                                'give its path, or list the commands one by one' % (where, value, word))
     if not argv:
-        return None
+        raise AppvaultError('%s: empty command' % where)
     return argv
+
+
+def command_list(value, where):
+    """A step's commands as a list of argv lists, run in order: a string is one command; a list holds several
+    commands, each a string or an argv list. Unset, empty or null means none."""
+    if value is None or value in ('', []):
+        return []
+    if isinstance(value, str):
+        return [_split(value, where)]
+    if not isinstance(value, (list, tuple)):
+        raise AppvaultError('%s: a command is a string or a list of commands, got %s' % (where, type(value).__name__))
+    commands = []
+    for index, item in enumerate(value):
+        here = '%s[%d]' % (where, index)
+        if isinstance(item, str):
+            commands.append(_split(item, here))
+        elif isinstance(item, (list, tuple)) and item and all(isinstance(word, (str, int, float)) for word in item):
+            commands.append([str(word) for word in item])
+        else:
+            raise AppvaultError('%s: each command is a string or a non-empty list of arguments, got %r' % (here, item))
+    return commands
 
 
 def _merge_paths(preset, given):
@@ -179,7 +192,7 @@ def resolve(app):
     commands = {}
     for key in COMMANDS:
         value = given_commands[key] if key in given_commands else (profile.get('commands') or {}).get(key)
-        commands[key] = command_argv(value, 'appvault_app.commands.%s' % key)
+        commands[key] = command_list(value, 'appvault_app.commands.%s' % key)
     owner = app.get('owner', profile.get('owner'))
     group = app.get('group') or owner
     return dict(

@@ -41,6 +41,7 @@ def ansible_env():
         'ANSIBLE_NOCOLOR': '1',
         'ANSIBLE_FORCE_COLOR': '0',
         'ANSIBLE_RETRY_FILES_ENABLED': 'false',
+        'ANSIBLE_SHOW_CUSTOM_STATS': 'true',
         'ANSIBLE_PYTHON_INTERPRETER': sys.executable,
         'PATH': str(Path(sys.executable).parent) + os.pathsep + env.get('PATH', ''),
     })
