@@ -10,9 +10,9 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := true
 PYTEST_ARGS ?=
 
-.PHONY: test demo deps system-deps venv collection lint sanity unit integration bench changelog clean
+.PHONY: test demo deps system-deps venv collection lint sanity unit integration images molecule bench changelog clean
 
-test: deps lint sanity unit integration
+test: deps lint sanity unit integration molecule
 
 DEMO_DIR ?= $(BUILD)/demo
 demo: venv collection
@@ -58,6 +58,19 @@ unit: venv collection
 
 integration: deps
 	$(BIN)/pytest -q tests/integration $(PYTEST_ARGS)
+
+# Test hosts for molecule: podman containers from a debootstrap image, built once per machine and then reused.
+images: system-deps
+	@bash tests/setup/images.sh bookworm >/dev/null
+
+# Each scenario in extensions/molecule runs on its own fresh host (real SSH); all run, then the summary decides.
+MOLECULE_SCENARIOS ?= backup_restore_postgresql backup_restore_mariadb restore_failure
+molecule: deps images
+	@passed=0; failed=0; for scenario in $(MOLECULE_SCENARIOS); do start=$$SECONDS; \
+	  if PATH=$(BIN):$$PATH $(BIN)/molecule test -s $$scenario; then passed=$$((passed + 1)); result=passed; \
+	  else failed=$$((failed + 1)); result=FAILED; fi; \
+	  echo "molecule $$scenario: $$result in $$((SECONDS - start)) s"; done; \
+	  echo "molecule: $$passed passed, $$failed failed"; [ $$failed = 0 ]
 
 bench: deps
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

@@ -5,7 +5,9 @@ set -euo pipefail
 if [ "${1:-test}" = demo ]; then
   PACKAGES=(zstd gzip sqlite3 tar)
 else
-  PACKAGES=(postgresql postgresql-contrib mariadb-server mariadb-client zstd gzip age rsync sqlite3 tar shellcheck)
+  PACKAGES=(postgresql postgresql-contrib mariadb-server mariadb-client zstd gzip age rsync sqlite3 tar shellcheck
+    # the molecule test hosts: rootful podman with runc and netavark, images built with debootstrap, reached over ssh
+    podman runc netavark iptables debootstrap debian-archive-keyring openssh-client)
 fi
 missing=()
 for pkg in "${PACKAGES[@]}"; do
