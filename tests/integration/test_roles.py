@@ -339,7 +339,7 @@ def test_fetch_to_the_controller_then_restore_from_the_uploaded_file(pg_app, tmp
 
 
 def test_list_and_prune_playbooks(pg_app):
-    names = [backup(pg_app)['name'] for _ in range(3)]
+    names = [backup(pg_app)['name'] for _round in range(3)]
     proc, data, failures = run_book('list.yml', pg_app.inventory)
     assert proc.returncode == 0, failures
     table = next(r for p in data['plays'] for t in p['tasks'] if t['task']['name'] == 'Show the catalogue' for r in t['hosts'].values())['msg']
