@@ -99,6 +99,21 @@ def run_module(module, args, check=False, **kwargs):
     return result
 
 
+def _descends_from(pid, ancestor):
+    """Whether ``pid`` is ``ancestor`` or one of its descendants (other work on the machine is not ours to judge)."""
+    for _hop in range(64):
+        if pid == ancestor:
+            return True
+        if pid <= 1:
+            return False
+        try:
+            stat_line = Path('/proc/%d/stat' % pid).read_text()
+        except OSError:
+            return False
+        pid = int(stat_line.rsplit(')', 1)[1].split()[1])
+    return False
+
+
 def run_module_sampling_argv(module, args, secret, tools):
     """Run a module through Ansible in a child process while reading every process's argv from /proc.
 
@@ -120,7 +135,7 @@ def run_module_sampling_argv(module, args, secret, tools):
             if any(secret in a for a in argv) and b'_run_module.py' not in b' '.join(argv):
                 leaks.append(argv)
             name = os.path.basename(argv[0].decode(errors='replace'))
-            if name in tools and not {b'--version', b'--help'} & set(argv):
+            if name in tools and not {b'--version', b'--help'} & set(argv) and _descends_from(int(pid), proc.pid):
                 seen.append(argv)
     proc.communicate()
     return proc.returncode, leaks, seen
