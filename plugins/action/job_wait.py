@@ -33,13 +33,14 @@ def progress_line(label, done, total, elapsed, rate):
 
 
 class ActionModule(ActionBase):
-    _VALID_ARGS = frozenset(('jid', 'watch', 'total', 'label', 'timeout', 'poll'))
+    _VALID_ARGS = frozenset(('jid', 'watch', 'patterns', 'total', 'label', 'timeout', 'poll'))
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         _valid, args = self.validate_argument_spec(argument_spec=dict(
             jid=dict(type='str', required=True),
             watch=dict(type='path'),
+            patterns=dict(type='list', elements='str', default=['*.partial']),
             total=dict(type='int', default=0),
             label=dict(type='str', default='job'),
             timeout=dict(type='int', default=86400),
@@ -60,14 +61,17 @@ class ActionModule(ActionBase):
                 result.update(failed=True, msg='%s did not finish within %d s (job %s)' % (args['label'], args['timeout'], args['jid']))
                 return result
             time.sleep(poll)
+            prefix = '  %s' % ('[%s] ' % host if host else '')
             if args['watch']:
                 found = self._execute_module(module_name='ansible.legacy.find', task_vars=task_vars, module_args=dict(
-                    paths=[args['watch']], patterns=['*.partial'], hidden=True, file_type='any', recurse=True))
+                    paths=[args['watch']], patterns=args['patterns'], hidden=True, file_type='file', recurse=True))
                 done = sum(f.get('size', 0) for f in found.get('files', []))
                 now = time.monotonic()
                 rate = (done - last[1]) / (now - last[0]) if now > last[0] and done >= last[1] else 0
                 last = (now, done)
-                display.display('  %s%s' % ('[%s] ' % host if host else '', progress_line(args['label'], done, args['total'], now - started, rate)))
+                display.display(prefix + progress_line(args['label'], done, args['total'], now - started, rate))
+            else:
+                display.display(prefix + '%s: running for %d s' % (args['label'], int(time.monotonic() - started)))
         self._execute_module(module_name='ansible.legacy.async_status', module_args=dict(status_args, mode='cleanup'), task_vars=task_vars)
         for key in ('started', 'finished', 'results_file'):  # async bookkeeping, not the job's result
             status.pop(key, None)

@@ -34,8 +34,15 @@ options:
     type: str
     required: true
   watch:
-    description: A directory whose C(*.partial) files (at any depth) grow while the job writes; their total size is the progress.
+    description:
+      - A directory whose files matching O(patterns) (at any depth) grow while the job writes; their total size is the
+        progress. Without it, the progress lines only say how long the job has been running.
     type: path
+  patterns:
+    description: File name patterns counted under O(watch).
+    type: list
+    elements: str
+    default: ['*.partial']
   total:
     description: The expected number of bytes (an estimate), for the percentage and the time left. V(0) when unknown.
     type: int
