@@ -305,8 +305,8 @@ class Job:
         self.status = runner.status
         self.private_data_dir = private_data_dir
         self.artifact_dir = Path(runner.config.artifact_dir)
-        self.events = [json.loads(p.read_text()) for p in sorted((self.artifact_dir / 'job_events').glob('*.json'),
-                                                                   key=lambda p: int(p.name.split('-')[0]))]
+        files = sorted((self.artifact_dir / 'job_events').glob('*.json'), key=lambda p: int(p.name.split('-')[0]))
+        self.events = [json.loads(p.read_text()) for p in files]
         self.stdout = (self.artifact_dir / 'stdout').read_text()
         stats = [e for e in self.events if e['event'] == 'playbook_on_stats']
         self.artifacts = stats[-1]['event_data'].get('artifact_data', {}) if stats else {}
