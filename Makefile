@@ -10,7 +10,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := true
 PYTEST_ARGS ?=
 
-.PHONY: test demo deps system-deps venv collection lint sanity unit integration images molecule bench changelog clean
+.PHONY: test demo deps system-deps venv collection lint sanity unit integration images molecule ee bench changelog clean
 
 test: deps lint sanity unit integration molecule
 
@@ -71,6 +71,16 @@ molecule: deps images
 	  else failed=$$((failed + 1)); result=FAILED; fi; \
 	  echo "molecule $$scenario: $$result in $$((SECONDS - start)) s"; done; \
 	  echo "molecule: $$passed passed, $$failed failed"; [ $$failed = 0 ]
+
+# The AWX execution environment's build context (docs/awx.md): the collection as a tarball, then ansible-builder.
+# Building the image from it needs the base image's registry: ansible-builder build, or podman build in EE_DIR/context.
+# The definition names the tarball by this path (relative to the collection root): not $(BUILD), which may move.
+EE_DIR := $(CURDIR)/build/ee
+ee: venv
+	rm -rf $(EE_DIR) && mkdir -p $(EE_DIR)
+	$(BIN)/ansible-galaxy collection build --force --output-path $(EE_DIR) .
+	mv $(EE_DIR)/appvault-backup-*.tar.gz $(EE_DIR)/appvault-backup.tar.gz
+	$(BIN)/ansible-builder create --file execution-environment.yml --context $(EE_DIR)/context
 
 bench: deps
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
