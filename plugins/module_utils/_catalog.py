@@ -284,7 +284,7 @@ def describe(path, verify=False):
     side = _manifest.sidecars(path)
     entry = dict(name=name, path=path, size=st.st_size, mtime=format_time(datetime.datetime.fromtimestamp(st.st_mtime, datetime.timezone.utc)),
                  pinned=os.path.exists(side['pin']), encrypted=False, valid=False, reason=None, created_at=None,
-                 app=None, profile=None, app_version=None, label=None, engines=[], paths=[], checksum='missing')
+                 app=None, profile=None, app_version=None, label=None, engines=[], paths=[], checksum='missing', sha256=None)
     manifest = None
     try:
         container, _compression = _manifest.detect(path)
@@ -311,13 +311,13 @@ def describe(path, verify=False):
         entry['collection_version'] = manifest.get('collection_version')
     if os.path.exists(side['checksum']):
         entry['checksum'] = 'present'
-        if verify:
-            try:
-                expected = _manifest.read_checksum_file(side['checksum'])
-                entry['checksum'] = 'ok' if _common.sha256_file(path) == expected else 'mismatch'
-            except AppvaultError as exc:
-                entry['checksum'] = 'unreadable'
-                entry['reason'] = entry['reason'] or exc.msg
+        try:
+            entry['sha256'] = _manifest.read_checksum_file(side['checksum'])
+            if verify:
+                entry['checksum'] = 'ok' if _common.sha256_file(path) == entry['sha256'] else 'mismatch'
+        except AppvaultError as exc:
+            entry['checksum'] = 'unreadable'
+            entry['reason'] = entry['reason'] or exc.msg
     if manifest is not None and entry['reason'] is None:
         if entry['checksum'] == 'missing':
             entry['reason'] = 'no checksum file %s' % os.path.basename(side['checksum'])

@@ -72,13 +72,16 @@ table:
   sample: ["name                               created (UTC)         size     app version  state",
            "exment-20250101T030000Z.tar.zst    2025-01-01T03:00:00Z  1.2 GiB  6.1.2        valid"]
 backups:
-  description: The archives, newest first.
+  description:
+    - The archives, newest first. C(checksum) is V(missing), V(present), V(ok), V(mismatch) or V(unreadable);
+      C(sha256) is the digest recorded in the C(.sha256) file (V(null) without one).
   returned: when O(path) is given
   type: list
   elements: dict
   sample: [{"name": "exment-20250101T030000Z.tar.zst", "created_at": "2025-01-01T03:00:00Z", "size": 52428800, "app": "exment",
             "app_version": "6.1.2", "engines": [{"id": "main", "engine": "mysql", "server_version": "10.11.6"}],
-            "pinned": false, "valid": true, "reason": null, "checksum": "ok", "encrypted": false}]
+            "pinned": false, "valid": true, "reason": null, "checksum": "ok", "encrypted": false,
+            "sha256": "9f2c4e0b7d3a51c8e6f2a9b0c1d4e7f8a2b5c8d1e4f7a0b3c6d9e2f5a8b1c4d7"}]
 latest:
   description: Name of the newest valid backup, or null.
   returned: when O(path) is given

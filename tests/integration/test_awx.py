@@ -432,8 +432,7 @@ def test_backup_list_restore_jobs(awx_host, run_job):
     assert restore.status == 'successful', restore
     restored = restore.artifacts['appvault_restore'][HOST]
     assert restored['name'] == summary['name']
-    # The restore role publishes the sidecar check's verdict under this key ('ok'), not the digest (docs/awx.md).
-    assert restored['sha256'] in (summary['sha256'], 'ok')
+    assert restored['sha256'] == summary['sha256'] and restored['checksum'] == 'ok'
     assert restored['databases'] == ['main'] and restored['upgraded'] is False
     assert awx_host.state() == before
     for job in (preview, restore):

@@ -186,6 +186,7 @@ def test_backup_damage_restore_postgresql(pg_app):
     assert len(kept) == 1 and (kept[0] / 'app' / 'attachments' / '2026' / 'file-04.txt').read_text() == 'changed\n'
     stats = data['global_custom_stats']['appvault_restore']['localhost']
     assert stats['name'] == archive.name and stats['upgraded'] is True
+    assert stats['sha256'] == summary['sha256'] and stats['checksum'] == 'ok'
     # The safety snapshot was removed after success; only the backup remains, and no lock.
     assert sorted(p.name for p in pg_app.backups.iterdir() if not p.name.startswith('.')) == [archive.name, archive.name + '.sha256']
     assert not (pg_app.backups / '.appvault-run.lock').exists()
