@@ -12,6 +12,8 @@ import tempfile
 import threading
 
 CHUNK = 1024 * 1024
+ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
+GZIP_MAGIC = b'\x1f\x8b'
 
 
 class AppvaultError(Exception):
@@ -28,6 +30,32 @@ def cpu_count():
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - non-Linux
         return max(1, os.cpu_count() or 1)
+
+
+def find_tool(name, package=None):
+    """The path of program ``name``, or an error naming the package that provides it."""
+    path = shutil.which(name)
+    if not path:
+        raise AppvaultError('%s is not installed (package %s)' % (name, package or name))
+    return path
+
+
+def compress_argv(compression, level, cores):
+    """The compression stage of a dump: zstd with every core (level 3), gzip (level 1), or None."""
+    if compression == 'zstd':
+        return [find_tool('zstd'), '-q', '-T%d' % cores, '-%d' % (level if level is not None else 3), '-c']
+    if compression == 'gzip':
+        return [find_tool('gzip'), '-c', '-%d' % (level if level is not None else 1)]
+    return None
+
+
+def decompress_argv(outer):
+    """The decompression stage for ``outer`` ('zstd', 'gzip'), or None for an uncompressed file."""
+    if outer == 'zstd':
+        return [find_tool('zstd'), '-dc', '-q']
+    if outer == 'gzip':
+        return [find_tool('gzip'), '-dc']
+    return None
 
 
 def human_size(size):

@@ -28,8 +28,8 @@ MANIFEST_SUFFIX = '.manifest.json'
 PIN_SUFFIX = '.pin'
 SIDECAR_SUFFIXES = (CHECKSUM_SUFFIX, MANIFEST_SUFFIX, PIN_SUFFIX)
 
-ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
-GZIP_MAGIC = b'\x1f\x8b'
+ZSTD_MAGIC = _common.ZSTD_MAGIC
+GZIP_MAGIC = _common.GZIP_MAGIC
 AGE_MAGIC = b'age-encryption.org/'
 ZIP_MAGIC = b'PK\x03\x04'
 

@@ -16,10 +16,9 @@ import re
 import shutil
 
 from ansible_collections.appvault.backup.plugins.module_utils import _common, _runner
-from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+from ansible_collections.appvault.backup.plugins.module_utils._common import (
+    GZIP_MAGIC, ZSTD_MAGIC, AppvaultError, compress_argv, decompress_argv, find_tool)
 
-ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
-GZIP_MAGIC = b'\x1f\x8b'
 COMPLETED = '-- Dump completed'
 TRANSACTIONAL_ENGINES = ('innodb', 'xtradb', 'rocksdb', 'tokudb', 'ndbcluster', 'ndb')
 # A DEFINER clause as the dump tools write it; names are backquoted with `` for a backquote inside.
@@ -115,13 +114,6 @@ def find_program(names, bin_dir=None):
     where = bin_dir or 'PATH'
     raise AppvaultError('none of %s found in %s; install the MySQL or MariaDB client programs or set bin_dir'
                         % (', '.join(names), where))
-
-
-def find_tool(name, package=None):
-    path = shutil.which(name)
-    if not path:
-        raise AppvaultError('%s is not installed (package %s)' % (name, package or name))
-    return path
 
 
 def program_info(path):
@@ -430,12 +422,6 @@ def table_checksums(conn, database, columns, tables):
 
 
 # -- dump -----------------------------------------------------------------
-def compress_argv(compression, level, cores):
-    if compression == 'zstd':
-        return [find_tool('zstd'), '-q', '-T%d' % cores, '-%d' % (level if level is not None else 3), '-c']
-    if compression == 'gzip':
-        return [find_tool('gzip'), '-c', '-%d' % (level if level is not None else 1)]
-    return None
 
 
 def dump_tool(conn):
@@ -563,15 +549,6 @@ def detect_compression(src):
     if head.startswith(GZIP_MAGIC):
         return 'gzip'
     return 'none'
-
-
-def decompress_argv(outer):
-    """The decompression stage for ``outer`` ('zstd', 'gzip'), or None for an uncompressed dump."""
-    if outer == 'zstd':
-        return [find_tool('zstd'), '-dc', '-q']
-    if outer == 'gzip':
-        return [find_tool('gzip'), '-dc']
-    return None
 
 
 def parse_account(text):

@@ -17,10 +17,8 @@ import shutil
 import time
 
 from ansible_collections.appvault.backup.plugins.module_utils import _common, _runner
-from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+from ansible_collections.appvault.backup.plugins.module_utils._common import GZIP_MAGIC, ZSTD_MAGIC, AppvaultError, decompress_argv, find_tool
 
-ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
-GZIP_MAGIC = b'\x1f\x8b'
 CUSTOM_MAGIC = b'PGDMP'
 BIN_DIR_PATTERNS = ('/usr/lib/postgresql/*/bin', '/usr/pgsql-*/bin', '/usr/local/pgsql/bin', '/opt/homebrew/opt/postgresql@*/bin')
 
@@ -193,13 +191,6 @@ def find_client(tool, min_major, bin_dir=None, why='the server'):
             '%s is PostgreSQL %s, but the newest %s found is version %s (%s); install the PostgreSQL %s client '
             'programs or set bin_dir to them' % (why, min_major, tool, best['version'], best['path'], min_major))
     return best
-
-
-def find_tool(name, package=None):
-    path = shutil.which(name)
-    if not path:
-        raise AppvaultError('%s is not installed (package %s)' % (name, package or name))
-    return path
 
 
 # -- inventory --------------------------------------------------------------
@@ -463,14 +454,6 @@ def _plain_or_fail(src, head):
     if b'PostgreSQL database dump' in head or head.startswith(b'--') or head.startswith(b'SET '):
         return 'plain'
     raise AppvaultError('%s is not a PostgreSQL dump (neither custom, directory nor plain SQL format)' % src)
-
-
-def decompress_argv(outer):
-    if outer == 'zstd':
-        return [find_tool('zstd'), '-dc', '-q']
-    if outer == 'gzip':
-        return [find_tool('gzip'), '-dc']
-    return None
 
 
 def validate_dump(src, fmt, outer, pg_restore):

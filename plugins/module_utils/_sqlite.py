@@ -15,19 +15,10 @@ import shutil
 import sqlite3
 
 from ansible_collections.appvault.backup.plugins.module_utils import _common, _runner
-from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+from ansible_collections.appvault.backup.plugins.module_utils._common import GZIP_MAGIC, ZSTD_MAGIC, AppvaultError, decompress_argv
 
 SQLITE_MAGIC = b'SQLite format 3\x00'
-ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
-GZIP_MAGIC = b'\x1f\x8b'
 BUSY_TIMEOUT = 30.0
-
-
-def find_tool(name):
-    path = shutil.which(name)
-    if not path:
-        raise AppvaultError('%s is not installed (package %s)' % (name, name))
-    return path
 
 
 def is_sqlite_file(path):
@@ -126,14 +117,6 @@ def inventory(path, checksums=False):
         raise AppvaultError('cannot read the inventory of %s: %s' % (path, exc))
 
 
-def compress_argv(compression, level, cores):
-    if compression == 'zstd':
-        return [find_tool('zstd'), '-q', '-T%d' % cores, '-%d' % (level if level is not None else 3), '-c']
-    if compression == 'gzip':
-        return [find_tool('gzip'), '-c', '-%d' % (level if level is not None else 1)]
-    return None
-
-
 def detect_compression(src):
     with open(src, 'rb') as fileobj:
         head = fileobj.read(16)
@@ -146,14 +129,6 @@ def detect_compression(src):
     if head == SQLITE_MAGIC:
         return 'none'
     raise AppvaultError('%s is neither an SQLite database nor a zstd or gzip compressed one' % src)
-
-
-def decompress_argv(outer):
-    if outer == 'zstd':
-        return [find_tool('zstd'), '-dc', '-q']
-    if outer == 'gzip':
-        return [find_tool('gzip'), '-dc']
-    return None
 
 
 def unpack(src, outer, temp):

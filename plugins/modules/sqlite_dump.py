@@ -169,7 +169,7 @@ def run(module):
     path, dest = params['path'], params['dest']
     _sqlite.check_source(path)
     _common.check_destination(dest, params['force'])
-    compress = _sqlite.compress_argv(params['compression'], params['compression_level'], _common.cpu_count())
+    compress = _common.compress_argv(params['compression'], params['compression_level'], _common.cpu_count())
     level = params['compression_level']
     if level is None and compress:
         level = 3 if params['compression'] == 'zstd' else 1

@@ -176,7 +176,7 @@ def run(module):
     if os.path.lexists(path) and not os.path.isfile(path):
         raise AppvaultError('path %s exists and is not a file' % path)
     outer = _sqlite.detect_compression(src)
-    decompress = _sqlite.decompress_argv(outer)
+    decompress = _common.decompress_argv(outer)
     exists = os.path.exists(path)
     result = dict(changed=True, database_created=not exists, server_version=sqlite3.sqlite_version,
                   tool_version=sqlite3.sqlite_version, flavour='sqlite',

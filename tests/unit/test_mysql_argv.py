@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.appvault.backup.plugins.module_utils import _mysql
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _mysql
 
 
 class FakeConn:
@@ -111,8 +111,8 @@ def test_dump_plan_exclusions_and_replace():
 @pytest.mark.parametrize('compression,level,expected', [('gzip', None, ['-c', '-1']), ('gzip', 6, ['-c', '-6']),
                                                         ('zstd', 9, ['-q', '-T2', '-9', '-c'])])
 def test_compression(compression, level, expected):
-    assert _mysql.compress_argv(compression, level, 2)[1:] == expected
-    assert _mysql.compress_argv('none', None, 2) is None
+    assert _common.compress_argv(compression, level, 2)[1:] == expected
+    assert _common.compress_argv('none', None, 2) is None
 
 
 @pytest.mark.parametrize('text,expected', [('app@localhost', ('app', 'localhost')), ('app', ('app', '%')),
