@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import lib
+import mysqlbench
 import pgdata
 
 HERE = Path(__file__).resolve().parent
@@ -292,12 +293,14 @@ def strip_runs(runs):
 
 
 SCENARIOS = {'pg_dump': scenario_pg_dump, 'pg_dump_breakdown': scenario_pg_dump_breakdown}
+SCENARIOS.update(mysqlbench.SCENARIOS)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--scenario', choices=sorted(SCENARIOS), default='pg_dump')
-    parser.add_argument('--size-gb', type=float, default=1.0, help='database size to generate, GiB (default 1.0)')
+    parser.add_argument('--size-gb', type=float, default=1.0,
+                        help='size of the generated database (pg_*, mysql_*), GiB (default 1.0)')
     parser.add_argument('--pairs', type=int, default=3, help='interleaved rounds of all variants (default 3, at least 3)')
     parser.add_argument('--seed', default='appvault-1', help='seed of the generated data (default appvault-1)')
     parser.add_argument('--variants', nargs='+', help='run only these variants (keys as in the JSON output)')
