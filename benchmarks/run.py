@@ -17,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+import archive
 import lib
+import mysqlbench
 import pgdata
 
 HERE = Path(__file__).resolve().parent
@@ -291,13 +293,16 @@ def strip_runs(runs):
     return out
 
 
-SCENARIOS = {'pg_dump': scenario_pg_dump, 'pg_dump_breakdown': scenario_pg_dump_breakdown}
+SCENARIOS = {'pg_dump': scenario_pg_dump, 'pg_dump_breakdown': scenario_pg_dump_breakdown,
+             'archive_mixed': archive.scenario_archive_mixed, 'archive_small': archive.scenario_archive_small}
+SCENARIOS.update(mysqlbench.SCENARIOS)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--scenario', choices=sorted(SCENARIOS), default='pg_dump')
-    parser.add_argument('--size-gb', type=float, default=1.0, help='database size to generate, GiB (default 1.0)')
+    parser.add_argument('--size-gb', type=float, default=1.0,
+                        help='size of the generated database (pg_*, mysql_*) or storage tree (archive_mixed), GiB (default 1.0)')
     parser.add_argument('--pairs', type=int, default=3, help='interleaved rounds of all variants (default 3, at least 3)')
     parser.add_argument('--seed', default='appvault-1', help='seed of the generated data (default appvault-1)')
     parser.add_argument('--variants', nargs='+', help='run only these variants (keys as in the JSON output)')
@@ -308,6 +313,7 @@ def main(argv=None):
                              '(default 0.25; negative: do not wait)')
     parser.add_argument('--data-dir', default=str(HERE / 'data'), help='where the server and scratch output live')
     parser.add_argument('--out', default=str(HERE / 'results'), help='where JSON and markdown results are written')
+    archive.add_arguments(parser)
     args = parser.parse_args(argv)
     # stop cleanly (server stopped, scratch output removed) on SIGTERM, and on SIGINT even when started in the background
     signal.signal(signal.SIGINT, signal.default_int_handler)
