@@ -165,37 +165,43 @@ def in_process_steps(bench, tree):
 
     total = time.perf_counter()
     sources, _warnings = _archive.plan_sources([], [{'id': 'storage', 'path': str(tree / 'storage')}])
-    entries, stats, warnings, inodes = timed('walk (lstat every entry)', lambda: _archive.walk(sources, skip=[str(bench.out)]))
-    members = timed('hash pass: member_table (sha256 of every file, 1st read)', lambda: _archive.member_table(entries, inodes))
     compress, level = _archive.compressor_argv('zstd', None, _common.cpu_count())
     partial = _common.partial_name(dest)
+    stats, warnings = {}, []
     with _common.SecretDir() as secrets:
-        def manifest_step():
-            manifest = _archive.build_manifest({'name': 'bench'}, _catalog.utc_now(), None, sources, stats, members, 'zstd',
-                                               level, None, warnings)
-            manifest_path = secrets.write('manifest.json', '')
-            with open(manifest_path, 'wb') as fileobj:
-                fileobj.write(_manifest.dumps(manifest))
-            list_path = secrets.write('members.list', '')
-            with open(list_path, 'wb') as fileobj:
-                fileobj.write(os.fsencode(manifest_path) + b'\0')
-                for path, _member, _st, _kind in entries:
-                    fileobj.write(os.fsencode(path) + b'\0')
-            return manifest_path, list_path
+        manifest_path = secrets.write('manifest.json', '')
+        spool = _archive.Spool(secrets, [s['member'] for s in sources])
+        entries = _archive.walk(sources, stats, warnings, skip=[str(bench.out)])
+        timed('walk + hash + spool the member table (1st read)',
+              lambda: spool.fill(_archive.describe(entries, _common.cpu_count()), first_paths=[manifest_path]))
 
-        manifest_path, list_path = timed('manifest: build + JSON + member list', manifest_step)
+        def manifest_step():
+            manifest = _archive.build_manifest({'name': 'bench'}, _catalog.utc_now(), None, sources, stats, spool.tops, 'zstd',
+                                               level, None, warnings)
+            spool.write_manifest(manifest_path, manifest)
+
+        timed('manifest: header + spooled member table', manifest_step)
         manifest_size = os.path.getsize(manifest_path)
         transforms = [(manifest_path, _manifest.MANIFEST_MEMBER)] + [(s['src'], s['member']) for s in sources]
-        stages = [_archive.tar_create_argv(list_path, transforms), compress, ['tee', partial], ['sha256sum']]
-        out = timed('stream: tar | zstd | tee | sha256sum (2nd read)', lambda: _runner.pipeline(stages))
-    changed = timed('re-lstat every file (_changed_since)', lambda: _archive._changed_since(entries))
+        stages = [_archive.tar_create_argv(spool.list_path, transforms), compress]
+
+        def stream():
+            out_fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                _runner.pipeline(stages, stdout_fd=out_fd)
+            finally:
+                os.close(out_fd)
+
+        timed('stream: tar | zstd > file (2nd read)', stream)
+        changed = timed('re-lstat every file (change check)', spool.changed)
+        members = spool.count
     if changed:
         raise RuntimeError('%d files changed during the in-process run' % len(changed))
-    digest = out[-1]['stdout'].split()[0]
-    timed('sidecar + publish (chmod, fsync, rename)', lambda: (_manifest.write_checksum_file(dest, digest), _common.publish(partial, dest)))
+    digest = timed('seal (sha256 + fsync)', lambda: _common.seal(partial)['sha256'])
+    timed('sidecar + publish (chmod, rename)', lambda: (_manifest.write_checksum_file(dest, digest), _common.publish(partial, dest, sealed=True)))
     steps['total in-process'] = time.perf_counter() - total
     return {'seconds': steps['total in-process'], 'steps': steps, 'output_size': os.path.getsize(dest),
-            'manifest_size': manifest_size, 'members': len(members), 'module_peak_rss': None}
+            'manifest_size': manifest_size, 'members': members, 'module_peak_rss': None}
 
 
 VARIANTS = {

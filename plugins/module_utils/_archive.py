@@ -8,10 +8,13 @@ The format is described in docs/archive-format.md.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import datetime
 import fnmatch
 import grp
 import hashlib
+import json
 import os
 import pwd
 import re
@@ -26,6 +29,7 @@ from ansible_collections.appvault.backup.plugins.module_utils._common import App
 DELIM = '\x01'  # sed delimiter for tar --transform; such a byte is refused in source paths
 BAK_RE = r'-bak-\d{8}T\d{6}Z(\.\d+)?$'
 MAX_LISTED = 200
+HASH_THREADED = 256 * 1024  # files this large are hashed in a worker thread
 
 
 # -- sources ---------------------------------------------------------------------
@@ -101,15 +105,14 @@ def _excluded(rel, name, patterns):
     return False
 
 
-def walk(sources, skip=()):
-    """Stat every entry the archive will hold (no data read).
+def walk(sources, stats, warnings, skip=()):
+    """Yield every entry the archive will hold, in archive order (no data read).
 
-    Returns (entries, stats, warnings); an entry is (abs path, member name, lstat result, kind) where kind is
-    file / dir / symlink / hardlink (hardlink: a later name of an inode already listed, as GNU tar stores it).
+    An entry is (abs path, member name, lstat result, kind, hardlink target) where kind is file / dir / symlink /
+    hardlink (a later name of an inode already listed, as GNU tar stores it; its target is the first name).
+    Per-source counts go into ``stats``, messages into ``warnings``. Only the names of multiply linked inodes and
+    the directories still to visit are held in memory, never the whole tree.
     """
-    entries = []
-    warnings = []
-    stats = {}
     inodes = {}
     skip = set(os.path.normpath(p) for p in skip if p)
     for source in sources:
@@ -128,7 +131,7 @@ def walk(sources, skip=()):
                 warnings.append('%s is the backup directory; not archived' % path)
                 continue
             if stat.S_ISDIR(mode):
-                entries.append((path, member, st, 'dir'))
+                yield path, member, st, 'dir', None
                 counts['dirs'] += 1
                 children = []
                 for name in os.listdir(path):
@@ -142,48 +145,139 @@ def walk(sources, skip=()):
             elif stat.S_ISREG(mode):
                 key = (st.st_dev, st.st_ino)
                 if st.st_nlink > 1 and key in inodes:
-                    entries.append((path, member, st, 'hardlink'))
+                    yield path, member, st, 'hardlink', inodes[key]
                     counts['hardlinks'] += 1
                 else:
                     if st.st_nlink > 1:
                         inodes[key] = member
-                    entries.append((path, member, st, 'file'))
+                    yield path, member, st, 'file', None
                     counts['files'] += 1
                     counts['bytes'] += st.st_size
             elif stat.S_ISLNK(mode):
-                entries.append((path, member, st, 'symlink'))
+                yield path, member, st, 'symlink', None
                 counts['symlinks'] += 1
             else:
                 kind = ('socket' if stat.S_ISSOCK(mode) else 'FIFO' if stat.S_ISFIFO(mode)
                         else 'character device' if stat.S_ISCHR(mode) else 'block device')
                 warnings.append('%s is a %s; skipped' % (path, kind))
                 counts['skipped'] += 1
-    # Hardlink targets: the member name tar will point to is the first listed name of the inode.
-    return entries, stats, warnings, inodes
 
 
-def member_table(entries, inodes):
-    """Hash every regular file once (streaming, constant memory) and describe every member."""
-    members = {}
-    for path, member, st, kind in entries:
-        meta = dict(type=kind, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, mtime=int(st.st_mtime))
-        if kind == 'file':
-            meta.update(size=st.st_size, sha256=_common.sha256_file(path))
-        elif kind == 'symlink':
-            meta['target'] = os.readlink(path)
-        elif kind == 'hardlink':
-            meta['target'] = inodes[(st.st_dev, st.st_ino)]
-        members[member] = meta
-    return members
+def describe(entries, cores):
+    """Yield (path, member, lstat, meta) for every entry in order, with the sha256 of every regular file.
+
+    Files of HASH_THREADED bytes or more are hashed by ``cores`` threads (hashlib and file reads release the GIL)
+    while the walk goes on; smaller ones in the walking thread, where a thread hop would cost more than the hash.
+    At most a few entries per core wait in memory.
+    """
+    window = collections.deque()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=cores) as pool:
+        for path, member, st, kind, target in entries:
+            meta = dict(type=kind, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, mtime=int(st.st_mtime))
+            if kind == 'file':
+                meta['size'] = st.st_size
+                if st.st_size >= HASH_THREADED and cores > 1:
+                    meta['sha256'] = pool.submit(_common.sha256_file, path)
+                else:
+                    meta['sha256'] = _common.sha256_file(path)
+            elif kind == 'symlink':
+                meta['target'] = os.readlink(path)
+            elif kind == 'hardlink':
+                meta['target'] = target
+            window.append((path, member, st, meta))
+            while len(window) > 4 * cores:
+                yield _hashed(window.popleft())
+        while window:
+            yield _hashed(window.popleft())
 
 
-def escaping_symlinks(members, roots):
-    """Symlinks whose target leaves the set (db/<id> or files/<id>) they belong to."""
-    out = []
-    for name, meta in members.items():
-        if meta['type'] == 'symlink' and _link_escapes(name, meta['target'], _set_root(name, roots)):
-            out.append(name)
-    return out
+def _hashed(item):
+    meta = item[3]
+    if isinstance(meta.get('sha256'), concurrent.futures.Future):
+        meta['sha256'] = meta['sha256'].result()
+    return item
+
+
+def member_table(entries):
+    """The member table as a dict (tests and benchmarks; create() streams it to disk instead)."""
+    return dict((member, meta) for _path, member, _st, meta in describe(entries, _common.cpu_count()))
+
+
+class Spool(object):
+    """The member table, tar's file list and the change-check records, written to files as the walk goes.
+
+    create() holds no per-member data in memory: the manifest's member table is assembled from the spool file.
+    """
+
+    def __init__(self, secrets, roots):
+        self.roots = roots
+        self.count = 0
+        self.tops = {}  # the member of each source itself (a database dump's type and sha256 go in the manifest)
+        self.escaping = []
+        self.escaping_count = 0
+        self.members_path = secrets.write('members.json', '')
+        self.list_path = secrets.write('members.list', '')
+        self.check_path = secrets.write('members.check', '')
+
+    def fill(self, described, first_paths=()):
+        with open(self.members_path, 'wb') as members, open(self.list_path, 'wb') as names, \
+                open(self.check_path, 'wb') as check:
+            for path in first_paths:
+                names.write(os.fsencode(path) + b'\0')
+            for path, member, st, meta in described:
+                members.write((b',' if self.count else b'') + b'\n  ' + _json(member) + b': ' + _json(meta))
+                names.write(os.fsencode(path) + b'\0')
+                if meta['type'] in ('file', 'hardlink'):
+                    check.write(b'%d %d %d ' % (st.st_ino, st.st_size, st.st_mtime_ns) + os.fsencode(path) + b'\0')
+                if member in self.roots:
+                    self.tops[member] = meta
+                if meta['type'] == 'symlink' and _link_escapes(member, meta['target'], _set_root(member, self.roots)):
+                    self.escaping_count += 1
+                    if len(self.escaping) < MAX_LISTED:
+                        self.escaping.append((member, meta['target']))
+                self.count += 1
+
+    def write_manifest(self, path, header):
+        """The manifest: ``header`` with the spooled member table as its ``members``."""
+        head = _manifest.dumps(header)
+        with open(path, 'wb') as out:
+            out.write(head[:head.rindex(b'}')].rstrip() + b',\n "members": {')
+            with open(self.members_path, 'rb') as members:
+                shutil.copyfileobj(members, out, _common.CHUNK)
+            out.write(b'\n }\n}\n')
+
+    def changed(self):
+        """Files whose size, mtime or inode differ from the walk's (they changed while they were archived)."""
+        changed = []
+        for record in _nul_records(self.check_path):
+            ino, size, mtime_ns, path = record.split(b' ', 3)
+            path = os.fsdecode(path)
+            try:
+                now = os.lstat(path)
+            except OSError:
+                changed.append(path)
+                continue
+            if (now.st_ino, now.st_size, now.st_mtime_ns) != (int(ino), int(size), int(mtime_ns)):
+                changed.append(path)
+        return changed
+
+
+def _json(value):
+    return json.dumps(value, sort_keys=True, ensure_ascii=False).encode('utf-8')
+
+
+def _nul_records(path):
+    tail = b''
+    with open(path, 'rb') as fileobj:
+        while True:
+            chunk = fileobj.read(_common.CHUNK)
+            if not chunk:
+                break
+            parts = (tail + chunk).split(b'\0')
+            tail = parts.pop()
+            yield from parts
+    if tail:
+        yield tail
 
 
 def _set_root(name, roots):
@@ -251,16 +345,15 @@ def create(dest_dir, app, databases, paths, root=None, label=None, dest=None, co
     for text in warnings:
         warn(text)
     result = dict(changed=True, path=dest, name=os.path.basename(dest))
-    entries, stats, walk_warnings, inodes = walk(sources, skip=[dest_dir])
-    for text in walk_warnings:
-        warn(text)
-    warnings.extend(walk_warnings)
-    estimate = sum(st.st_size for _p, _m, st, kind in entries if kind == 'file')
-    result['estimate'] = estimate
-    result['entries'] = len(entries)
     if os.path.lexists(dest):
         raise AppvaultError('%s already exists; choose another name or label' % dest)
+    stats = {}
+    walk_warnings = []
     if check_mode:
+        result['entries'] = sum(1 for _entry in walk(sources, stats, walk_warnings, skip=[dest_dir]))
+        result['estimate'] = estimate = sum(counts['bytes'] for counts in stats.values())
+        for text in walk_warnings:
+            warn(text)
         if os.path.isdir(dest_dir) and _common.free_bytes(dest_dir) < estimate:
             raise AppvaultError('not enough free space in %s: about %d bytes needed, %d free'
                                 % (dest_dir, estimate, _common.free_bytes(dest_dir)))
@@ -268,104 +361,88 @@ def create(dest_dir, app, databases, paths, root=None, label=None, dest=None, co
     if not os.path.isdir(dest_dir):
         os.makedirs(dest_dir, 0o700)
         os.chmod(dest_dir, 0o700)
-    free = _common.free_bytes(dest_dir)
-    if free < estimate:
-        raise AppvaultError('not enough free space in %s: about %d bytes needed, %d free' % (dest_dir, estimate, free))
+    free = _common.free_bytes(dest_dir)  # before the lock file takes its block
     cores = _common.cpu_count()
     compress, level = compressor_argv(compression, level, cores)
-    with _catalog.Lock(dest_dir, timeout=30) as lock:
+    with _catalog.Lock(dest_dir, timeout=30) as lock, _common.SecretDir() as secrets:
         if lock.recovered:
             warn('removed a stale lock left by a dead process (%s)' % lock.recovered)
-        members = member_table(entries, inodes)
+        manifest_path = secrets.write('manifest.json', '')
         roots = [s['member'] for s in sources]
-        for name in escaping_symlinks(members, roots):
+        # One pass: walk, hash (threads for large files) and spool the member table to disk.
+        spool = Spool(secrets, roots)
+        spool.fill(describe(walk(sources, stats, walk_warnings, skip=[dest_dir]), cores), first_paths=[manifest_path])
+        for text in walk_warnings:
+            warn(text)
+        warnings.extend(walk_warnings)
+        result['entries'] = spool.count
+        result['estimate'] = estimate = sum(counts['bytes'] for counts in stats.values())
+        if free < estimate:
+            raise AppvaultError('not enough free space in %s: about %d bytes needed, %d free' % (dest_dir, estimate, free))
+        for name, target in spool.escaping:
             text = ('symlink %s -> %s points outside its path; archive_restore refuses it unless allow_external_symlinks'
-                    % (name, members[name]['target']))
+                    % (name, target))
             warn(text)
             warnings.append(text)
-        manifest = build_manifest(app, now, label, sources, stats, members, compression, level, recipients, warnings)
+        if spool.escaping_count > len(spool.escaping):
+            warnings.append('%d more symlinks point outside their path' % (spool.escaping_count - len(spool.escaping)))
+        manifest = build_manifest(app, now, label, sources, stats, spool.tops, compression, level, recipients, warnings)
+        spool.write_manifest(manifest_path, manifest)
         partial = _common.partial_name(dest)
         side = _manifest.sidecars(dest)
         written = []
-        with _common.SecretDir() as secrets:
-            manifest_path = secrets.write('manifest.json', '')
-            with open(manifest_path, 'wb') as fileobj:
-                fileobj.write(_manifest.dumps(manifest))
-            list_path = secrets.write('members.list', '')
-            with open(list_path, 'wb') as fileobj:
-                fileobj.write(os.fsencode(manifest_path) + b'\0')
-                for path, _member, _st, _kind in entries:
-                    fileobj.write(os.fsencode(path) + b'\0')
-            transforms = [(manifest_path, _manifest.MANIFEST_MEMBER)] + [(s['src'], s['member']) for s in sources if s['present']]
-            stages = [tar_create_argv(list_path, transforms), compress]
-            if encrypted:
-                stages.append(['age', '--encrypt', '-R', secrets.write('recipients', '\n'.join(recipients) + '\n')])
-            result['commands'] = [' | '.join(_runner.mask_argv(s) for s in stages) + ' > ' + partial]
+        transforms = [(manifest_path, _manifest.MANIFEST_MEMBER)] + [(s['src'], s['member']) for s in sources if s['present']]
+        stages = [tar_create_argv(spool.list_path, transforms), compress]
+        if encrypted:
+            stages.append(['age', '--encrypt', '-R', secrets.write('recipients', '\n'.join(recipients) + '\n')])
+        result['commands'] = [' | '.join(_runner.mask_argv(s) for s in stages) + ' > ' + partial]
+        try:
+            # The last stage writes the file itself (created 0600); the sha256 is computed afterwards from the
+            # page cache while the fsync runs (seal) - cheaper than tee | sha256sum competing with zstd for the cores.
+            out_fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                # The last stage writes the file itself (created 0600); the sha256 is computed afterwards from the
-                # page cache while the fsync runs (seal) - cheaper than tee | sha256sum competing with zstd for the cores.
-                out_fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                try:
-                    _runner.pipeline(stages, stdout_fd=out_fd)
-                except _runner.CommandError as exc:
-                    raise AppvaultError('writing %s failed: %s' % (dest, exc.msg), stages=exc.stages)
-                finally:
-                    os.close(out_fd)
-                changed = _changed_since(entries)
-                if changed:
-                    raise AppvaultError('%d file(s) changed while they were archived (first: %s); nothing was written. '
-                                        'Stop writes (maintenance mode) and run the backup again' % (len(changed), changed[0]))
-                digest = _common.seal(partial)['sha256']
-                _manifest.write_checksum_file(dest, digest)
-                written.append(side['checksum'])
-                if encrypted:
-                    public = dict(manifest)
-                    public.pop('members')
-                    public['members_omitted'] = True
-                    tmp = _common.partial_name(side['manifest'])
-                    with open(tmp, 'wb') as fileobj:
-                        fileobj.write(_manifest.dumps(public))
-                    _common.publish(tmp, side['manifest'])
-                    written.append(side['manifest'])
-                _common.publish(partial, dest, sealed=True)
-            except BaseException:
-                _common.remove_path(partial)
-                for path in written:
-                    _common.remove_path(path)
-                raise
+                _runner.pipeline(stages, stdout_fd=out_fd)
+            except _runner.CommandError as exc:
+                raise AppvaultError('writing %s failed: %s' % (dest, exc.msg), stages=exc.stages)
+            finally:
+                os.close(out_fd)
+            changed = spool.changed()
+            if changed:
+                raise AppvaultError('%d file(s) changed while they were archived (first: %s); nothing was written. '
+                                    'Stop writes (maintenance mode) and run the backup again' % (len(changed), changed[0]))
+            digest = _common.seal(partial)['sha256']
+            _manifest.write_checksum_file(dest, digest)
+            written.append(side['checksum'])
+            if encrypted:
+                public = dict(manifest, members_omitted=True)
+                tmp = _common.partial_name(side['manifest'])
+                with open(tmp, 'wb') as fileobj:
+                    fileobj.write(_manifest.dumps(public))
+                _common.publish(tmp, side['manifest'])
+                written.append(side['manifest'])
+            _common.publish(partial, dest, sealed=True)
+        except BaseException:
+            _common.remove_path(partial)
+            for path in written:
+                _common.remove_path(path)
+            raise
     os.chmod(dest_dir, 0o700)
-    summary = dict(manifest)
-    summary.pop('members')
-    result.update(sha256=digest, size=os.path.getsize(dest), checksum_file=side['checksum'], members=len(members),
-                  manifest=summary, duration=round(time.monotonic() - started, 3))
+    result.update(sha256=digest, size=os.path.getsize(dest), checksum_file=side['checksum'], members=spool.count,
+                  manifest=manifest, duration=round(time.monotonic() - started, 3))
     if encrypted:
         result['manifest_file'] = side['manifest']
     return result
 
 
-def _changed_since(entries):
-    changed = []
-    for path, _member, st, kind in entries:
-        if kind not in ('file', 'hardlink'):
-            continue
-        try:
-            now = os.lstat(path)
-        except OSError:
-            changed.append(path)
-            continue
-        if (now.st_size, now.st_mtime_ns, now.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
-            changed.append(path)
-    return changed
-
-
-def build_manifest(app, now, label, sources, stats, members, compression, level, recipients, warnings):
+def build_manifest(app, now, label, sources, stats, tops, compression, level, recipients, warnings):
+    """The manifest without its member table; ``tops`` holds the member of each source itself."""
     databases = []
     paths = []
     for source in sources:
         counts = stats[(source['kind'], source['id'])]
         entry = source['entry']
         if source['kind'] == 'db':
-            top = members.get(source['member'], {})
+            top = tops.get(source['member'], {})
             item = dict(id=source['id'], member=source['member'], source=source['src'], type=top.get('type'),
                         engine=entry.get('engine') or 'unknown', server_version=entry.get('server_version'),
                         tool_version=entry.get('tool_version'), options=entry.get('options') or {},
@@ -377,7 +454,7 @@ def build_manifest(app, now, label, sources, stats, members, compression, level,
         else:
             item = dict(id=source['id'], member=source['member'], source=source['src'], present=source['present'],
                         optional=bool(entry.get('optional')), exclude=list(entry.get('exclude') or []))
-            item['type'] = members.get(source['member'], {}).get('type')
+            item['type'] = tops.get(source['member'], {}).get('type')
             item.update(counts)
             paths.append(item)
     return dict(
@@ -386,7 +463,7 @@ def build_manifest(app, now, label, sources, stats, members, compression, level,
         app=dict(name=app.get('name'), profile=app.get('profile') or 'generic', version=app.get('version')),
         host=_manifest.host_info(), compression=dict(method=compression, level=level),
         encryption=dict(method='age', recipients=len(recipients)) if recipients else None,
-        databases=databases, paths=paths, members=members, warnings=list(warnings))
+        databases=databases, paths=paths, warnings=list(warnings))
 
 
 # -- verify -------------------------------------------------------------------

@@ -15,9 +15,11 @@ description:
   - The manifest records the application, host and OS, every database's engine, server and tool versions, options
     and object inventory with row counts (as given, typically the registered result of a dump module), every
     path's file count and bytes, and the type, mode, owner, mtime, size and sha256 of every member.
-  - Files are hashed in a first pass while the tree is walked, so the manifest can be the first member; GNU tar
-    then archives exactly the walked entries and C(zstd -T<cores>) compresses; Python never holds file data in
-    memory. A file that changes between the two passes fails the backup.
+  - Files are hashed in a first pass while the tree is walked (large files by one thread per core), so the manifest
+    can be the first member; GNU tar then archives exactly the walked entries and C(zstd -T<cores>) compresses.
+    Python never holds file data in memory, and the member table is spooled to a private temporary file rather
+    than kept in memory, so memory use does not grow with the number of files. A file that changes between the
+    two passes fails the backup.
   - Owners, modes, mtimes, symlinks (stored as links, never followed), hardlinks and empty directories are kept.
     Sockets, FIFOs and device files are skipped with a warning.
   - Free space is checked against the sum of the input sizes before anything is written. The archive is written

@@ -88,7 +88,7 @@ def env(tmp_path_factory):
     storage = build_storage(base / 'storage')
     dump = base / 'dumps' / 'main.pgc.zst'
     dump.parent.mkdir()
-    dump.write_bytes(random.Random(1).randbytes(200_000))
+    dump.write_bytes(random.Random(1).randbytes(400_000))  # large enough to be hashed in a worker thread
     config = base / '.env'
     config.write_text('APP_KEY=base64:xyz\n')
     os.chmod(config, 0o640)
@@ -130,6 +130,7 @@ def test_create_writes_one_private_archive_with_manifest_first(env, created):
     manifest = created['manifest']
     assert manifest['format_version'] == 1 and manifest['app']['version'] == '6.1.2'
     assert manifest['databases'][0]['inventory']['rows']['public.日本語'] == 7
+    assert manifest['databases'][0]['sha256'] == hashlib.sha256(env['dump'].read_bytes()).hexdigest()
     attachments = manifest['paths'][0]
     assert (attachments['files'], attachments['symlinks'], attachments['hardlinks']) == (10000, 4, 1)
     assert manifest['paths'][2]['present'] is False
