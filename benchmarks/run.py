@@ -21,6 +21,7 @@ import archive
 import lib
 import mysqlbench
 import pgdata
+import suite
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(lib.REPO / 'build' / 'collections'))
@@ -296,11 +297,12 @@ def strip_runs(runs):
 SCENARIOS = {'pg_dump': scenario_pg_dump, 'pg_dump_breakdown': scenario_pg_dump_breakdown,
              'archive_mixed': archive.scenario_archive_mixed, 'archive_small': archive.scenario_archive_small}
 SCENARIOS.update(mysqlbench.SCENARIOS)
+SCENARIOS['suite'] = suite.scenario_suite
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--scenario', choices=sorted(SCENARIOS), default='pg_dump')
+    parser.add_argument('--scenario', choices=sorted(SCENARIOS), default='suite')
     parser.add_argument('--size-gb', type=float, default=1.0,
                         help='size of the generated database (pg_*, mysql_*) or storage tree (archive_mixed), GiB (default 1.0)')
     parser.add_argument('--pairs', type=int, default=3, help='interleaved rounds of all variants (default 3, at least 3)')
@@ -314,6 +316,7 @@ def main(argv=None):
     parser.add_argument('--data-dir', default=str(HERE / 'data'), help='where the server and scratch output live')
     parser.add_argument('--out', default=str(HERE / 'results'), help='where JSON and markdown results are written')
     archive.add_arguments(parser)
+    suite.add_arguments(parser)
     args = parser.parse_args(argv)
     # stop cleanly (server stopped, scratch output removed) on SIGTERM, and on SIGINT even when started in the background
     signal.signal(signal.SIGINT, signal.default_int_handler)

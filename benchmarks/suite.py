@@ -1,0 +1,464 @@
+"""The whole-operation benchmark: the backup and restore roles (playbooks/backup.yml, restore.yml) side by side.
+
+    make bench                                   # every scenario, 1 GiB, 3 interleaved rounds
+    .venv/bin/python benchmarks/run.py --scenario suite --size-gb 0.05 --files 2000 --pairs 3   # a quick look
+
+S1 PostgreSQL backup (database + mixed storage) and S2 its restore, S3 MariaDB backup and restore, S5 storage of
+many small files and a re-sync after 5 % of them changed, plus the fixed overhead (the backup playbook end to end
+on a 10 MB app) and the module calls a backup makes.  Each scenario runs its variants interleaved (A B C A B C ...):
+ours (the role through ansible-playbook), hand (the raw tools piped by hand) and community (the community modules'
+route).  Prints one table and writes JSON (every run, machine facts) and markdown to --out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import lib
+import mysqlbench
+import mysqldata
+import pgdata
+import storagedata
+
+HAND_TARGET = {'S1': 1.10, 'S2': 1.10, 'S3 backup': 1.10, 'S3 restore': 1.10, 'S5 backup': 1.15, 'S5 re-sync': 1.20}
+COMMUNITY_TARGET = {'S1': 3.0, 'S2': 2.0, 'S3 backup': 1.5, 'S3 restore': 1.2, 'S5 backup': 3.0}
+RSS_TARGET = 64 * lib.MIB
+CHANGED_SHARE = 0.05
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def role_playbook(playbook, host_vars, match='AnsiballZ_'):
+    """Run playbooks/<playbook> on localhost with ``host_vars``; measure()'s dict plus the task results and stats."""
+    inventory = {'all': {'children': {'appvault': {'hosts': {'localhost': dict(
+        {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}, **host_vars)}}}}}
+    with tempfile.TemporaryDirectory(prefix='appvault-bench-inv-') as tmp:
+        path = Path(tmp) / 'inventory.json'
+        path.write_text(json.dumps(inventory))
+        path.chmod(0o600)
+        argv = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', str(path), str(lib.REPO / 'playbooks' / playbook)]
+        env = lib.ansible_env()
+        env['ANSIBLE_SHOW_CUSTOM_STATS'] = 'true'
+        res = lib.measure(argv, env=env, match=match)
+    try:
+        data = json.loads(res['stdout'][res['stdout'].index('{'):])
+    except ValueError:
+        data = {}
+    calls, failed = 0, []
+    for play in data.get('plays', []):
+        for task in play.get('tasks', []):
+            for result in task.get('hosts', {}).values():
+                items = result.get('results') if isinstance(result.get('results'), list) else [result]
+                calls += sum(1 for item in items if not item.get('skipped'))
+                if result.get('failed') and not result.get('_ansible_ignore_errors'):
+                    failed.append('%s: %s' % (task['task']['name'], result.get('msg')))
+    if res['rc'] or failed:
+        raise RuntimeError('%s failed (rc %s): %s' % (playbook, res['rc'], failed or res['stderr'][-2000:]))
+    res['module_calls'] = calls
+    res['stats'] = data.get('global_custom_stats') or data.get('custom_stats') or {}
+    del res['stdout']
+    return res
+
+
+def bash(script, env=None):
+    res = lib.measure(['bash', '-o', 'pipefail', '-c', script], env=dict(os.environ, **(env or {})))
+    if res['rc']:
+        raise RuntimeError('hand pipeline failed: %s\n%s' % (script, res['stderr'][-2000:]))
+    res['commands'] = [script]
+    del res['stdout']
+    return res
+
+
+def community_playbook(tasks, match):
+    res = lib.run_playbook(tasks, match=match)
+    res['results'] = [{k: v for k, v in r.items() if k not in ('archived', 'expanded_paths', 'expanded_exclude_paths',
+                                                                   'executed_commands', 'files')} for r in res['results']]
+    return res
+
+
+class Suite:
+    """The servers, trees and scratch directories of one suite run."""
+
+    def __init__(self, args):
+        self.args = args
+        self.data = Path(args.data_dir).resolve()
+        self.out = self.data / ('suite-out-%d' % os.getpid())
+        self.pg = None
+        self.my = None
+        self.generated = []
+
+    def __enter__(self):
+        self.out.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, *exc):
+        shutil.rmtree(self.out, ignore_errors=True)
+        for server in (self.pg, self.my):
+            if server:
+                server.stop(remove=not self.args.keep_data)
+        if not self.args.keep_data:
+            for tree in self.generated:
+                shutil.rmtree(tree, ignore_errors=True)
+        return False
+
+    def path(self, *parts):
+        path = self.out.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def scratch(self, name):
+        path = self.out / name
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        return path
+
+    # data -------------------------------------------------------------------------------------------------------
+    def start_pg(self):
+        self.pg = pgdata.BenchServer(self.data / ('pg-seed%s-%sgb' % (self.args.seed, self.args.size_gb)), self.args.seed,
+                                     self.args.size_gb, log=log).start()
+        lib.become_subreaper()  # after the server started: the postmaster must not become our child
+
+    def start_my(self):
+        self.my = mysqldata.BenchServer(self.data / ('my-seed%s-%sgb' % (self.args.seed, self.args.size_gb)), self.args.seed,
+                                        self.args.size_gb, log=log)
+        self.my.start()
+        lib.become_subreaper()
+
+    def mixed_tree(self, size):
+        tree = self.data / ('storage-mixed-%s-%d' % (self.args.seed, size))
+        storagedata.generate_mixed(tree, size, self.args.seed, log=log)
+        self.generated.append(tree)
+        return tree / 'storage'
+
+    def small_tree(self, count):
+        tree = self.data / ('storage-small-%s-%d' % (self.args.seed, count))
+        storagedata.generate_small(tree, count, self.args.seed, log=log)
+        self.generated.append(tree)
+        return tree / 'storage'
+
+    # app definitions ----------------------------------------------------------------------------------------------
+    def pg_db(self, name=pgdata.DB_NAME):
+        return {'id': 'main', 'engine': 'postgresql', 'name': name, 'login_host': '127.0.0.1', 'login_port': self.pg.port,
+                'login_user': pgdata.SUPERUSER, 'login_password': self.pg.password}
+
+    def my_db(self, name=mysqldata.DB_NAME):
+        return {'id': 'main', 'engine': 'mariadb', 'name': name, 'login_host': '127.0.0.1', 'login_port': self.my.port,
+                'login_user': mysqlbench.SUPERUSER, 'login_password': self.my.password}
+
+    @staticmethod
+    def app(root, databases, paths):
+        return {'name': 'bench', 'profile': 'generic', 'root': str(root), 'databases': databases,
+                'paths': [{'id': ident, 'path': str(path)} for ident, path in paths]}
+
+    def backup(self, backup_dir, app):
+        res = role_playbook('backup.yml', {'appvault_backup_dir': str(backup_dir), 'appvault_app': app, 'appvault_backup_keep': 100})
+        summary = (res['stats'].get('appvault_backup') or {}).get('localhost') or {}
+        res['output_size'] = int(summary.get('size') or 0)
+        res['backup_name'] = summary.get('name')
+        return res
+
+    def restore(self, backup_dir, app, name):
+        return role_playbook('restore.yml', {'appvault_backup_dir': str(backup_dir), 'appvault_app': app,
+                                             'appvault_restore_backup': name, 'appvault_restore_confirm': True,
+                                             'appvault_restore_keep_previous': 1})
+
+
+def controller_bytes(_res):
+    """Bytes through the controller: every variant here runs on localhost, nothing is fetched or copied."""
+    return 0
+
+
+# -- S1 / S2: PostgreSQL ------------------------------------------------------------------------------------------------
+def pg_scenarios(suite, args):
+    suite.start_pg()
+    storage = suite.mixed_tree(int(args.size_gb * storagedata.GIB))
+    root = storage.parent
+    pg_dump = suite.pg.bin_dir + '/pg_dump'
+    pg_restore = suite.pg.bin_dir + '/pg_restore'
+    env = suite.pg.env()
+    app = suite.app(root, [suite.pg_db()], [('storage', storage)])
+
+    def ours_backup():
+        return suite.backup(suite.scratch('s1-ours'), app)
+
+    def hand_backup():
+        out = suite.scratch('s1-hand')
+        return bash('%s -Fc -Z0 | zstd -q -T2 -3 > %s/db.pgc.zst && tar -cf - -C %s storage | zstd -q -T2 -3 > %s/files.tar.zst'
+                    % (pg_dump, out, root, out), env)
+
+    def community_backup():
+        out = suite.scratch('s1-community')
+        conn = {'name': pgdata.DB_NAME, 'login_host': '127.0.0.1', 'login_port': suite.pg.port, 'login_user': pgdata.SUPERUSER,
+                'login_password': suite.pg.password}
+        return community_playbook([
+            {'community.postgresql.postgresql_db': dict(conn, state='dump', target=str(out / 'db.sql.gz'))},
+            {'community.general.archive': {'path': str(storage), 'dest': str(out / 'files.tar.gz'), 'format': 'gz'}}],
+            match='AnsiballZ_')
+
+    s1 = lib.interleave([lib.Variant('ours', 'S1 ours backup role', ours_backup),
+                         lib.Variant('hand', 'S1 hand pg_dump|zstd; tar|zstd', hand_backup),
+                         lib.Variant('community', 'S1 community db dump + archive', community_backup)],
+                        args.pairs, log=log, settle=args.settle)
+
+    # S2 restores what S1 wrote last (all three are kept from the last round) into a second database and directory.
+    target_root = suite.out / 's2-target'
+    target_db = 'restoredb'
+
+    def fresh_target():
+        suite.pg.psql('DROP DATABASE IF EXISTS %s WITH (FORCE)' % target_db, 'postgres')
+        suite.pg.psql('CREATE DATABASE %s' % target_db, 'postgres')
+        if target_root.exists():
+            shutil.rmtree(target_root)
+        (target_root / 'storage').mkdir(parents=True)
+
+    backup_name = s1['ours'][-1]['backup_name']
+    target_app = suite.app(target_root, [suite.pg_db(target_db)], [('storage', target_root / 'storage')])
+    raw = suite.path('s1-hand', 'db.pgc')
+    subprocess.run(['zstd', '-q', '-d', '-f', str(raw) + '.zst', '-o', str(raw)], check=True)
+
+    def ours_restore():
+        fresh_target()
+        return suite.restore(suite.out / 's1-ours', target_app, backup_name)
+
+    def hand_restore():
+        fresh_target()
+        return bash('%s -j2 -d %s %s && zstd -dc %s | tar -xf - -C %s' % (
+            pg_restore, target_db, raw, suite.path('s1-hand', 'files.tar.zst'), target_root), env)
+
+    def community_restore():
+        fresh_target()
+        conn = {'name': target_db, 'login_host': '127.0.0.1', 'login_port': suite.pg.port, 'login_user': pgdata.SUPERUSER,
+                'login_password': suite.pg.password}
+        return community_playbook([
+            {'community.postgresql.postgresql_db': dict(conn, state='restore', target=str(suite.path('s1-community', 'db.sql.gz')))},
+            {'ansible.builtin.unarchive': {'src': str(suite.path('s1-community', 'files.tar.gz')), 'dest': str(target_root),
+                                           'remote_src': True}}], match='AnsiballZ_')
+
+    s2 = lib.interleave([lib.Variant('ours', 'S2 ours restore role', ours_restore),
+                         lib.Variant('hand', 'S2 hand pg_restore -j2; tar -x', hand_restore),
+                         lib.Variant('community', 'S2 community restore + unarchive', community_restore)],
+                        args.pairs, log=log, settle=args.settle)
+    suite.pg.psql('DROP DATABASE IF EXISTS %s WITH (FORCE)' % target_db, 'postgres')
+    facts = {'pg_version': suite.pg.version(), 'pg_database_bytes': suite.pg.database_size(),
+             'storage': json.loads((root / 'meta.json').read_text()) if (root / 'meta.json').exists() else None}
+    return {'S1': s1, 'S2': s2}, facts
+
+
+# -- S3: MariaDB -------------------------------------------------------------------------------------------------------
+def mysql_scenarios(suite, args):
+    suite.start_my()
+    root = suite.scratch('s3-root')
+    client = ' '.join(suite.my.client_argv(mysqlbench.DUMP))
+    app = suite.app(root, [suite.my_db()], [])
+
+    def ours_backup():
+        return suite.backup(suite.scratch('s3-ours'), app)
+
+    def hand_backup():
+        out = suite.scratch('s3-hand')
+        return bash('%s %s %s | zstd -q -T2 -3 > %s/db.sql.zst' % (client, ' '.join(mysqlbench.DUMP_FLAGS), mysqldata.DB_NAME, out))
+
+    def community_backup():
+        out = suite.scratch('s3-community')
+        task = dict(conn(suite), state='dump', target=str(out / 'db.sql.gz'), single_transaction=True, skip_lock_tables=True,
+                    hex_blob=True, encoding='utf8mb4', dump_extra_args='--routines --triggers --events')
+        return community_playbook([{'community.mysql.mysql_db': task}], match='AnsiballZ_')
+
+    dump = lib.interleave([lib.Variant('ours', 'S3 ours backup role', ours_backup),
+                           lib.Variant('hand', 'S3 hand mariadb-dump|zstd', hand_backup),
+                           lib.Variant('community', 'S3 community mysql_db dump', community_backup)],
+                          args.pairs, log=log, settle=args.settle)
+    backup_name = dump['ours'][-1]['backup_name']
+    target = 'restoredb'
+    target_app = suite.app(root, [suite.my_db(target)], [])
+
+    def fresh_target():
+        suite.my.sql('DROP DATABASE IF EXISTS `%s`' % target)
+        suite.my.sql('CREATE DATABASE `%s` CHARACTER SET utf8mb4' % target)
+
+    def ours_restore():
+        fresh_target()
+        return suite.restore(suite.out / 's3-ours', target_app, backup_name)
+
+    def hand_restore():
+        fresh_target()
+        return bash('zstd -dc %s | %s %s' % (suite.path('s3-hand', 'db.sql.zst'), ' '.join(suite.my.client_argv()), target))
+
+    def community_restore():
+        fresh_target()
+        task = dict(conn(suite, target), state='import', target=str(suite.path('s3-community', 'db.sql.gz')))
+        return community_playbook([{'community.mysql.mysql_db': task}], match='AnsiballZ_')
+
+    restore = lib.interleave([lib.Variant('ours', 'S3 ours restore role', ours_restore),
+                              lib.Variant('hand', 'S3 hand zstd -dc|mariadb', hand_restore),
+                              lib.Variant('community', 'S3 community mysql_db import', community_restore)],
+                             args.pairs, log=log, settle=args.settle)
+    suite.my.sql('DROP DATABASE IF EXISTS `%s`' % target)
+    return {'S3 backup': dump, 'S3 restore': restore}, {'mariadb_version': suite.my.version()}
+
+
+def conn(suite, name=mysqldata.DB_NAME):
+    return {'name': name, 'login_host': '127.0.0.1', 'login_port': suite.my.port, 'login_user': mysqlbench.SUPERUSER,
+            'login_password': suite.my.password}
+
+
+# -- S5: many small files ---------------------------------------------------------------------------------------------
+def change_files(storage, share, seed):
+    """Rewrite ``share`` of the files (same size, new bytes), chosen from ``seed``; returns how many."""
+    files = sorted(str(p) for p in storage.rglob('*') if p.is_file() and not p.is_symlink())
+    rng = random.Random(seed)
+    chosen = rng.sample(files, max(1, int(len(files) * share)))
+    for name in chosen:
+        size = os.path.getsize(name)
+        with open(name, 'wb') as fileobj:
+            fileobj.write(rng.randbytes(size))
+    return len(chosen)
+
+
+def small_scenarios(suite, args):
+    storage = suite.small_tree(args.files)
+    root = storage.parent
+    app = suite.app(root, [], [('storage', storage)])
+    mirror = suite.out / 's5-mirror'
+
+    def ours_backup():
+        return suite.backup(suite.scratch('s5-ours'), app)
+
+    def hand_backup():
+        out = suite.scratch('s5-hand')
+        return bash('tar -cf - -C %s storage | zstd -q -T2 -3 > %s/files.tar.zst' % (root, out))
+
+    def community_backup():
+        out = suite.scratch('s5-community')
+        return community_playbook([{'community.general.archive': {'path': str(storage), 'dest': str(out / 'files.tar.gz'),
+                                                                  'format': 'gz'}}], match='AnsiballZ_')
+
+    backup = lib.interleave([lib.Variant('ours', 'S5 ours backup role', ours_backup),
+                             lib.Variant('hand', 'S5 hand tar|zstd', hand_backup),
+                             lib.Variant('community', 'S5 community archive', community_backup)],
+                            args.pairs, log=log, settle=args.settle)
+    # Re-sync: 5 % of the files change, then ours takes a new backup (a full archive: the format has no increments)
+    # and the baseline brings a mirror made before the change up to date with rsync -a -W.
+    bash('rsync -a -W --delete %s/ %s/' % (storage, mirror))
+    changed = {'n': 0}
+
+    def change():
+        changed['n'] = change_files(storage, CHANGED_SHARE, '%s-%d' % (args.seed, len(resync_runs['ours'])))
+
+    resync_runs = {'ours': [], 'hand': []}
+    for index in range(args.pairs):
+        change()
+        for key, label, run in (('ours', 'S5 ours re-sync: a new backup', ours_backup),
+                                ('hand', 'S5 hand rsync -a -W of the change', lambda: bash('rsync -a -W --delete %s/ %s/' % (storage, mirror)))):
+            res = run()
+            res['changed_files'] = changed['n']
+            res['round'] = index + 1
+            resync_runs[key].append(res)
+            log('  round %d/%d  %-30s %7.2f s' % (index + 1, args.pairs, label, res['seconds']))
+    if not args.keep_data:
+        suite.generated.append(root)
+    return {'S5 backup': backup, 'S5 re-sync': resync_runs}, {'files': args.files}
+
+
+# -- fixed overhead --------------------------------------------------------------------------------------------------
+def overhead(suite, args):
+    """The backup playbook end to end on a 10 MB app (a small database and storage), and its module calls."""
+    suite.pg.psql('DROP DATABASE IF EXISTS tinydb', 'postgres')
+    suite.pg.psql('CREATE DATABASE tinydb', 'postgres')
+    suite.pg.psql("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 40000) g", 'tinydb')
+    storage = suite.mixed_tree(8 * storagedata.MIB)
+    app = suite.app(storage.parent, [suite.pg_db('tinydb')], [('storage', storage)])
+    runs = lib.interleave([lib.Variant('ours', 'tiny app: backup playbook', lambda: suite.backup(suite.scratch('tiny'), app)),
+                           lib.Variant('noop', 'ansible-playbook, one ping', lambda: lib.run_playbook([{'ansible.builtin.ping': {}}]))],
+                          args.pairs, log=log, settle=args.settle)
+    suite.pg.psql('DROP DATABASE IF EXISTS tinydb', 'postgres')
+    return runs
+
+
+# -- report ------------------------------------------------------------------------------------------------------------
+def row(name, runs):
+    summary = lib.summarize(runs, fields=('seconds', 'module_peak_rss'))
+    ours, hand = summary['ours']['seconds'], summary['hand']['seconds']
+    community = summary.get('community', {}).get('seconds')
+    vs_hand = lib.ratio(ours, hand)
+    faster = lib.ratio(community, ours)
+    verdict = []
+    if name in HAND_TARGET:
+        verdict.append('hand %s (≤%.2f×)' % ('met' if vs_hand is not None and vs_hand <= HAND_TARGET[name] else 'MISSED', HAND_TARGET[name]))
+    if name in COMMUNITY_TARGET and faster is not None:
+        verdict.append('community %s (≥%.1f×)' % ('met' if faster >= COMMUNITY_TARGET[name] else 'MISSED', COMMUNITY_TARGET[name]))
+    rss = summary['ours']['module_peak_rss']
+    if rss is not None:
+        verdict.append('RSS %s' % ('met' if rss <= RSS_TARGET else 'MISSED'))
+    return [name, lib.fmt_num(ours), lib.fmt_num(hand), lib.fmt_num(community), lib.fmt_num(vs_hand, '%.2f×'),
+            lib.fmt_num(faster, '%.2f×'), lib.fmt_bytes(rss), '0 B', '; '.join(verdict)], summary
+
+
+def scenario_suite(args):
+    payload = {'scenarios': {}, 'summary': {}}
+    rows = []
+    with Suite(args) as suite:
+        facts = {}
+        groups = []
+        if 'pg' in args.parts:
+            runs, more = pg_scenarios(suite, args)
+            facts.update(more)
+            groups.append(runs)
+            tiny = overhead(suite, args)
+            payload['overhead'] = {'runs': tiny, 'summary': lib.summarize(tiny),
+                                   'module_calls': tiny['ours'][-1]['module_calls']}
+        if 'mysql' in args.parts:
+            runs, more = mysql_scenarios(suite, args)
+            facts.update(more)
+            groups.append(runs)
+        if 'small' in args.parts:
+            runs, more = small_scenarios(suite, args)
+            facts.update(more)
+            groups.append(runs)
+        for runs in groups:
+            for name, scenario_runs in runs.items():
+                line, summary = row(name, scenario_runs)
+                rows.append(line)
+                payload['scenarios'][name] = scenario_runs
+                payload['summary'][name] = summary
+        payload['facts'] = lib.machine_facts(dict(facts, size_gb=args.size_gb, pairs=args.pairs, seed=args.seed))
+    header = ['scenario', 'ours s', 'hand s', 'community s', 'ours/hand', 'community/ours', 'module peak RSS',
+              'through controller', 'targets']
+    md = [lib.markdown_table(header, rows), '']
+    if 'overhead' in payload:
+        tiny = payload['overhead']['summary']
+        md.append('Fixed overhead: the backup playbook on a 10 MB app takes %s s (an ansible-playbook with one ping: %s s); '
+                  'one backup makes %d module calls on the host.' % (lib.fmt_num(tiny['ours']['seconds']),
+                                                                     lib.fmt_num(tiny['noop']['seconds']), payload['overhead']['module_calls']))
+    md.append('S4 (migration between two test hosts) is not part of this run: see the migrate role\'s scenario.')
+    md.append('Medians of %d interleaved rounds; %s GiB database and storage, %d small files; machine: %s.' % (
+        args.pairs, args.size_gb, args.files, lib.fmt_bytes(payload['facts'].get('mem_total_bytes'))))
+    text = '\n'.join(md)
+    log(text)
+    for line in (payload['scenarios'].get('S5 re-sync') or {}).get('ours', [])[:1]:
+        log('re-sync: %d files changed per round' % line['changed_files'])
+    return strip(payload), text
+
+
+def strip(payload):
+    for runs in payload['scenarios'].values():
+        for items in runs.values():
+            for item in items:
+                item.pop('stderr', None)
+                item.pop('results', None)
+    return payload
+
+
+def add_arguments(parser):
+    parser.add_argument('--parts', nargs='+', default=['pg', 'mysql', 'small'], choices=['pg', 'mysql', 'small'],
+                        help='suite: which groups to run (pg: S1, S2 and the overhead; mysql: S3; small: S5)')
