@@ -80,8 +80,8 @@ def bash(script, env=None):
 
 def community_playbook(tasks, match):
     res = lib.run_playbook(tasks, match=match)
-    res['results'] = [{k: v for k, v in r.items() if k not in ('archived', 'expanded_paths', 'expanded_exclude_paths',
-                                                                   'executed_commands', 'files')} for r in res['results']]
+    bulky = ('archived', 'expanded_paths', 'expanded_exclude_paths', 'executed_commands', 'files')
+    res['results'] = [{k: v for k, v in r.items() if k not in bulky} for r in res['results']]
     return res
 
 
@@ -394,14 +394,14 @@ def row(name, runs):
     faster = lib.ratio(community, ours)
     verdict = []
     if name in HAND_TARGET:
-        verdict.append('hand %s (≤%.2f×)' % ('met' if vs_hand is not None and vs_hand <= HAND_TARGET[name] else 'MISSED', HAND_TARGET[name]))
+        verdict.append('hand %s (≤%.2fx)' % ('met' if vs_hand is not None and vs_hand <= HAND_TARGET[name] else 'MISSED', HAND_TARGET[name]))
     if name in COMMUNITY_TARGET and faster is not None:
-        verdict.append('community %s (≥%.1f×)' % ('met' if faster >= COMMUNITY_TARGET[name] else 'MISSED', COMMUNITY_TARGET[name]))
+        verdict.append('community %s (≥%.1fx)' % ('met' if faster >= COMMUNITY_TARGET[name] else 'MISSED', COMMUNITY_TARGET[name]))
     rss = summary['ours']['module_peak_rss']
     if rss is not None:
         verdict.append('RSS %s' % ('met' if rss <= RSS_TARGET else 'MISSED'))
-    return [name, lib.fmt_num(ours), lib.fmt_num(hand), lib.fmt_num(community), lib.fmt_num(vs_hand, '%.2f×'),
-            lib.fmt_num(faster, '%.2f×'), lib.fmt_bytes(rss), '0 B', '; '.join(verdict)], summary
+    return [name, lib.fmt_num(ours), lib.fmt_num(hand), lib.fmt_num(community), lib.fmt_num(vs_hand, '%.2fx'),
+            lib.fmt_num(faster, '%.2fx'), lib.fmt_bytes(rss), '0 B', '; '.join(verdict)], summary
 
 
 def scenario_suite(args):
