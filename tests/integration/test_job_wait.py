@@ -1,0 +1,54 @@
+"""job_wait against real async jobs: progress lines while a job writes, its result when it ends, a failure passed on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.common import ansible_env
+
+WRITER = """
+import os, sys, time
+path = os.path.join(sys.argv[1], 'out.partial')
+with open(path, 'wb') as fileobj:
+    for _ in range(8):
+        fileobj.write(os.urandom(256 * 1024))
+        fileobj.flush()
+        time.sleep(0.4)
+sys.exit(int(sys.argv[2]))
+"""
+
+
+def run_job(tmp_path, exit_code):
+    play = [{'hosts': 'localhost', 'gather_facts': False, 'connection': 'local', 'tasks': [
+        {'name': 'start', 'ansible.builtin.command': {'argv': [sys.executable, '-c', WRITER, str(tmp_path), str(exit_code)]},
+         'async': 120, 'poll': 0, 'register': 'job'},
+        {'name': 'wait', 'appvault.backup.job_wait': {'jid': '{{ job.ansible_job_id }}', 'watch': str(tmp_path), 'total': 2 * 1024 * 1024,
+                                                      'label': 'writer', 'poll': 0.5}, 'register': 'waited', 'ignore_errors': True},
+        {'name': 'show', 'ansible.builtin.debug': {'var': 'waited'}}]}]
+    path = tmp_path / 'play.yml'
+    path.write_text(json.dumps(play))
+    env = ansible_env()
+    env['ANSIBLE_STDOUT_CALLBACK'] = 'ansible.builtin.default'
+    env['ANSIBLE_CALLBACK_RESULT_FORMAT'] = 'json'
+    argv = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', 'localhost,', str(path)]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=300)
+
+
+def test_progress_lines_then_the_jobs_result(tmp_path):
+    proc = run_job(tmp_path, 0)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.strip().startswith('[localhost] writer:')]
+    assert len(lines) >= 3, proc.stdout
+    assert any('of ~2.0 MiB' in line and '%' in line for line in lines), lines
+    sizes = [line.split('writer: ')[1].split(' ')[0] for line in lines]
+    assert len(set(sizes)) >= 2, 'the byte count never grew: %s' % lines
+    assert '"rc": 0' in proc.stdout and '"waited":' in proc.stdout
+
+
+def test_a_failing_job_fails_the_wait_with_its_rc(tmp_path):
+    proc = run_job(tmp_path, 3)
+    assert '"rc": 3' in proc.stdout, proc.stdout
+    assert '"failed": true' in proc.stdout
