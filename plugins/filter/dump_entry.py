@@ -37,21 +37,15 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.appvault.backup.plugins.module_utils import _archive
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
 
 def dump_entry(result):
-    if not isinstance(result, dict) or not isinstance(result.get('artefact'), dict):
-        raise AnsibleFilterError('dump_entry expects the result of a dump module (with artefact), got %r'
-                                 % (sorted(result) if isinstance(result, dict) else type(result).__name__,))
-    if result.get('failed'):
-        raise AnsibleFilterError('dump_entry got a failed dump result: %s' % result.get('msg'))
-    # mysql_dump and sqlite_dump name their flavour (mariadb, mysql, sqlite); postgresql_dump alone has a format.
-    engine = result.get('flavour') or ('postgresql' if 'format' in result else None)
-    if engine is None:
-        raise AnsibleFilterError('dump_entry cannot tell which engine produced %s' % result['artefact'].get('path'))
-    options = dict((key, result[key]) for key in ('format', 'compression') if key in result)
-    return dict(id=str(result.get('item') or result.get('id')), path=result['artefact']['path'], engine=engine,
-                server_version=result.get('server_version'), tool_version=result.get('tool_version'), options=options,
-                inventory=result.get('inventory') or {})
+    try:
+        return _archive.dump_entry(result)
+    except AppvaultError as exc:
+        raise AnsibleFilterError(exc.msg)
 
 
 class FilterModule(object):

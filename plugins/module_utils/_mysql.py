@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import time
 
 from ansible_collections.appvault.backup.plugins.module_utils import _common, _runner
 from ansible_collections.appvault.backup.plugins.module_utils._common import (
@@ -663,3 +664,81 @@ def restore(conn, stages, src, database):
             message += ('. Creating objects with another account as DEFINER needs the SET USER (or SUPER) privilege; '
                         'set definer: strip to make the restoring user their definer')
         raise AppvaultError('restore into database "%s" failed: %s' % (database, message))
+
+
+def dump_argument_spec():
+    """The options of the mysql_dump module."""
+    spec = connection_argument_spec()
+    spec.update(
+        dest=dict(type='path', required=True),
+        force=dict(type='bool', default=False),
+        compression=dict(type='str', default='zstd', choices=['zstd', 'gzip', 'none']),
+        compression_level=dict(type='int'),
+        replace=dict(type='bool', default=False),
+        exclude_tables=dict(type='list', elements='str'),
+        exclude_table_data=dict(type='list', elements='str'),
+        users_dest=dict(type='path'),
+        inventory=dict(type='bool', default=True),
+        checksums=dict(type='bool', default=False),
+    )
+    return spec
+
+
+def run_dump(params, check_mode=False, warn=None):
+    """What the mysql_dump module does, for the module and the host-side runner alike: ``params`` as the
+    module's argument spec gives them (defaults filled in), ``warn`` called with each warning."""
+    warn = warn or (lambda msg: None)
+    result = dict(changed=False)
+    dest = params['dest']
+    _common.check_destination(dest, params['force'])
+    if params['users_dest']:
+        _common.check_destination(params['users_dest'], params['force'])
+    cores = _common.cpu_count()
+    with _common.SecretDir() as secrets:
+        conn = Connection(params, secrets)
+        result['server_version'] = conn.connect()
+        result['flavour'] = conn.flavour
+        if not conn.database_exists(params['name']):
+            raise AppvaultError('database "%s" does not exist on %s' % (params['name'], conn.where))
+        tool = dump_tool(conn)
+        result['tool_version'] = tool['version']
+        plan = dump_plan(conn, params, tool, cores)
+        level = params['compression_level']
+        if level is None and params['compression'] != 'none':
+            level = 3 if params['compression'] == 'zstd' else 1
+        result['compression'] = dict(method=params['compression'], level=level,
+                                     how='none' if params['compression'] == 'none' else 'pipe')
+        result['commands'] = shown_commands(plan, conn.secrets)
+        skipped = set(params['exclude_tables'] or [])
+        loose = non_transactional_tables(conn, params['name'], skipped)
+        if loose:
+            warn('database "%s" has non-transactional tables, which --single-transaction cannot dump at one '
+                 'consistent point in time: %s. Stop writes (maintenance mode) while dumping, or convert them '
+                 'to InnoDB.' % (params['name'], ', '.join(loose)))
+        result['changed'] = True
+        if check_mode:
+            if params['users_dest']:
+                result['commands'].append('accounts and grants to %s' % params['users_dest'])
+            return result
+        partial = _common.partial_name(dest)
+        _common.remove_path(partial)
+        started = time.monotonic()
+        try:
+            dump(conn, plan, partial)
+            facts = _common.seal(partial)
+            if facts['size'] == 0:
+                raise AppvaultError('the dump of "%s" is empty; nothing was written to %s' % (params['name'], dest))
+            _common.publish(partial, dest, sealed=True)
+        except BaseException:
+            _common.remove_path(partial)
+            raise
+        facts['path'] = dest
+        result['artefact'] = facts
+        result['duration'] = round(time.monotonic() - started, 3)
+        if params['users_dest']:
+            result['commands'].append(dump_users(conn, tool, params['users_dest'], params['force']))
+            result['users'] = _common.artefact_facts(params['users_dest'])
+        if params['inventory']:
+            result['inventory'] = inventory(conn, checksums=params['checksums'], exclude_tables=skipped,
+                                            exclude_table_data=params['exclude_table_data'] or [])
+    return result

@@ -595,3 +595,99 @@ def swap_database(conn, side, name, terminate=False):
         conn.query('ALTER DATABASE %s RENAME TO %s' % (sql_ident(old), sql_ident(name)), maint)
         raise
     drop_database(conn, old)
+
+
+def dump_argument_spec():
+    """The options of the postgresql_dump module."""
+    spec = connection_argument_spec()
+    spec.update(
+        dest=dict(type='path', required=True),
+        force=dict(type='bool', default=False),
+        format=dict(type='str', default='custom', choices=['custom', 'directory', 'plain']),
+        compression=dict(type='str', default='zstd', choices=['zstd', 'gzip', 'none']),
+        compression_level=dict(type='int'),
+        jobs=dict(type='int', default=1),
+        schemas=dict(type='list', elements='str'),
+        exclude_schemas=dict(type='list', elements='str'),
+        exclude_tables=dict(type='list', elements='str'),
+        exclude_table_data=dict(type='list', elements='str'),
+        blobs=dict(type='bool', default=True),
+        quote_all_identifiers=dict(type='bool', default=True),
+        globals_dest=dict(type='path'),
+        globals_role_passwords=dict(type='bool', default=False, no_log=False),
+        inventory=dict(type='bool', default=True),
+        checksums=dict(type='bool', default=False),
+    )
+    return spec
+
+
+def run_dump(params, check_mode=False, warn=None):
+    """What the postgresql_dump module does, for the module and the host-side runner alike: ``params`` as the
+    module's argument spec gives them (defaults filled in), ``warn`` called with each warning."""
+    warn = warn or (lambda msg: None)
+    result = dict(changed=False, format=params['format'])
+    dest = params['dest']
+    if params['jobs'] < 1:
+        raise AppvaultError('jobs must be 1 or more, got %d' % params['jobs'])
+    _common.check_destination(dest, params['force'])
+    if params['globals_dest']:
+        _common.check_destination(params['globals_dest'], params['force'])
+    cores = _common.cpu_count()
+    with _common.SecretDir() as secrets:
+        conn = Connection(params, secrets)
+        result['server_version'] = conn.connect()
+        tool, argv, pipe, warnings = dump_plan(conn, params, cores)
+        for warning in warnings:
+            warn(warning)
+        result['tool_version'] = tool['version']
+        how = 'none' if params['compression'] == 'none' else ('pipe' if pipe else 'native')
+        if warnings:
+            how = 'none'
+        level = params['compression_level']
+        if level is None and how != 'none':
+            level = 3 if params['compression'] == 'zstd' else 6
+        result['compression'] = dict(method=params['compression'] if how != 'none' else 'none', level=level, how=how)
+        shown = _runner.mask_argv(argv)
+        if pipe:
+            shown += ' | ' + _runner.mask_argv(pipe)
+        result['commands'] = [shown]
+        result['changed'] = True
+        if check_mode:
+            return result
+        partial = _common.partial_name(dest)
+        _common.remove_path(partial)
+        started = time.monotonic()
+        # The inventory is read in the snapshot pg_dump uses, so its row counts are exactly the dump's.
+        session = conn.session() if params['inventory'] else None
+        try:
+            snapshot = export_snapshot(conn, session) if session else None
+            positions = sequence_positions(conn, session) if session else None
+            dump(conn, params, partial, cores, snapshot)
+            facts = _common.seal(partial)
+            if facts['size'] == 0:
+                raise AppvaultError('pg_dump produced an empty dump of "%s"; nothing was written to %s' % (params['name'], dest))
+            if session:
+                result['inventory'] = inventory(conn, schemas=params['schemas'], exclude_schemas=params['exclude_schemas'],
+                                                checksums=params['checksums'], session=session)
+                moved = settle_sequence_positions(result['inventory'], positions)
+                if moved:
+                    warn('sequences advanced while the dump ran (%s): their positions are recorded for information '
+                         'only and not verified on restore; stop writes during the backup for exact positions'
+                         % ', '.join(moved[:5]))
+            _common.publish(partial, dest, sealed=True)
+        except _runner.CommandError as exc:
+            _common.remove_path(partial)
+            raise AppvaultError('dump of database "%s" at %s failed: %s' % (params['name'], conn.where, exc.msg))
+        except BaseException:
+            _common.remove_path(partial)
+            raise
+        finally:
+            if session:
+                session.close()
+        facts['path'] = dest
+        result['artefact'] = facts
+        result['duration'] = round(time.monotonic() - started, 3)
+        if params['globals_dest']:
+            result['commands'].append(_runner.mask_argv(dump_globals(conn, params, params['globals_dest'], params['force'])))
+            result['globals'] = _common.artefact_facts(params['globals_dest'])
+    return result

@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import time
 
 from ansible_collections.appvault.backup.plugins.module_utils import _common, _runner
 from ansible_collections.appvault.backup.plugins.module_utils._common import GZIP_MAGIC, ZSTD_MAGIC, AppvaultError, decompress_argv
@@ -196,3 +197,66 @@ def replace(temp, path, keep_backup):
             os.unlink(stale)
     _common.fsync_dir(os.path.dirname(os.path.abspath(path)))
     return backup
+
+
+def dump_argument_spec():
+    """The options of the sqlite_dump module."""
+    return dict(
+        path=dict(type='path', required=True),
+        dest=dict(type='path', required=True),
+        force=dict(type='bool', default=False),
+        compression=dict(type='str', default='zstd', choices=['zstd', 'gzip', 'none']),
+        compression_level=dict(type='int'),
+        inventory=dict(type='bool', default=True),
+        checksums=dict(type='bool', default=False),
+    )
+
+
+def run_dump(params, check_mode=False, warn=None):
+    """What the sqlite_dump module does, for the module and the host-side runner alike: ``params`` as the
+    module's argument spec gives them (defaults filled in), ``warn`` called with each warning."""
+    warn = warn or (lambda msg: None)
+    path, dest = params['path'], params['dest']
+    check_source(path)
+    _common.check_destination(dest, params['force'])
+    compress = _common.compress_argv(params['compression'], params['compression_level'], _common.cpu_count())
+    level = params['compression_level']
+    if level is None and compress:
+        level = 3 if params['compression'] == 'zstd' else 1
+    result = dict(changed=True, server_version=sqlite3.sqlite_version, tool_version=sqlite3.sqlite_version, flavour='sqlite',
+                  compression=dict(method=params['compression'], level=level, how='pipe' if compress else 'none'),
+                  commands=['sqlite3 online backup %s' % path] + ([_runner.mask_argv(compress)] if compress else []))
+    if check_mode:
+        return result
+    partial = _common.partial_name(dest)
+    copy = partial + '.db'
+    started = time.monotonic()
+    try:
+        _common.remove_path(copy)
+        online_backup(path, copy)
+        integrity_check(copy, quick=True)
+        if params['inventory']:
+            result['inventory'] = inventory(copy, checksums=params['checksums'])
+        remove_sidecars(copy)
+        if compress:
+            try:
+                _runner.pipeline([compress], stdin_path=copy, stdout_path=partial)
+            except _runner.CommandError as exc:
+                raise AppvaultError('compressing the copy of %s failed: %s' % (path, exc.msg))
+            os.unlink(copy)
+        else:
+            os.rename(copy, partial)
+        facts = _common.seal(partial)
+        if facts['size'] == 0:
+            raise AppvaultError('the backup of %s is empty; nothing was written to %s' % (path, dest))
+        _common.publish(partial, dest, sealed=True)
+    except OSError as exc:
+        raise AppvaultError('backup of %s to %s failed: %s' % (path, dest, exc))
+    finally:
+        _common.remove_path(copy)
+        remove_sidecars(copy)
+        _common.remove_path(partial)
+    facts['path'] = dest
+    result['artefact'] = facts
+    result['duration'] = round(time.monotonic() - started, 3)
+    return result

@@ -223,87 +223,18 @@ users:
   sample: {"path": "/var/backups/appvault/users.sql", "size": 1024, "sha256": "0f3c...", "type": "file"}
 '''
 
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.appvault.backup.plugins.module_utils import _common, _mysql
-from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 
 def argument_spec():
-    spec = _mysql.connection_argument_spec()
-    spec.update(
-        dest=dict(type='path', required=True),
-        force=dict(type='bool', default=False),
-        compression=dict(type='str', default='zstd', choices=['zstd', 'gzip', 'none']),
-        compression_level=dict(type='int'),
-        replace=dict(type='bool', default=False),
-        exclude_tables=dict(type='list', elements='str'),
-        exclude_table_data=dict(type='list', elements='str'),
-        users_dest=dict(type='path'),
-        inventory=dict(type='bool', default=True),
-        checksums=dict(type='bool', default=False),
-    )
-    return spec
+    return _mysql.dump_argument_spec()
 
 
 def run(module):
-    params = module.params
-    result = dict(changed=False)
-    dest = params['dest']
-    _common.check_destination(dest, params['force'])
-    if params['users_dest']:
-        _common.check_destination(params['users_dest'], params['force'])
-    cores = _common.cpu_count()
-    with _common.SecretDir() as secrets:
-        conn = _mysql.Connection(params, secrets)
-        result['server_version'] = conn.connect()
-        result['flavour'] = conn.flavour
-        if not conn.database_exists(params['name']):
-            raise AppvaultError('database "%s" does not exist on %s' % (params['name'], conn.where))
-        tool = _mysql.dump_tool(conn)
-        result['tool_version'] = tool['version']
-        plan = _mysql.dump_plan(conn, params, tool, cores)
-        level = params['compression_level']
-        if level is None and params['compression'] != 'none':
-            level = 3 if params['compression'] == 'zstd' else 1
-        result['compression'] = dict(method=params['compression'], level=level,
-                                     how='none' if params['compression'] == 'none' else 'pipe')
-        result['commands'] = _mysql.shown_commands(plan, conn.secrets)
-        skipped = set(params['exclude_tables'] or [])
-        loose = _mysql.non_transactional_tables(conn, params['name'], skipped)
-        if loose:
-            module.warn('database "%s" has non-transactional tables, which --single-transaction cannot dump at one '
-                        'consistent point in time: %s. Stop writes (maintenance mode) while dumping, or convert them '
-                        'to InnoDB.' % (params['name'], ', '.join(loose)))
-        result['changed'] = True
-        if module.check_mode:
-            if params['users_dest']:
-                result['commands'].append('accounts and grants to %s' % params['users_dest'])
-            return result
-        partial = _common.partial_name(dest)
-        _common.remove_path(partial)
-        started = time.monotonic()
-        try:
-            _mysql.dump(conn, plan, partial)
-            facts = _common.seal(partial)
-            if facts['size'] == 0:
-                raise AppvaultError('the dump of "%s" is empty; nothing was written to %s' % (params['name'], dest))
-            _common.publish(partial, dest, sealed=True)
-        except BaseException:
-            _common.remove_path(partial)
-            raise
-        facts['path'] = dest
-        result['artefact'] = facts
-        result['duration'] = round(time.monotonic() - started, 3)
-        if params['users_dest']:
-            result['commands'].append(_mysql.dump_users(conn, tool, params['users_dest'], params['force']))
-            result['users'] = _common.artefact_facts(params['users_dest'])
-        if params['inventory']:
-            result['inventory'] = _mysql.inventory(conn, checksums=params['checksums'], exclude_tables=skipped,
-                                                   exclude_table_data=params['exclude_table_data'] or [])
-    return result
+    return _mysql.run_dump(module.params, check_mode=module.check_mode, warn=module.warn)
 
 
 def main():

@@ -235,105 +235,18 @@ globals:
   sample: {"path": "/var/backups/appvault/globals.sql", "size": 1024, "sha256": "0f3c...", "type": "file"}
 '''
 
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appvault.backup.plugins.module_utils import _common, _postgres, _runner
-from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _postgres
 
 
 def argument_spec():
-    spec = _postgres.connection_argument_spec()
-    spec.update(
-        dest=dict(type='path', required=True),
-        force=dict(type='bool', default=False),
-        format=dict(type='str', default='custom', choices=['custom', 'directory', 'plain']),
-        compression=dict(type='str', default='zstd', choices=['zstd', 'gzip', 'none']),
-        compression_level=dict(type='int'),
-        jobs=dict(type='int', default=1),
-        schemas=dict(type='list', elements='str'),
-        exclude_schemas=dict(type='list', elements='str'),
-        exclude_tables=dict(type='list', elements='str'),
-        exclude_table_data=dict(type='list', elements='str'),
-        blobs=dict(type='bool', default=True),
-        quote_all_identifiers=dict(type='bool', default=True),
-        globals_dest=dict(type='path'),
-        globals_role_passwords=dict(type='bool', default=False, no_log=False),
-        inventory=dict(type='bool', default=True),
-        checksums=dict(type='bool', default=False),
-    )
-    return spec
+    return _postgres.dump_argument_spec()
 
 
 def run(module):
-    params = module.params
-    result = dict(changed=False, format=params['format'])
-    dest = params['dest']
-    if params['jobs'] < 1:
-        raise AppvaultError('jobs must be 1 or more, got %d' % params['jobs'])
-    _common.check_destination(dest, params['force'])
-    if params['globals_dest']:
-        _common.check_destination(params['globals_dest'], params['force'])
-    cores = _common.cpu_count()
-    with _common.SecretDir() as secrets:
-        conn = _postgres.Connection(params, secrets)
-        result['server_version'] = conn.connect()
-        tool, argv, pipe, warnings = _postgres.dump_plan(conn, params, cores)
-        for warning in warnings:
-            module.warn(warning)
-        result['tool_version'] = tool['version']
-        how = 'none' if params['compression'] == 'none' else ('pipe' if pipe else 'native')
-        if warnings:
-            how = 'none'
-        level = params['compression_level']
-        if level is None and how != 'none':
-            level = 3 if params['compression'] == 'zstd' else 6
-        result['compression'] = dict(method=params['compression'] if how != 'none' else 'none', level=level, how=how)
-        shown = _runner.mask_argv(argv)
-        if pipe:
-            shown += ' | ' + _runner.mask_argv(pipe)
-        result['commands'] = [shown]
-        result['changed'] = True
-        if module.check_mode:
-            return result
-        partial = _common.partial_name(dest)
-        _common.remove_path(partial)
-        started = time.monotonic()
-        # The inventory is read in the snapshot pg_dump uses, so its row counts are exactly the dump's.
-        session = conn.session() if params['inventory'] else None
-        try:
-            snapshot = _postgres.export_snapshot(conn, session) if session else None
-            positions = _postgres.sequence_positions(conn, session) if session else None
-            _postgres.dump(conn, params, partial, cores, snapshot)
-            facts = _common.seal(partial)
-            if facts['size'] == 0:
-                raise AppvaultError('pg_dump produced an empty dump of "%s"; nothing was written to %s' % (params['name'], dest))
-            if session:
-                result['inventory'] = _postgres.inventory(conn, schemas=params['schemas'], exclude_schemas=params['exclude_schemas'],
-                                                          checksums=params['checksums'], session=session)
-                moved = _postgres.settle_sequence_positions(result['inventory'], positions)
-                if moved:
-                    module.warn('sequences advanced while the dump ran (%s): their positions are recorded for information '
-                                'only and not verified on restore; stop writes during the backup for exact positions'
-                                % ', '.join(moved[:5]))
-            _common.publish(partial, dest, sealed=True)
-        except _runner.CommandError as exc:
-            _common.remove_path(partial)
-            raise AppvaultError('dump of database "%s" at %s failed: %s' % (params['name'], conn.where, exc.msg))
-        except BaseException:
-            _common.remove_path(partial)
-            raise
-        finally:
-            if session:
-                session.close()
-        facts['path'] = dest
-        result['artefact'] = facts
-        result['duration'] = round(time.monotonic() - started, 3)
-        if params['globals_dest']:
-            result['commands'].append(_runner.mask_argv(_postgres.dump_globals(conn, params, params['globals_dest'], params['force'])))
-            result['globals'] = _common.artefact_facts(params['globals_dest'])
-    return result
+    return _postgres.run_dump(module.params, check_mode=module.check_mode, warn=module.warn)
 
 
 def main():

@@ -1,0 +1,361 @@
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The host-side runner of scheduled backups (installed by the appvault.backup.schedule role).
+
+It runs on the managed host with plain python3 and no Ansible: the role copies ``plugins/module_utils`` there as
+a package tree, so the runner calls the very functions the modules call (one core). ``run`` does what the backup
+role does - run lock, optional maintenance, every database's dump, the archive, retention - and notifies;
+``check`` is for monitoring. The configuration is a 0600 JSON file the role renders from ``appvault_app``.
+
+Logging: under systemd (``JOURNAL_STREAM`` set) lines go to stderr with ``<N>`` priority prefixes, which the
+journal stores with the unit's SyslogIdentifier; otherwise to syslog through ``/dev/log`` when that socket exists
+(warnings and errors also to stderr, which cron mails); otherwise everything to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import random
+import secrets
+import socket
+import stat
+import sys
+import syslog
+import time
+import urllib.error
+import urllib.request
+
+from ansible_collections.appvault.backup.plugins.module_utils import (
+    _appdef, _archive, _catalog, _common, _mysql, _postgres, _preflight, _runner, _schedule, _sqlite)
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
+CONFIG_VERSION = 1
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 64, 75
+CHECK_OK, CHECK_CRITICAL, CHECK_UNKNOWN = 0, 2, 3
+ENGINES = {'postgresql': _postgres, 'mysql': _mysql, 'sqlite': _sqlite}
+DUMP_SUFFIX = {'postgresql': '.pgdump', 'mysql': '.sql', 'sqlite': '.sqlite'}
+# Dump options a database's ``options`` may set, per module family (as roles/backup/tasks/dump.yml passes them).
+DUMP_OPTIONS = {
+    'postgresql': ('format', 'jobs', 'compression', 'exclude_schemas', 'exclude_tables', 'exclude_table_data'),
+    'mysql': ('compression', 'replace', 'exclude_tables', 'exclude_table_data'),
+    'sqlite': ('compression',),
+}
+DEFAULTS = dict(version=CONFIG_VERSION, backup_dir='/var/backups/appvault', keep=7, label='', compression='zstd', recipients=[],
+                checksums=True, quiesce=False, lock_lease=0, hook_timeout=30, on_success={}, on_failure={},
+                check={}, destinations=[])
+HOOK_KEYS = ('webhook', 'command')
+
+
+class Locked(AppvaultError):
+    """The run lock is held by a live operation."""
+
+
+class Log(object):
+    """Lines to the journal, syslog or stderr (see the module's docstring)."""
+
+    def __init__(self, ident, stream=None, devlog='/dev/log'):
+        self.ident = ident
+        self.stream = stream or sys.stderr
+        self.journal = bool(os.environ.get('JOURNAL_STREAM'))
+        self.syslog = not self.journal and _is_socket(devlog)
+        if self.syslog:
+            syslog.openlog(ident, syslog.LOG_PID, syslog.LOG_DAEMON)
+
+    def emit(self, priority, text):
+        for line in str(text).splitlines() or ['']:
+            if self.journal:
+                self.stream.write('<%d>%s\n' % (priority, line))
+                continue
+            if self.syslog:
+                syslog.syslog(priority, line)
+            if not self.syslog or priority <= syslog.LOG_WARNING:
+                self.stream.write('%s[%d]: %s\n' % (self.ident, os.getpid(), line))
+        self.stream.flush()
+
+    def info(self, text):
+        self.emit(syslog.LOG_INFO, text)
+
+    def warning(self, text):
+        self.emit(syslog.LOG_WARNING, 'warning: %s' % text)
+
+    def error(self, text):
+        self.emit(syslog.LOG_ERR, 'error: %s' % text)
+
+
+def _is_socket(path):
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+# -- configuration -----------------------------------------------------------------
+def load_config(path):
+    """The runner's configuration: a JSON object readable by its owner only (it holds database passwords)."""
+    try:
+        st = os.stat(path)
+        with open(path) as fileobj:
+            data = json.load(fileobj)
+    except OSError as exc:
+        raise AppvaultError('cannot read the configuration %s: %s' % (path, exc.strerror or exc))
+    except ValueError as exc:
+        raise AppvaultError('the configuration %s is not valid JSON: %s' % (path, exc))
+    if st.st_mode & 0o077:
+        raise AppvaultError('the configuration %s holds secrets and must not be readable by group or others (mode %04o); '
+                            'chmod 0600 it' % (path, stat.S_IMODE(st.st_mode)))
+    if st.st_uid not in (0, os.geteuid()):
+        raise AppvaultError('the configuration %s must belong to root or to the user running the job' % path)
+    return check_config(data, path)
+
+
+def check_config(data, where='configuration'):
+    """``data`` with defaults filled in and every key checked; ``app`` resolved as the app_definition filter does."""
+    if not isinstance(data, dict):
+        raise AppvaultError('%s must hold a JSON object' % where)
+    unknown = sorted(set(data) - set(DEFAULTS) - {'app'})
+    if unknown:
+        raise AppvaultError('%s: unknown key %s (known: app, %s)' % (where, ', '.join(unknown), ', '.join(sorted(DEFAULTS))))
+    config = dict(DEFAULTS)
+    config.update(data)
+    if config['version'] != CONFIG_VERSION:
+        raise AppvaultError('%s has version %r; this runner reads version %d (run the schedule role again)'
+                            % (where, config['version'], CONFIG_VERSION))
+    if 'app' not in data:
+        raise AppvaultError('%s: app (the environment definition) is missing' % where)
+    config['app'] = _appdef.resolve(data['app'])
+    if not isinstance(config['backup_dir'], str) or not os.path.isabs(config['backup_dir']):
+        raise AppvaultError('%s: backup_dir must be an absolute path' % where)
+    for key in ('keep', 'lock_lease', 'hook_timeout'):
+        if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 0:
+            raise AppvaultError('%s: %s must be a whole number, 0 or more' % (where, key))
+    if config['compression'] not in ('zstd', 'gzip'):
+        raise AppvaultError('%s: compression must be zstd or gzip' % where)
+    for key in ('on_success', 'on_failure'):
+        hook = config[key] or {}
+        if not isinstance(hook, dict) or set(hook) - set(HOOK_KEYS):
+            raise AppvaultError('%s: %s may only hold %s' % (where, key, ' and '.join(HOOK_KEYS)))
+        url = hook.get('webhook')
+        if url and not str(url).startswith(('http://', 'https://')):
+            raise AppvaultError('%s: %s.webhook must be an http:// or https:// URL' % (where, key))
+        config[key] = dict(webhook=url or None, command=_appdef.command_list(hook.get('command'), '%s.command' % key))
+    if config['destinations']:
+        # Uploads from the scheduled job are not implemented yet: refuse rather than silently keep backups local.
+        raise AppvaultError('%s: destinations are not supported by the scheduled job yet' % where)
+    check = config['check'] or {}
+    config['check'] = dict(max_age=None if check.get('max_age') in (None, '') else _schedule.parse_duration(check['max_age'], 'check.max_age'),
+                           min_size=None if check.get('min_size') in (None, '') else _schedule.parse_size(check['min_size'], 'check.min_size'))
+    return config
+
+
+# -- the steps ---------------------------------------------------------------------
+def as_owner(argv, owner):
+    """``argv`` run as the application's owner (runuser, as root), or as it is when that is who runs already."""
+    if not owner or os.geteuid() != 0 or pwd.getpwuid(os.geteuid()).pw_name == owner:
+        return list(argv)
+    return [_common.find_tool('runuser', 'util-linux'), '-u', owner, '--'] + list(argv)
+
+
+def app_commands(app, step, log):
+    """Run the app's ``step`` commands in its root as its owner; return the last one's stdout."""
+    out = ''
+    for argv in app['commands'][step]:
+        log.info('%s: %s' % (step.replace('_', ' '), ' '.join(argv)))
+        try:
+            out = _runner.run(as_owner(argv, app['owner']), cwd=app['root']).get('stdout') or ''
+        except _runner.CommandError as exc:
+            raise AppvaultError('%s command %s failed: %s' % (step, ' '.join(argv), exc.msg))
+    return out
+
+
+def dump_params(db, work_dir, checksums):
+    """The dump module's parameters for one resolved database, defaults filled in (roles/backup/tasks/dump.yml)."""
+    family = db['module']
+    engine = ENGINES[family]
+    params = dict((key, spec.get('default')) for key, spec in engine.dump_argument_spec().items())
+    if family == 'sqlite':
+        params['path'] = db['path']
+    else:
+        params.update(_preflight.connection_params(db))
+        if db.get('schemas'):
+            params['schemas'] = db['schemas']
+    for key in DUMP_OPTIONS[family]:
+        if db['options'].get(key) is not None:
+            params[key] = db['options'][key]
+    params.update(dest=os.path.join(work_dir, db['id'] + DUMP_SUFFIX[family]), checksums=bool(checksums))
+    return params
+
+
+def dump_all(app, work_dir, checksums, log):
+    entries = []
+    for db in app['databases']:
+        started = time.monotonic()
+        result = ENGINES[db['module']].run_dump(dump_params(db, work_dir, checksums), warn=log.warning)
+        log.info('dumped database %s (%s %s): %s in %.1f s' % (db['id'], db['engine'], result.get('server_version'),
+                                                               _common.human_size(result['artefact']['size']), time.monotonic() - started))
+        entries.append(_archive.dump_entry(result, db['id']))
+    return entries
+
+
+def dump_and_archive(config, app, version, token, log):
+    """Every database dumped into a private work directory, then the archive; the work directory is removed."""
+    work_dir = os.path.join(config['backup_dir'], '.work-%s' % token)
+    os.mkdir(work_dir, 0o700)
+    try:
+        entries = dump_all(app, work_dir, config['checksums'], log)
+        return _archive.create(config['backup_dir'], dict(name=app['name'], profile=app['profile'], version=version), entries,
+                               app['paths'], root=app['root'], label=config['label'] or None, compression=config['compression'],
+                               recipients=config['recipients'] or None, warn=log.warning)
+    finally:
+        _common.remove_path(work_dir)
+
+
+def backup(config, log):
+    """One scheduled backup; returns a summary dict. Raises Locked or AppvaultError."""
+    app = config['app']
+    backup_dir = config['backup_dir']
+    if not os.path.isdir(backup_dir):
+        os.makedirs(backup_dir, 0o700)
+    lock = _catalog.RunLock(backup_dir, 'scheduled-%s' % secrets.token_hex(8))
+    try:
+        taken = lock.acquire('scheduled backup of %s' % app['name'], lease=config['lock_lease'] or None, pid=os.getpid())
+    except AppvaultError as exc:
+        if 'holder' in exc.details:
+            raise Locked(exc.msg)
+        raise
+    if taken['recovered']:
+        log.warning('took over a stale lock: %s' % taken['recovered'])
+    started = time.monotonic()
+    try:
+        _preflight.run(app, backup_dir, 'backup', config['compression'], config['recipients'] or None)
+        version = app['version']
+        if version is None and app['commands']['version']:
+            version = app_commands(app, 'version', log).strip() or None
+        maintenance = config['quiesce'] and bool(app['commands']['maintenance_on'])
+        try:
+            if maintenance:
+                app_commands(app, 'maintenance_on', log)
+            archive = dump_and_archive(config, app, version, lock.token, log)
+        except BaseException:
+            if maintenance:
+                try:
+                    app_commands(app, 'maintenance_off', log)
+                except AppvaultError as exc:  # the first failure is the one reported
+                    log.error(exc.msg)
+            raise
+        if maintenance:
+            app_commands(app, 'maintenance_off', log)
+        log.info('archive %s written: %s, sha256 %s' % (archive['name'], _common.human_size(archive['size']), archive['sha256']))
+        # Uploads to config['destinations'] go here, before retention, once the scheduled job supports them.
+        pruned = _catalog.prune(backup_dir, keep_last=config['keep'], warn=log.warning)
+        removed = ': ' + ', '.join(pruned['removed']) if pruned['removed'] else ''
+        log.info('retention (keep %d): kept %d, removed %d%s' % (config['keep'], len(pruned['kept']), len(pruned['removed']), removed))
+    finally:
+        lock.release()
+    return dict(name=archive['name'], path=archive['path'], size=archive['size'], sha256=archive['sha256'],
+                duration=round(time.monotonic() - started, 1), removed=pruned['removed'])
+
+
+def notify(hook, event, log, timeout):
+    """Tell the hook's webhook (JSON POST) and command (APPVAULT_* environment) about ``event``; never raises."""
+    if hook['webhook']:
+        # The scheme is checked in check_config: http or https only.
+        request = urllib.request.Request(hook['webhook'], data=json.dumps(event, sort_keys=True).encode('utf-8'),  # noqa: S310
+                                         method='POST', headers={'Content-Type': 'application/json', 'User-Agent': 'appvault-run'})
+        try:
+            # The host has no Ansible, so not ansible.module_utils.urls: the standard library's opener.
+            with urllib.request.build_opener().open(request, timeout=timeout) as response:
+                log.info('webhook notified (%s): HTTP %d' % (event['status'], response.status))
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            log.error('webhook for %s failed: %s' % (event['status'], getattr(exc, 'reason', None) or exc))
+    env = dict(('APPVAULT_%s' % key.upper(), '' if value is None else str(value)) for key, value in event.items())
+    for argv in hook['command']:
+        try:
+            _runner.run(argv, env=env)
+            log.info('%s command ran: %s' % (event['status'], argv[0]))
+        except _runner.CommandError as exc:
+            log.error('%s command failed: %s' % (event['status'], exc.msg))
+
+
+def run(config, log, random_delay=0):
+    """The ``run`` subcommand: back up, notify, and return the exit status."""
+    app = config['app']
+    if random_delay:
+        time.sleep(random.uniform(0, random_delay))  # noqa: S311 - spreading start times, not cryptography
+    log.info('scheduled backup of %s into %s started' % (app['name'], config['backup_dir']))
+    event = dict(app=app['name'], host=socket.gethostname(), status='success', message='', backup=None, path=None, size=None)
+    try:
+        summary = backup(config, log)
+    except Locked as exc:
+        code, event['message'] = EXIT_LOCKED, exc.msg
+    except AppvaultError as exc:
+        code, event['message'] = EXIT_FAILED, exc.msg
+    except (OSError, _runner.CommandError) as exc:
+        code, event['message'] = EXIT_FAILED, getattr(exc, 'msg', None) or str(exc)
+    else:
+        code = EXIT_OK
+        event.update(message='backup %s written (%s) in %.1f s' % (summary['name'], _common.human_size(summary['size']), summary['duration']),
+                     backup=summary['name'], path=summary['path'], size=summary['size'])
+    if code == EXIT_OK:
+        log.info(event['message'])
+        notify(config['on_success'], event, log, config['hook_timeout'])
+    else:
+        event['status'] = 'failure'
+        log.error('scheduled backup of %s failed: %s' % (app['name'], event['message']))
+        notify(config['on_failure'], event, log, config['hook_timeout'])
+    return code
+
+
+def check(config, max_age=None, min_size=None, now=None):
+    """The ``check`` subcommand: (exit status, one line) about the newest valid backup, for monitoring."""
+    max_age = config['check']['max_age'] if max_age is None else max_age
+    min_size = config['check']['min_size'] if min_size is None else min_size
+    entries, _ignored = _catalog.list_backups(config['backup_dir'])
+    newest = _catalog.latest(entries)
+    if newest is None:
+        return CHECK_CRITICAL, 'CRITICAL: no valid backup in %s (%d archive%s listed)' % (
+            config['backup_dir'], len(entries), '' if len(entries) == 1 else 's')
+    age = (now if now is not None else time.time()) - _catalog.parse_time(newest['created_at']).timestamp()
+    text = 'newest valid backup %s, %s old, %s' % (newest['name'], _schedule.human_duration(max(age, 0)), _common.human_size(newest['size']))
+    problems = []
+    if max_age is not None and age > max_age:
+        problems.append('older than %s' % _schedule.human_duration(max_age))
+    if min_size is not None and newest['size'] < min_size:
+        problems.append('smaller than %s' % _common.human_size(min_size))
+    if problems:
+        return CHECK_CRITICAL, 'CRITICAL: %s: %s' % (text, ' and '.join(problems))
+    return CHECK_OK, 'OK: %s' % text
+
+
+def parser():
+    top = argparse.ArgumentParser(prog='appvault-run', description='Scheduled backups of appvault.backup, without Ansible.')
+    top.add_argument('--config', required=True, help='the JSON configuration the schedule role wrote')
+    sub = top.add_subparsers(dest='command', required=True)
+    one = sub.add_parser('run', help='back up now (what the timer or cron entry runs)')
+    one.add_argument('--random-delay', type=int, default=0, metavar='SECONDS', help='first wait a random time up to SECONDS')
+    mon = sub.add_parser('check', help='exit 2 when the newest valid backup is too old or too small (monitoring)')
+    mon.add_argument('--max-age', help='for example 26h or 2d (default: the configuration\'s)')
+    mon.add_argument('--min-size', help='for example 1M (default: the configuration\'s)')
+    return top
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    os.umask(0o077)
+    try:
+        config = load_config(args.config)
+    except AppvaultError as exc:
+        sys.stderr.write('appvault-run: %s\n' % exc.msg)
+        return EXIT_USAGE if args.command == 'run' else CHECK_UNKNOWN
+    if args.command == 'check':
+        try:
+            max_age = None if args.max_age is None else _schedule.parse_duration(args.max_age, '--max-age')
+            min_size = None if args.min_size is None else _schedule.parse_size(args.min_size, '--min-size')
+            code, line = check(config, max_age, min_size)
+        except AppvaultError as exc:
+            code, line = CHECK_UNKNOWN, 'UNKNOWN: %s' % exc.msg
+        sys.stdout.write(line + '\n')
+        return code
+    return run(config, Log('appvault-%s' % config['app']['name']), random_delay=args.random_delay)
