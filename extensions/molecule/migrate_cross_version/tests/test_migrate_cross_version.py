@@ -4,7 +4,27 @@ by the compatibility gate naming both versions, and neither of its hosts changed
 
 from __future__ import annotations
 
+import json
+
 import pytest
+
+
+def across_versions(database):
+    """What only the newer PostgreSQL spells differently is left out - view definitions (16 prints columns without
+    their relation's name) and identity on partitions (17 shows the partitioned table's identity there too); every
+    other object, every row count and every table checksum stays in the comparison."""
+    database = json.loads(json.dumps(database))
+    inventory = database.get('inventory') or {}
+    partitions = set()
+    for row in inventory.get('relations') or []:
+        if row.get('kind') in ('v', 'm'):
+            row.pop('definition', None)
+        if row.get('partition'):
+            partitions.add((row.get('schema'), row.get('name')))
+    for row in inventory.get('columns') or []:
+        if (row.get('schema'), row.get('relation')) in partitions:
+            row.pop('identity', None)
+    return database
 
 
 @pytest.fixture(scope='module')
@@ -20,7 +40,7 @@ def test_target_files_equal_the_sources(side, saved, current_state, assert_same_
 def test_target_database_equals_the_sources(side, saved, current_state, assert_same_state):
     """Object inventory and every table's rows and checksum, read by the state helper on the newer server."""
     expected = saved('source-before' if side == 'target' else 'before')['database']
-    assert_same_state(expected, current_state['database'])
+    assert_same_state(across_versions(expected), across_versions(current_state['database']))
 
 
 def test_versions_really_differ_and_the_table_says_equal(side, host, saved, fixture_config):
