@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.appvault.backup.plugins.module_utils import _postgres
+from ansible_collections.appvault.backup.plugins.module_utils import _inventory, _postgres
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError, SecretDir
 
 
@@ -88,3 +88,29 @@ def test_quoting_helpers():
     assert _postgres.sql_literal("O'Brien") == "'O''Brien'"
     assert _postgres.sql_ident('we"ird') == '"we""ird"'
     assert _postgres.conninfo_value("a'b\\c") == "'a\\'b\\\\c'"
+
+
+def test_across_major_versions_views_compare_without_relation_qualifiers():
+    """PostgreSQL 16 stopped qualifying columns in pg_get_viewdef where it need not (a 15 -> 17 migration)."""
+    recorded = {'_server_version': '15.18', 'tables': {'app.users': {'kind': 'table', 'columns': ['id integer NOT NULL']}},
+                'views': {'app.active_users': {'kind': 'view', 'definition':
+                          " SELECT users.id,\n    app.project_count(users.id) AS projects\n   FROM app.users\n  WHERE users.status = 'a';"}}}
+    restored = {'_server_version': '17.6', 'tables': recorded['tables'],
+                'views': {'app.active_users': {'kind': 'view', 'definition':
+                          " SELECT id,\n    app.project_count(id) AS projects\n   FROM app.users\n  WHERE status = 'a';"}}}
+    expected, actual = _postgres.comparable(recorded, restored)
+    assert _inventory.compare(expected, actual) == []
+    # the same major version compares the text as it is
+    same = dict(restored, _server_version='15.18')
+    assert _inventory.compare(*_postgres.comparable(recorded, same)) != []
+
+
+def test_postgresql_17_identity_on_partitions_counts_as_recorded_but_nothing_else_does():
+    recorded = {'_server_version': '15.18', 'tables': {
+        'app.m_2025': {'kind': 'table', 'columns': ['id bigint NOT NULL', 'v double precision']}}}
+    restored = {'_server_version': '17.6', 'tables': {
+        'app.m_2025': {'kind': 'table', 'columns': ['id bigint NOT NULL GENERATED ALWAYS AS IDENTITY', 'v double precision']}}}
+    assert _inventory.compare(*_postgres.comparable(recorded, restored)) == []
+    changed = {'_server_version': '17.6', 'tables': {
+        'app.m_2025': {'kind': 'table', 'columns': ['id bigint GENERATED ALWAYS AS IDENTITY', 'v double precision']}}}
+    assert _inventory.compare(*_postgres.comparable(recorded, changed)) != []
