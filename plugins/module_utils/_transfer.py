@@ -1,0 +1,182 @@
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Host-to-host transfer of one archive and its checksum file: rsync over SSH, straight from the host it runs on.
+
+The archive travels to a hidden partial name in the destination directory (``.<name>.partial``; rsync
+``--append-verify`` resumes an interrupted transfer there), its sha256 is computed on the receiving host and compared
+with the sender's checksum file, and only then are archive and checksum file renamed into place there, checksum
+file last, so a listing never sees an archive that is incomplete or unverified. No ``-z``: archives are compressed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import time
+
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _manifest, _runner
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
+DEST_RE = re.compile(r'^(?:(?P<user>[^@:/\s]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^@:/\s\[\]]+):(?P<dir>/.*)$')
+MISMATCH_RC = 65  # the receiving side's exit status when the sha256 differs
+
+
+def parse_dest(dest):
+    """``user@host:/dir`` (user optional, IPv6 address in brackets) as (user, host, dir)."""
+    match = DEST_RE.match(dest or '')
+    if not match:
+        raise AppvaultError('dest %r is not user@host:/absolute/dir (the user is optional, an IPv6 address goes in brackets)' % dest)
+    directory = os.path.normpath(match.group('dir'))
+    return match.group('user'), match.group('host').strip('[]'), directory
+
+
+def known_hosts_lines(host, port, host_keys):
+    """known_hosts lines that make ``host_keys`` (``type base64 [comment]``) the keys of ``host`` on ``port``."""
+    name = host if port == 22 else '[%s]:%d' % (host, port)
+    lines = []
+    for key in host_keys:
+        fields = key.split()
+        if len(fields) < 2 or not fields[0].startswith(('ssh-', 'ecdsa-', 'sk-')):
+            raise AppvaultError('host_keys: %r is not an SSH public key (type and base64 data)' % key[:60])
+        lines.append('%s %s %s\n' % (name, fields[0], fields[1]))
+    return ''.join(lines)
+
+
+def ssh_argv(port, identity=None, known_hosts=None, connect_timeout=10):
+    """The ssh client: batch mode (never a prompt), strict host key checking, no user or system configuration."""
+    argv = [_common.find_tool('ssh', 'openssh-client'), '-F', '/dev/null', '-p', str(port),
+            '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', 'ConnectTimeout=%d' % connect_timeout,
+            '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=4', '-o', 'LogLevel=ERROR']
+    if identity:
+        argv += ['-o', 'IdentitiesOnly=yes', '-i', identity]
+    if known_hosts:
+        argv += ['-o', 'UserKnownHostsFile=%s' % known_hosts, '-o', 'GlobalKnownHostsFile=/dev/null']
+    return argv
+
+
+def rsync_argv(ssh, src, login, remote_partial, timeout):
+    """rsync of one file to its partial name: resumable (--append-verify, which writes in place), no compression."""
+    return [_common.find_tool('rsync'), '--append-verify', '--perms', '--chmod=F0600', '--timeout=%d' % timeout,
+            '--rsh=%s' % ' '.join(shlex.quote(a) for a in ssh), '--', src, '%s:%s' % (login, remote_partial)]
+
+
+def names(directory, archive_name):
+    final = os.path.join(directory, archive_name)
+    return dict(final=final, partial=_common.partial_name(final), sidecar=final + _manifest.CHECKSUM_SUFFIX,
+                sidecar_partial=_common.partial_name(final + _manifest.CHECKSUM_SUFFIX))
+
+
+def state_script(directory, paths, create):
+    """Receiving side, before: (create the directory 0700,) then print the final archive's recorded digest and the
+    size of a partial left by an interrupted transfer."""
+    quoted = dict((k, shlex.quote(v)) for k, v in paths.items())
+    return ' '.join([
+        'set -e;', ('mkdir -p -m 0700 -- %s;' % shlex.quote(directory)) if create else '',
+        'd=; p=0;',
+        'if [ -f %(final)s ] && [ -f %(sidecar)s ]; then d=$(head -c 64 %(sidecar)s); fi;' % quoted,
+        'if [ -f %(partial)s ]; then p=$(wc -c < %(partial)s); fi;' % quoted,
+        'echo "final=$d partial=$p"'])
+
+
+def finish_script(paths, digest, archive_name):
+    """Receiving side, after: sha256 of the partial against ``digest``; on a match the checksum file is written,
+    both are flushed and renamed into place (checksum file last); on a mismatch the partial is removed."""
+    quoted = dict((k, shlex.quote(v)) for k, v in paths.items())
+    quoted.update(digest=shlex.quote(digest), line=shlex.quote('%s  %s' % (digest, archive_name)), rc=MISMATCH_RC)
+    return ' '.join([
+        'set -e; umask 077;',
+        'got=$(sha256sum < %(partial)s); got=${got%%%% *};' % quoted,
+        'if [ "$got" != %(digest)s ]; then rm -f -- %(partial)s;'
+        ' echo "sha256 on arrival is $got, the sender recorded "%(digest)s >&2; exit %(rc)d; fi;' % quoted,
+        'printf "%%s\\n" %(line)s > %(sidecar_partial)s;' % quoted,
+        'chmod 0600 -- %(partial)s %(sidecar_partial)s;' % quoted,
+        'sync -- %(partial)s %(sidecar_partial)s;' % quoted,
+        'mv -f -- %(partial)s %(final)s;' % quoted,
+        'mv -f -- %(sidecar_partial)s %(sidecar)s;' % quoted,
+        'sync -- "$(dirname -- %(final)s)"; echo verified' % quoted])
+
+
+def _remote(ssh, login, script, what):
+    try:
+        return _runner.run(ssh + [login, script])
+    except _runner.CommandError as exc:
+        raise AppvaultError('%s failed: %s' % (what, exc.msg))
+
+
+def source_digest(src):
+    """The sha256 the checksum file next to ``src`` records, or the file's own when there is none."""
+    sidecar = src + _manifest.CHECKSUM_SUFFIX
+    if os.path.exists(sidecar):
+        return _manifest.read_checksum_file(sidecar), sidecar
+    return _common.sha256_file(src), None
+
+
+def send(src, dest, port=22, identity=None, host_keys=None, known_hosts=None, timeout=300, connect_timeout=10, force=False,
+         check_mode=False):
+    """Push ``src`` (and its checksum) to ``dest`` (``user@host:/dir``); returns the result dict."""
+    src = os.path.abspath(src)
+    if not os.path.isfile(src):
+        raise AppvaultError('src %s does not exist or is not a file' % src)
+    user, host, directory = parse_dest(dest)
+    login = '%s@%s' % (user, host) if user else host
+    name = os.path.basename(src)
+    digest, sidecar = source_digest(src)
+    size = os.path.getsize(src)
+    paths = names(directory, name)
+    result = dict(changed=False, mode='direct', src=src, dest=dest, path=paths['final'], size=size, sha256=digest,
+                  checksum_file=sidecar is not None, resumed_bytes=0)
+    with _common.SecretDir() as secrets:
+        if host_keys:
+            known_hosts = secrets.write('known_hosts', known_hosts_lines(host, port, host_keys))
+        ssh = ssh_argv(port, identity, known_hosts, connect_timeout)
+        state = _remote(ssh, login, state_script(directory, paths, create=not check_mode), 'connecting to %s as %s' % (host, user or 'the default user'))
+        found = dict(item.split('=', 1) for item in state['stdout'].split())
+        if found.get('final'):
+            if found['final'] == digest:
+                return result
+            if not force:
+                raise AppvaultError('%s already exists on %s with another sha256 (%s); nothing was sent (force: true replaces it)'
+                                    % (paths['final'], host, found['final']))
+        result['changed'] = True
+        result['resumed_bytes'] = int(found.get('partial') or 0)
+        if check_mode:
+            return result
+        started = time.monotonic()
+        try:
+            _runner.run(rsync_argv(ssh, src, login, paths['partial'], timeout))
+        except _runner.CommandError as exc:
+            raise AppvaultError('sending %s to %s failed (the partial %s is kept there for a resumed transfer, never under the '
+                                'archive name): %s' % (name, host, paths['partial'], exc.msg))
+        try:
+            _runner.run(ssh + [login, finish_script(paths, digest, name)])
+        except _runner.CommandError as exc:
+            mismatch = any(stage['rc'] == MISMATCH_RC for stage in exc.stages)
+            raise AppvaultError('%s arrived on %s but %s; %s' % (
+                name, host, 'its sha256 differs from the checksum file' if mismatch else 'could not be verified and renamed',
+                'the partial was removed, nothing looks valid there' if mismatch else exc.msg), sha256=digest)
+        result['duration'] = round(time.monotonic() - started, 3)
+    return result
+
+
+def probe(dest, port=22, identity=None, host_keys=None, known_hosts=None, connect_timeout=10):
+    """Whether this host can log in to ``dest`` and finds rsync and sha256sum there; a refusal is a result, not an error."""
+    user, host, _directory = parse_dest(dest)
+    login = '%s@%s' % (user, host) if user else host
+    result = dict(changed=False, reachable=False, dest=dest)
+    with _common.SecretDir() as secrets:
+        try:
+            _common.find_tool('rsync')
+            if host_keys:
+                known_hosts = secrets.write('known_hosts', known_hosts_lines(host, port, host_keys))
+            _runner.run(ssh_argv(port, identity, known_hosts, connect_timeout) + [login, 'command -v rsync && command -v sha256sum'])
+        except _runner.CommandError as exc:
+            failed = exc.stages[-1] if exc.stages else {}
+            result['reason'] = ('cannot log in to %s: %s' % (host, failed.get('stderr') or exc.msg) if failed.get('rc') == 255
+                                else 'rsync or sha256sum is not installed on %s' % host)
+            return result
+        except AppvaultError as exc:  # no ssh or rsync on this host
+            result['reason'] = exc.msg
+            return result
+    result['reachable'] = True
+    return result
