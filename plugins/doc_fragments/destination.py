@@ -24,7 +24,8 @@ options:
       kind:
         description:
           - V(s3) any S3-compatible endpoint, V(sftp) an SSH server, V(rclone) any remote configured in rclone.
-          - V(host) (another inventory host) is not supported yet and is refused with a message saying so.
+          - V(host) (another inventory host) is served by the roles and the C(list)/C(prune) playbooks through the
+            migrate role's transfer; the modules refuse it.
         type: str
         required: true
         choices: [s3, sftp, rclone, host]

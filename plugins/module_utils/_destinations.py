@@ -111,8 +111,8 @@ def check(dest):
         raise AppvaultError('a destination needs a name of letters, digits, "_", ".", "-" (got %r)' % (name,))
     kind = dest.get('kind')
     if kind == 'host':
-        raise AppvaultError('destination %s: kind host is not yet supported (copies to another inventory host come with the '
-                            'migrate role\'s transfer); use s3, sftp or rclone' % name)
+        raise AppvaultError('destination %s: kind host (another inventory host) is served by the roles and playbooks through '
+                            'the migrate role\'s transfer, not by this module, which handles s3, sftp and rclone' % name)
     if kind not in SUPPORTED_KINDS:
         raise AppvaultError('destination %s: kind %r is not one of %s' % (name, kind, ', '.join(SUPPORTED_KINDS)))
     required = dict(s3=('bucket',), sftp=('host',), rclone=('remote',))[kind]

@@ -9,6 +9,7 @@ killed mid-transfer) and check that it is reported and nothing is left looking v
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -79,11 +80,15 @@ def sftp(tmp_path_factory):
     image = subprocess.run(['bash', str(REPO / 'tests' / 'setup' / 'images.sh'), 'bookworm'],
                            capture_output=True, text=True, check=True).stdout.split()[-1]
     name = 'appvault-dest-%s' % secrets.token_hex(5)
+    root_key = work / 'id_ed25519'
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', 'appvault-dest-test', '-f', str(root_key)], check=True)
     podman('network', 'create', '--disable-dns', name)
     try:
         podman('run', '--detach', '--name', name, '--network', name, '--publish', '127.0.0.1::22',
-               '--tmpfs', '/srv/tiny:rw,size=1m,mode=1777', '--env', 'PW=%s' % SFTP_PASSWORD, image, '/bin/sh', '-c',
+               '--tmpfs', '/srv/tiny:rw,size=1m,mode=1777', '--env', 'PW=%s' % SFTP_PASSWORD,
+               '--env', 'AUTHORIZED_KEY=%s' % Path(str(root_key) + '.pub').read_text().strip(), image, '/bin/sh', '-c',
                'useradd -m -s /bin/sh offsite && echo "offsite:$PW" | chpasswd && install -d -o offsite -m 0700 /srv/backups'
+               ' && install -d -m 0700 /root/.ssh && printf "%s\\n" "$AUTHORIZED_KEY" > /root/.ssh/authorized_keys'
                ' && install -d -m 0755 /run/sshd && ssh-keygen -A && exec /usr/sbin/sshd -D -e')
         port = int(podman('port', name, '22/tcp').rsplit(':', 1)[1])
         wait_for_port(port, banner=b'SSH-2.0-OpenSSH')
@@ -95,7 +100,11 @@ def sftp(tmp_path_factory):
 
         def sh(script):
             return podman('exec', name, 'sh', '-c', script)
-        yield dict(destination=destination, sh=sh)
+        # The same container as an inventory host, for the host destination (root over SSH with its own key).
+        inventory_host = dict(ansible_host='127.0.0.1', ansible_port=port, ansible_user='root', ansible_ssh_private_key_file=str(root_key),
+                              ansible_python_interpreter='/usr/bin/python3',
+                              ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null')
+        yield dict(destination=destination, sh=sh, port=port, inventory_host=inventory_host)
     finally:
         subprocess.run(['podman', 'rm', '--force', '--time', '0', name], capture_output=True, check=False)
         subprocess.run(['podman', 'network', 'rm', '--force', name], capture_output=True, check=False)
@@ -246,7 +255,8 @@ def test_secrets_stay_out_of_argv_and_results(tmp_path, s3, sftp):
 
 def test_bad_destinations_are_named_before_anything_changes(pg_app, s3):
     cases = [
-        (dict(name='h', kind='host'), 'destination h: kind host is not yet supported'),
+        (dict(name='h', kind='host', host='nowhere', path='/srv/x'), 'destination h (kind host) needs host, another host of the inventory (got nowhere)'),
+        (dict(name='n', bucket='backups'), 'every entry of appvault_backup_destinations needs a kind and a name'),
         (dict(name='b', kind='s3'), 'destination b (s3) needs bucket'),
         (dict(s3['destination'], prefix='../up'), "prefix '../up' must not contain"),
         (dict(s3['destination'], secret_access_key='wrong-secret'), 'destination offsite:'),
@@ -256,3 +266,31 @@ def test_bad_destinations_are_named_before_anything_changes(pg_app, s3):
         assert proc.returncode != 0 and message in proc.stdout, (message, failures)
         assert 'wrong-secret' not in proc.stdout
     assert not pg_app.backups.exists() or not list(pg_app.backups.glob('fixture-*')), 'nothing was backed up'
+
+
+def test_host_destination_through_the_migrate_transfer(pg_app, sftp):
+    """kind host: the archive goes to another inventory host by the migrate role's transfer; list and prune work there."""
+    inventory = json.loads(pg_app.inventory.read_text())
+    inventory['all']['children']['vaults'] = {'hosts': {'vaulthost': sftp['inventory_host']}}
+    pg_app.inventory.write_text(json.dumps(inventory))
+    destinations = [dict(name='standby', kind='host', host='vaulthost', path='/srv/hostcopies', address='127.0.0.1',
+                         port=sftp['port'], user='root', keep_last=1)]
+    names = []
+    for _round in range(2):
+        proc, data, failures = run_book('backup.yml', pg_app.inventory, {'appvault_backup_destinations': destinations})
+        assert proc.returncode == 0 and not failures, (failures, proc.stdout[-3000:])
+        summary = data['global_custom_stats']['appvault_backup']['localhost']
+        copy = summary['destinations'][0]
+        assert copy['name'] == 'standby' and copy['mode'] == 'direct' and not copy['failed'], copy
+        assert sftp['sh']('sha256sum /srv/hostcopies/%s' % summary['name']).split()[0] == summary['sha256']
+        names.append(summary['name'])
+    # keep_last 1 there: only the second is left, with its checksum file; the local directory keeps both.
+    assert sftp['sh']('ls -A /srv/hostcopies').split() == [names[1], names[1] + '.sha256']
+    assert {names[0], names[1]} <= set(p.name for p in pg_app.backups.iterdir())
+    proc, data, failures = run_book('list.yml', pg_app.inventory, {'appvault_destination': 'standby', 'appvault_list_verify': True,
+                                                                   'appvault_backup_destinations': destinations})
+    assert proc.returncode == 0 and not failures, failures
+    assert data['global_custom_stats']['appvault_list']['localhost'] == [names[1]]
+    proc, _data, failures = run_book('restore.yml', pg_app.inventory, {'appvault_restore_confirm': True, 'appvault_restore_from': 'standby',
+                                                                       'appvault_backup_destinations': destinations})
+    assert proc.returncode != 0 and 'A host destination' in str(failures), failures

@@ -23,7 +23,7 @@ S3 = dict(name='offsite', kind='s3', endpoint='https://s3.example.com', bucket='
 
 
 @pytest.mark.parametrize('dest, message', [
-    (dict(name='h', kind='host'), 'destination h: kind host is not yet supported'),
+    (dict(name='h', kind='host'), 'destination h: kind host (another inventory host) is served by the roles'),
     (dict(name='b', kind='s3'), 'destination b (s3) needs bucket'),
     (dict(name='b', kind='s3', bucket='Bad_Bucket'), "bucket 'Bad_Bucket' is not a valid bucket name"),
     (dict(name='s', kind='sftp'), 'destination s (sftp) needs host'),
