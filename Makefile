@@ -64,7 +64,7 @@ images: system-deps
 	@bash tests/setup/images.sh bookworm >/dev/null
 
 # Each scenario in extensions/molecule runs on its own fresh host (real SSH); all run, then the summary decides.
-MOLECULE_SCENARIOS ?= backup_restore_postgresql backup_restore_mariadb restore_failure
+MOLECULE_SCENARIOS ?= backup_restore_postgresql backup_restore_mariadb restore_failure migrate migrate_cross_version migrate_failure
 molecule: deps images
 	@passed=0; failed=0; for scenario in $(MOLECULE_SCENARIOS); do start=$$SECONDS; \
 	  if PATH=$(BIN):$$PATH $(BIN)/molecule test -s $$scenario; then passed=$$((passed + 1)); result=passed; \

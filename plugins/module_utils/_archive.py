@@ -535,7 +535,7 @@ def set_members(manifest, root):
     return out
 
 
-def _current_tree(dest):
+def current_tree(dest):
     out = {}
     if not os.path.lexists(dest):
         return out
@@ -559,7 +559,7 @@ def _current_tree(dest):
 
 def tree_changes(dest, wanted, uid=-1, gid=-1):
     """What restoring ``wanted`` (from set_members) over ``dest`` would add, change and remove."""
-    current = _current_tree(dest)
+    current = current_tree(dest)
     added = sorted(set(wanted) - set(current))
     removed = sorted(set(current) - set(wanted))
     changed = []

@@ -56,12 +56,7 @@ def list_playbook_options():
 
 
 def migrate_options():
-    spec = REPO / 'roles' / 'migrate' / 'meta' / 'argument_specs.yml'
-    if spec.exists():
-        return role_options('migrate')
-    # Until issue 7: only the variables DESIGN.md says the roles share, as the restore role specifies them.
-    shared = {'appvault_app', 'appvault_backup_dir', 'appvault_restore_backup', 'appvault_restore_confirm'}
-    return {k: v for k, v in role_options('restore').items() if k in shared}
+    return role_options('migrate')
 
 
 OPTIONS = {'backup': lambda: role_options('backup'), 'restore': lambda: role_options('restore'),
@@ -142,8 +137,9 @@ def test_survey_question_agrees_with_the_argument_spec(template, question):
             variable, question['default'], value, option.get('default'))
 
 
-def test_restore_needs_an_explicit_confirmation():
-    confirm = next(q for q in SURVEYS['restore']['spec'] if q['variable'] == 'appvault_restore_confirm')
+@pytest.mark.parametrize('template, variable', [('restore', 'appvault_restore_confirm'), ('migrate', 'appvault_migrate_confirm')])
+def test_destructive_templates_need_an_explicit_confirmation(template, variable):
+    confirm = next(q for q in SURVEYS[template]['spec'] if q['variable'] == variable)
     assert confirm['required'] and 'default' not in confirm, 'the confirmation must be answered, never pre-filled'
     assert choices_of(confirm) == ['false', 'true']
 
@@ -162,15 +158,12 @@ def test_job_templates_run_the_projects_playbooks():
     plays = load(SETUP)
     tasks = plays[1]['tasks']
     playbooks = SETTINGS_DATA['appvault_awx_playbooks']
-    for template in ('backup', 'restore', 'list'):
+    for template in ('backup', 'restore', 'list', 'migrate'):
         text = (PROJECT / playbooks[template]).read_text()
         assert 'ansible.builtin.import_playbook: appvault.backup.%s' % template in text
         assert (REPO / 'playbooks' / ('%s.yml' % template)).exists()
-    # migrate's template waits for issue 7: created only on request.
-    migrate = next(t for t in tasks if t['name'].startswith('Job template migrate'))
-    assert migrate['when'] == 'appvault_awx_migrate | bool' and SETTINGS_DATA['appvault_awx_migrate'] is False
     loop = next(t for t in tasks if t['name'] == 'Job templates')
-    assert "rejectattr('key', 'eq', 'migrate')" in loop['loop']
+    assert loop['loop'] == '{{ appvault_awx_surveys | dict2items }}', 'every survey has its job template, migrate included'
 
 
 def test_workflow_backs_up_then_verifies_with_the_list_template():
