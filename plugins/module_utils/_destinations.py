@@ -33,6 +33,7 @@ ENV_PREFIX = 'RCLONE_CONFIG_APPVAULT_'
 REMOTE_NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.+@-]*$')
 OPTION_KEY_RE = re.compile(r'^[a-z][a-z0-9_]*$')
 NAME_TIME_RE = re.compile(r'-(\d{8}T\d{6}Z)(?=[-.])')
+SECRET_KEYS = ('access_key_id', 'secret_access_key', 'session_token', 'password', 'key_pem', 'config_content')
 RULE_KEYS = ('keep_last', 'keep_daily', 'keep_weekly', 'keep_monthly', 'keep_yearly')
 HASH_PREFERENCE = ('sha256', 'md5', 'sha1')
 CONNECT_TIMEOUT = '15s'
@@ -217,6 +218,12 @@ class Remote(object):
         env.update(dict((str(k), str(v)) for k, v in (dest['env'] or {}).items()))
         self.env = env
 
+    def secret_values(self):
+        """Every secret this destination holds, as given and as rclone sees it (masked in error messages)."""
+        values = [self.dest.get(key) for key in SECRET_KEYS] + list((self.dest.get('env') or {}).values())
+        values.append(self.env.get(ENV_PREFIX + 'PASS'))
+        return [str(v) for v in values if v not in (None, '')]
+
     @staticmethod
     def _env_values(values):
         return dict((ENV_PREFIX + key.upper(), str(value)) for key, value in values.items() if value not in (None, ''))
@@ -273,10 +280,7 @@ class Remote(object):
             raise self._error(exc)
 
     def _error(self, exc):
-        text = exc.msg
-        for value in self.env.values():
-            if len(value) >= 6:
-                text = text.replace(value, '********')
+        text = _runner.mask_argv([exc.msg], self.secret_values())
         error = AppvaultError('destination %s: %s' % (self.name, text))
         error.rc = exc.stages[-1]['rc'] if exc.stages else None
         return error

@@ -105,3 +105,13 @@ def test_retention_rules_shared_with_the_catalogue():
     assert _catalog.retention_rules() == dict(keep_last=7, keep_daily=None, keep_weekly=None, keep_monthly=None, keep_yearly=None)
     with pytest.raises(AppvaultError, match='keep_daily must be 0 or more'):
         _catalog.retention_rules(keep_daily=-2)
+
+
+def test_rclone_errors_are_passed_on_with_the_secrets_masked():
+    from ansible_collections.appvault.backup.plugins.module_utils import _runner
+    dest = dict(S3, env={'RCLONE_CONFIG_APPVAULT_SSE_CUSTOMER_KEY': 'customer-key-1'})
+    with _destinations.Remote(dest, rclone_path=RCLONE) as remote:
+        error = remote._error(_runner.CommandError('rclone failed: SignatureDoesNotMatch for s3cr3t-value, customer-key-1 '
+                                                   'at https://s3.example.com', [dict(cmd='rclone', rc=1, stderr='')]))
+    assert error.msg == ('destination offsite: rclone failed: SignatureDoesNotMatch for ********, ******** at https://s3.example.com')
+    assert error.rc == 1
