@@ -477,15 +477,21 @@ def table(entries):
     return ['  '.join(str(value).ljust(widths[i]) if i < 4 else str(value) for i, value in enumerate(row)).rstrip() for row in rows]
 
 
-def prune(directory, keep_last=None, keep_daily=None, keep_weekly=None, keep_monthly=None, keep_yearly=None,
-          verify=False, check_mode=False, warn=None):
-    """Apply the retention rules to the valid backups of ``directory``; invalid files are never touched."""
+def retention_rules(keep_last=None, keep_daily=None, keep_weekly=None, keep_monthly=None, keep_yearly=None):
+    """The keep_* rules checked (0 or more); keep_last 7 when none is given."""
     rules = dict(keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly, keep_monthly=keep_monthly, keep_yearly=keep_yearly)
     for key, value in rules.items():
         if value is not None and value < 0:
             raise AppvaultError('%s must be 0 or more' % key)
     if all(v is None for v in rules.values()):
         rules['keep_last'] = 7
+    return rules
+
+
+def prune(directory, keep_last=None, keep_daily=None, keep_weekly=None, keep_monthly=None, keep_yearly=None,
+          verify=False, check_mode=False, warn=None):
+    """Apply the retention rules to the valid backups of ``directory``; invalid files are never touched."""
+    rules = retention_rules(keep_last, keep_daily, keep_weekly, keep_monthly, keep_yearly)
     with Lock(directory, timeout=30) as lock:
         if lock.recovered and warn:
             warn('removed a stale lock left by a dead process (%s)' % lock.recovered)

@@ -17,10 +17,14 @@ description:
   - Archives dropped into the directory by hand get the same checks. A valid backup has a readable manifest and
     its C(.sha256) sidecar; with O(verify=true) the sidecar must also match the file (which reads every archive).
     Other files with an archive suffix (C(.zip) backups of Exment itself, for example) are listed as invalid.
+  - With O(destination), lists an off-host destination instead (through rclone). There a backup is valid when its
+    C(.sha256) checksum file is there (uploaded last, after verification); the creation time comes from the archive's
+    name and the application version is not known. O(verify=true) checks each one's size and hash at the destination.
 author:
   - appvault.backup developers (!UNKNOWN)
 extends_documentation_fragment:
   - appvault.backup.attributes
+  - appvault.backup.destination
 attributes:
   check_mode:
     support: full
@@ -44,6 +48,7 @@ options:
 seealso:
   - module: appvault.backup.backup_prune
   - module: appvault.backup.backup_file
+  - module: appvault.backup.backup_upload
 '''
 
 EXAMPLES = r'''
@@ -61,12 +66,23 @@ EXAMPLES = r'''
   appvault.backup.backup_info:
     archive: /var/backups/appvault/exment-20250101T030000Z.tar.zst
   register: one
+
+- name: The backups at an SFTP destination
+  appvault.backup.backup_info:
+    destination:
+      name: nas
+      kind: sftp
+      host: nas.example.com
+      user: backup
+      key_file: /root/.ssh/id_backup
+      path: /srv/backups/exment
+  register: offsite
 '''
 
 RETURN = r'''
 table:
   description: The catalogue as aligned text lines (name, creation time, size, app version, valid or why not), newest first.
-  returned: when O(path) is given
+  returned: when O(path) or O(destination) is given
   type: list
   elements: str
   sample: ["name                               created (UTC)         size     app version  state",
@@ -75,7 +91,7 @@ backups:
   description:
     - The archives, newest first. C(checksum) is V(missing), V(present), V(ok), V(mismatch) or V(unreadable);
       C(sha256) is the digest recorded in the C(.sha256) file (V(null) without one).
-  returned: when O(path) is given
+  returned: when O(path) or O(destination) is given
   type: list
   elements: dict
   sample: [{"name": "exment-20250101T030000Z.tar.zst", "created_at": "2025-01-01T03:00:00Z", "size": 52428800, "app": "exment",
@@ -84,22 +100,22 @@ backups:
             "sha256": "9f2c4e0b7d3a51c8e6f2a9b0c1d4e7f8a2b5c8d1e4f7a0b3c6d9e2f5a8b1c4d7"}]
 latest:
   description: Name of the newest valid backup, or null.
-  returned: when O(path) is given
+  returned: when O(path) or O(destination) is given
   type: str
   sample: exment-20250101T030000Z.tar.zst
 latest_path:
   description: Path of the newest valid backup, or null.
-  returned: when O(path) is given
+  returned: when O(path) or O(destination) is given
   type: str
   sample: /var/backups/appvault/exment-20250101T030000Z.tar.zst
 count:
   description: Number of archives listed.
-  returned: when O(path) is given
+  returned: when O(path) or O(destination) is given
   type: int
   sample: 7
 ignored:
   description: Other files of the directory, not archives.
-  returned: when O(path) is given
+  returned: when O(path) or O(destination) is given
   type: list
   elements: str
   sample: [README.txt]
@@ -108,6 +124,16 @@ backup:
   returned: when O(archive) is given
   type: dict
   sample: {"name": "exment-20250101T030000Z.tar.zst", "valid": true}
+destination:
+  description: The destination's name.
+  returned: when O(destination) is given
+  type: str
+  sample: nas
+url:
+  description: The destination folder (no credentials).
+  returned: when O(destination) is given
+  type: str
+  sample: sftp://backup@nas.example.com:22/srv/backups/exment
 manifest:
   description: The manifest of O(archive), or null when it cannot be read.
   returned: when O(archive) is given
@@ -117,7 +143,7 @@ manifest:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appvault.backup.plugins.module_utils import _catalog, _common
+from ansible_collections.appvault.backup.plugins.module_utils import _catalog, _common, _destinations
 
 
 def argument_spec():
@@ -125,13 +151,21 @@ def argument_spec():
         path=dict(type='path'),
         archive=dict(type='path'),
         verify=dict(type='bool', default=False),
+        **_destinations.module_options()
     )
 
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           required_one_of=[('path', 'archive')], mutually_exclusive=[('path', 'archive')])
-    _common.finish(module, lambda mod: _catalog.info(mod.params['path'], mod.params['archive'], mod.params['verify']))
+                           required_one_of=[('path', 'archive', 'destination')], mutually_exclusive=[('path', 'archive', 'destination')])
+    _common.finish(module, run)
+
+
+def run(module):
+    p = module.params
+    if p['destination']:
+        return _destinations.info(p['destination'], p['verify'], p['rclone_path'])
+    return _catalog.info(p['path'], p['archive'], p['verify'])
 
 
 if __name__ == '__main__':

@@ -21,10 +21,14 @@ description:
   - Only valid backups (readable manifest, C(.sha256) sidecar present and, with O(verify=true), matching) are
     candidates; invalid files are reported in RV(invalid) and left for a human to look at.
   - An archive is removed together with its sidecars, under the directory's lock.
+  - With O(destination), prunes an off-host destination instead (through rclone), with the same rules; without any
+    keep option the destination's own (O(destination.keep_last) ...) apply. The checksum file is removed first, so
+    an interrupted prune leaves an invalid object, never a valid-looking one.
 author:
   - appvault.backup developers (!UNKNOWN)
 extends_documentation_fragment:
   - appvault.backup.attributes
+  - appvault.backup.destination
 attributes:
   check_mode:
     support: full
@@ -34,12 +38,12 @@ attributes:
 options:
   path:
     description:
-      - The backup directory.
+      - The backup directory. One of O(path) and O(destination) is required.
     type: path
-    required: true
   keep_last:
     description:
-      - Keep the N newest backups. Defaults to 7 when no rule is given.
+      - Keep the N newest backups. Defaults to 7 when no rule is given (at a destination, when neither the module nor
+        the destination gives one).
     type: int
   keep_daily:
     description:
@@ -64,6 +68,7 @@ options:
     default: false
 seealso:
   - module: appvault.backup.backup_info
+  - module: appvault.backup.backup_upload
   - name: restic forget
     description: The retention semantics followed.
     link: https://restic.readthedocs.io/en/stable/060_forget.html
@@ -82,6 +87,11 @@ EXAMPLES = r'''
     path: /var/backups/appvault
   check_mode: true
   register: plan
+
+- name: Fourteen daily backups at the S3 destination
+  appvault.backup.backup_prune:
+    destination: "{{ appvault_backup_destinations | selectattr('name', 'eq', 'offsite') | first }}"
+    keep_daily: 14
 '''
 
 RETURN = r'''
@@ -103,6 +113,11 @@ invalid:
   type: list
   elements: dict
   sample: [{"name": "old.tar.zst", "reason": "no checksum file old.tar.zst.sha256"}]
+destination:
+  description: The destination's name.
+  returned: when O(destination) is given
+  type: str
+  sample: offsite
 rules:
   description: The rules applied.
   returned: always
@@ -112,28 +127,33 @@ rules:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appvault.backup.plugins.module_utils import _catalog, _common
+from ansible_collections.appvault.backup.plugins.module_utils import _catalog, _common, _destinations
 
 
 def argument_spec():
     return dict(
-        path=dict(type='path', required=True),
+        path=dict(type='path'),
         keep_last=dict(type='int'),
         keep_daily=dict(type='int'),
         keep_weekly=dict(type='int'),
         keep_monthly=dict(type='int'),
         keep_yearly=dict(type='int'),
         verify=dict(type='bool', default=False),
+        **_destinations.module_options()
     )
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           required_one_of=[('path', 'destination')], mutually_exclusive=[('path', 'destination')])
     _common.finish(module, run)
 
 
 def run(module):
     p = module.params
+    if p['destination']:
+        return _destinations.prune(p['destination'], dict((k, p[k]) for k in _destinations.RULE_KEYS), p['verify'],
+                                   p['rclone_path'], module.check_mode)
     return _catalog.prune(p['path'], keep_last=p['keep_last'], keep_daily=p['keep_daily'], keep_weekly=p['keep_weekly'],
                           keep_monthly=p['keep_monthly'], keep_yearly=p['keep_yearly'], verify=p['verify'],
                           check_mode=module.check_mode, warn=module.warn)
