@@ -29,7 +29,7 @@ import urllib.error
 import urllib.request
 
 from ansible_collections.appvault.backup.plugins.module_utils import (
-    _appdef, _archive, _catalog, _common, _mysql, _postgres, _preflight, _runner, _schedule, _sqlite)
+    _appdef, _archive, _catalog, _common, _destinations, _mysql, _postgres, _preflight, _runner, _schedule, _sqlite)
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 CONFIG_VERSION = 1
@@ -45,7 +45,7 @@ DUMP_OPTIONS = {
 }
 DEFAULTS = dict(version=CONFIG_VERSION, backup_dir='/var/backups/appvault', keep=7, label='', compression='zstd', recipients=[],
                 checksums=True, quiesce=False, lock_lease=0, hook_timeout=30, on_success={}, on_failure={},
-                check={}, destinations=[])
+                check={}, destinations=[], rclone_path=None)
 HOOK_KEYS = ('webhook', 'command')
 
 
@@ -141,9 +141,22 @@ def check_config(data, where='configuration'):
         if url and not str(url).startswith(('http://', 'https://')):
             raise AppvaultError('%s: %s.webhook must be an http:// or https:// URL' % (where, key))
         config[key] = dict(webhook=url or None, command=_appdef.command_list(hook.get('command'), '%s.command' % key))
-    if config['destinations']:
-        # Uploads from the scheduled job are not implemented yet: refuse rather than silently keep backups local.
-        raise AppvaultError('%s: destinations are not supported by the scheduled job yet' % where)
+    if config['rclone_path'] is not None and not (isinstance(config['rclone_path'], str) and os.path.isabs(config['rclone_path'])):
+        raise AppvaultError('%s: rclone_path must be an absolute path' % where)
+    if not isinstance(config['destinations'], list):
+        raise AppvaultError('%s: destinations must be a list' % where)
+    checked = []
+    for dest in config['destinations']:
+        if not isinstance(dest, dict):
+            raise AppvaultError('%s: each destination must be a mapping, got %r' % (where, dest))
+        if dest.get('kind') == 'host':
+            raise AppvaultError('%s: destination %s is another inventory host, which only a run from the controller can reach '
+                                '(the backup role); give the scheduled job s3, sftp or rclone destinations' % (where, dest.get('name')))
+        unknown = sorted(set(dest) - set(_destinations.argument_spec()))
+        if unknown:
+            raise AppvaultError('%s: destination %s: unknown key %s' % (where, dest.get('name'), ', '.join(unknown)))
+        checked.append(_destinations.check(dest))
+    config['destinations'] = checked
     check = config['check'] or {}
     config['check'] = dict(max_age=None if check.get('max_age') in (None, '') else _schedule.parse_duration(check['max_age'], 'check.max_age'),
                            min_size=None if check.get('min_size') in (None, '') else _schedule.parse_size(check['min_size'], 'check.min_size'))
@@ -212,6 +225,25 @@ def dump_and_archive(config, app, version, token, log):
         _common.remove_path(work_dir)
 
 
+def copy_to_destinations(config, archive, log):
+    """Upload the archive to every destination (verified there, as backup_upload does), then apply each one's
+    retention; every destination is tried. Returns the failures as lines naming the destination."""
+    failures = []
+    for dest in config['destinations']:
+        try:
+            copy = _destinations.upload(dest, archive, config['rclone_path'])
+            log.info('copied to destination %s (%s): %s, verified by %s' % (dest['name'], dest['kind'], copy['url'], copy['verified']))
+            rules = dict((key, dest.get(key)) for key in _destinations.RULE_KEYS)
+            if all(value is None for value in rules.values()):
+                rules['keep_last'] = config['keep']
+            pruned = _destinations.prune(dest, rules, rclone_path=config['rclone_path'])
+            log.info('destination %s retention: kept %d, removed %d' % (dest['name'], len(pruned['kept']), len(pruned['removed'])))
+        except AppvaultError as exc:
+            log.error(exc.msg)
+            failures.append('%s: %s' % (dest['name'], exc.msg))
+    return failures
+
+
 def backup(config, log):
     """One scheduled backup; returns a summary dict. Raises Locked or AppvaultError."""
     app = config['app']
@@ -248,10 +280,13 @@ def backup(config, log):
         if maintenance:
             app_commands(app, 'maintenance_off', log)
         log.info('archive %s written: %s, sha256 %s' % (archive['name'], _common.human_size(archive['size']), archive['sha256']))
-        # Uploads to config['destinations'] go here, before retention, once the scheduled job supports them.
+        failures = copy_to_destinations(config, archive['path'], log)
         pruned = _catalog.prune(backup_dir, keep_last=config['keep'], warn=log.warning)
         removed = ': ' + ', '.join(pruned['removed']) if pruned['removed'] else ''
         log.info('retention (keep %d): kept %d, removed %d%s' % (config['keep'], len(pruned['kept']), len(pruned['removed']), removed))
+        if failures:
+            raise AppvaultError('the backup %s was written here but not copied to every destination: %s'
+                                % (archive['name'], '; '.join(failures)))
     finally:
         lock.release()
     return dict(name=archive['name'], path=archive['path'], size=archive['size'], sha256=archive['sha256'],

@@ -130,7 +130,9 @@ def test_config_defaults_and_resolved_app(tmp_path):
     ({'version': 1, 'app': APP, 'on_success': {'webhook': 'file:///etc/passwd'}}, 'http:// or https://'),
     ({'version': 1, 'app': APP, 'on_success': {'email': 'x'}}, 'may only hold webhook and command'),
     ({'version': 1, 'app': APP, 'on_failure': {'command': 'a && b'}}, 'needs a shell'),
-    ({'version': 1, 'app': APP, 'destinations': [{'type': 's3'}]}, 'destinations are not supported'),
+    ({'version': 1, 'app': APP, 'destinations': [{'name': 'far', 'kind': 's3'}]}, 'destination far (s3) needs bucket'),
+    ({'version': 1, 'app': APP, 'destinations': [{'name': 'far', 'kind': 's3', 'bucket': 'b', 'colour': 1}]}, 'unknown key colour'),
+    ({'version': 1, 'app': APP, 'destinations': [{'name': 'peer', 'kind': 'host', 'host': 'b'}]}, 'only a run from the controller'),
     ({'version': 1, 'app': dict(APP, engine='x')}, 'unknown key engine'),
     ({'version': 1, 'app': APP, 'check': {'max_age': 'soon'}}, 'check.max_age'),
 ])
