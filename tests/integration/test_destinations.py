@@ -269,7 +269,7 @@ def test_bad_destinations_are_named_before_anything_changes(pg_app, s3):
 
 
 def test_host_destination_through_the_migrate_transfer(pg_app, sftp):
-    """kind host: the archive goes to another inventory host by the migrate role's transfer; list and prune work there."""
+    """kind host: the archive goes to another inventory host by the migrate role's transfer; list, prune and restore work there."""
     inventory = json.loads(pg_app.inventory.read_text())
     inventory['all']['children']['vaults'] = {'hosts': {'vaulthost': sftp['inventory_host']}}
     pg_app.inventory.write_text(json.dumps(inventory))
@@ -291,6 +291,18 @@ def test_host_destination_through_the_migrate_transfer(pg_app, sftp):
                                                                    'appvault_backup_destinations': destinations})
     assert proc.returncode == 0 and not failures, failures
     assert data['global_custom_stats']['appvault_list']['localhost'] == [names[1]]
+    # Restore straight from there, with the local copies gone: brought back through the controller, verified, restored.
+    before = pg_app.state()
+    for name in names:
+        for path in pg_app.backups.glob(name + '*'):
+            path.unlink()
+    pg_app.damage()
+    restored = restore_from(pg_app, 'standby', destinations)
+    assert restored['name'] == names[1] and restored['checksum'] == 'ok', restored
+    assert pg_app.state() == before
+    assert (pg_app.backups / names[1]).exists() and (pg_app.backups / (names[1] + '.sha256')).exists()
+    assert not [p.name for p in pg_app.backups.iterdir() if p.name.endswith('.download')], 'no temporary copy is left'
     proc, _data, failures = run_book('restore.yml', pg_app.inventory, {'appvault_restore_confirm': True, 'appvault_restore_from': 'standby',
+                                                                       'appvault_restore_backup': names[0],
                                                                        'appvault_backup_destinations': destinations})
-    assert proc.returncode != 0 and 'A host destination' in str(failures), failures
+    assert proc.returncode != 0 and 'holds no valid backup %s' % names[0] in str(failures), failures
