@@ -89,11 +89,11 @@ class Lease(object):
         self.fired_path = os.path.join(directory, FIRED_NAME)
 
     # -- the timer --------------------------------------------------------------------------------------------
-    def _timer(self, expires):
+    def _timer(self, arm_id, expires):
         """The detached timer's body: wait for the lease to end, then claim the state file and switch maintenance off."""
         while True:
             state = _read_json(self.path)
-            if not state or state.get('token') != self.token or state.get('pid') != os.getpid():
+            if not state or state.get('arm_id') != arm_id:
                 return  # disarmed, or another lease replaced this one
             left = expires - time.time()
             if left <= 0:
@@ -111,27 +111,17 @@ class Lease(object):
 
     def _arm(self, off, lease, chdir, owner):
         expires = time.time() + lease
-        state = dict(token=self.token, host=socket.gethostname(), armed_at=int(time.time()), expires=int(expires), lease=lease,
-                     off=off, chdir=chdir, owner=owner, pid=None, pid_start=None)
-        # Written before the timer starts (it checks the file), then completed with the timer's pid.
+        # The timer knows its lease by arm_id: written before it starts, so it stands even if this process dies
+        # before the timer's pid is recorded (then a disarm stops it by renaming the file; it notices within
+        # TIMER_POLL seconds).
+        arm_id = '%s-%d-%.6f' % (self.token, os.getpid(), time.time())
+        state = dict(token=self.token, arm_id=arm_id, host=socket.gethostname(), armed_at=int(time.time()), expires=int(expires),
+                     lease=lease, off=off, chdir=chdir, owner=owner, pid=None, pid_start=None)
         _write_json(self.path, state)
-        # The timer compares the pid it finds in the file with its own: until the line below it sees None and
-        # would stop, so it waits for its pid to be recorded first (bounded: a few seconds).
-        pid = _runner.detach(lambda: self._wait_recorded() and self._timer(expires))
+        pid = _runner.detach(lambda: self._timer(arm_id, expires))
         state.update(pid=pid, pid_start=_proc_start(pid))
         _write_json(self.path, state)
         return state
-
-    def _wait_recorded(self):
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            state = _read_json(self.path)
-            if not state or state.get('token') != self.token:
-                return False
-            if state.get('pid') == os.getpid():
-                return True
-            time.sleep(0.05)
-        return False
 
     def _disarm(self, state):
         """Stop a recorded timer (if it is still the same process); True when this call took the lease away."""
