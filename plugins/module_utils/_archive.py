@@ -276,6 +276,12 @@ def create(dest_dir, app, databases, paths, root=None, label=None, dest=None, co
     with _catalog.Lock(dest_dir, timeout=30) as lock:
         if lock.recovered:
             warn('removed a stale lock left by a dead process (%s)' % lock.recovered)
+            # Only the lock's holder writes a .partial here: the dead holder's is garbage (it may be GBs).
+            for name in sorted(os.listdir(dest_dir)):
+                stale = os.path.join(dest_dir, name)
+                if name.startswith('.') and name.endswith('.partial') and os.path.isfile(stale) and not os.path.islink(stale):
+                    os.unlink(stale)
+                    warn('removed %s, left unfinished by the dead process' % name)
         members = member_table(entries, inodes)
         roots = [s['member'] for s in sources]
         for name in escaping_symlinks(members, roots):
