@@ -10,7 +10,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := true
 PYTEST_ARGS ?=
 
-.PHONY: test demo deps system-deps venv collection lint sanity unit integration images molecule ee bench changelog clean
+.PHONY: test demo deps system-deps venv collection lint sanity unit integration faults images molecule ee bench changelog clean
 
 test: deps lint sanity unit integration molecule
 
@@ -58,6 +58,12 @@ unit: venv collection
 
 integration: deps
 	$(BIN)/pytest -q tests/integration $(PYTEST_ARGS)
+
+# Fault injection (root: tmpfs, chattr): every case, then docs/reliability.md regenerated from the results. Not in
+# `make test`: 25 cases took 26 minutes on 2 busy shared cores (docs/reliability.md gives the time of its run).
+faults: deps
+	$(BIN)/pytest -q -p no:cacheprovider tests/faults $(PYTEST_ARGS); status=$$?; \
+	  $(BIN)/python tests/faults/render.py && echo "docs/reliability.md regenerated"; exit $$status
 
 # Test hosts for molecule: podman containers from a debootstrap image, built once per machine and then reused.
 images: system-deps

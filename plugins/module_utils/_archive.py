@@ -385,6 +385,13 @@ def create(dest_dir, app, databases, paths, root=None, label=None, dest=None, co
     with _catalog.Lock(dest_dir, timeout=30) as lock, _common.SecretDir() as secrets:
         if lock.recovered:
             warn('removed a stale lock left by a dead process (%s)' % lock.recovered)
+            # Only the lock's holder writes a .partial here: the dead holder's is garbage (it may be GBs).
+            for name in sorted(os.listdir(dest_dir)):
+                stale = os.path.join(dest_dir, name)
+                if name.startswith('.') and name.endswith('.partial') and os.path.isfile(stale) and not os.path.islink(stale):
+                    os.unlink(stale)
+                    warn('removed %s, left unfinished by the dead process' % name)
+            free = _common.free_bytes(dest_dir)
         manifest_path = secrets.write('manifest.json', '')
         roots = [s['member'] for s in sources]
         # One pass: walk, hash (threads for large files) and spool the member table to disk.

@@ -23,6 +23,9 @@ TIMESTAMP_FORMAT = '%Y%m%dT%H%M%SZ'
 CREATED_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
 LOCK_NAME = '.appvault.lock'
 RUN_LOCK_NAME = '.appvault-run.lock'
+# The roles' work directories in the backup directory, named by the run's token (roles/backup create.yml,
+# roles/restore apply.yml).
+WORK_PREFIXES = ('.work-', '.restore-')
 RULES = (
     ('last', None),
     ('daily', '%Y-%m-%d'),
@@ -246,6 +249,8 @@ class RunLock(object):
                 except FileNotFoundError:
                     continue
                 os.unlink(aside)
+                if self.remove_work(current.get('token')):
+                    recovered += '; its unfinished work directories were removed'
             if check_mode:
                 return dict(changed=True, lock=data, recovered=recovered)
             try:
@@ -255,6 +260,18 @@ class RunLock(object):
             _common.fsync_dir(self.directory)
             return dict(changed=True, lock=data, recovered=recovered)
         raise AppvaultError('%s: could not take the lock, other processes keep taking it' % self.directory)
+
+    def remove_work(self, token):
+        """Remove the work directories (dumps, extracted dumps) a dead run of ``token`` left; True if there were any."""
+        if not isinstance(token, str) or not re.match(r'^[A-Za-z0-9_-]+$', token):
+            return False
+        found = False
+        for prefix in WORK_PREFIXES:
+            path = os.path.join(self.directory, prefix + token)
+            if os.path.isdir(path) and not os.path.islink(path):
+                _common.remove_path(path)
+                found = True
+        return found
 
     def release(self, check_mode=False):
         current = self.holder()

@@ -11,6 +11,7 @@ succeeding consumer (what ``set -o pipefail`` does for a shell).
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 import tempfile
@@ -55,18 +56,40 @@ def _child_env(env):
     return merged
 
 
-def pipeline(stages, stdin_path=None, stdout_path=None, stdout_fd=None, env=None, cwd=None):
+def as_user(user):
+    """Popen keyword arguments and environment that run a command as ``user`` (None: as the current user).
+
+    Only root can switch users; any other user asking for someone else gets a CommandError naming the problem.
+    """
+    if not user:
+        return {}, {}
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise CommandError('user %s does not exist' % user)
+    env = {'HOME': entry.pw_dir, 'USER': entry.pw_name, 'LOGNAME': entry.pw_name}
+    if entry.pw_uid == os.geteuid():
+        return {}, env
+    if os.geteuid() != 0:
+        raise CommandError('running commands as %s needs root (become) on the host' % user)
+    groups = os.getgrouplist(entry.pw_name, entry.pw_gid)
+    return {'user': entry.pw_uid, 'group': entry.pw_gid, 'extra_groups': groups}, env
+
+
+def pipeline(stages, stdin_path=None, stdout_path=None, stdout_fd=None, env=None, cwd=None, user=None):
     """Run ``stages`` (a list of argv lists) connected by pipes.
 
     The first stage reads ``stdin_path`` (or /dev/null); the last writes to
     ``stdout_path`` / ``stdout_fd`` or, when neither is given, its output is
     captured and returned as ``stdout`` of the last stage (for small outputs
-    such as query results).  Raises CommandError naming the first failing
-    stage; returns the list of per-stage results otherwise.
+    such as query results).  ``user`` runs every stage as that user (see
+    ``as_user``).  Raises CommandError naming the first failing stage;
+    returns the list of per-stage results otherwise.
     """
     if not stages:
         raise ValueError('pipeline needs at least one stage')
-    child_env = _child_env(env)
+    identity, user_env = as_user(user)
+    child_env = _child_env(dict(user_env, **(env or {})))
     procs = []
     errfiles = []
     opened = []
@@ -92,7 +115,7 @@ def pipeline(stages, stdin_path=None, stdout_path=None, stdout_fd=None, env=None
             try:
                 proc = subprocess.Popen(
                     [str(a) for a in argv], stdin=prev, stdout=out_final if last else subprocess.PIPE,
-                    stderr=errfile, env=child_env, cwd=cwd, close_fds=True)
+                    stderr=errfile, env=child_env, cwd=cwd, close_fds=True, **identity)
             except OSError as exc:
                 for started_proc in procs:
                     started_proc.kill()
@@ -136,9 +159,51 @@ def pipeline(stages, stdin_path=None, stdout_path=None, stdout_fd=None, env=None
     return results
 
 
-def run(argv, env=None, cwd=None, stdin_path=None, stdout_path=None):
+def run(argv, env=None, cwd=None, stdin_path=None, stdout_path=None, user=None):
     """Run one command; return its result dict (stdout captured unless redirected)."""
-    return pipeline([argv], stdin_path=stdin_path, stdout_path=stdout_path, env=env, cwd=cwd)[-1]
+    return pipeline([argv], stdin_path=stdin_path, stdout_path=stdout_path, env=env, cwd=cwd, user=user)[-1]
+
+
+def detach(work):
+    """Run ``work()`` in a process of its own that outlives the caller; return that process's pid.
+
+    Double fork and setsid: the process belongs to no session or terminal of the caller, init (or the nearest
+    subreaper) adopts it, and it holds none of the caller's file descriptors (stdin, stdout and stderr are
+    /dev/null), so neither Ansible nor an SSH connection waits for it. It runs the code already loaded, so it needs
+    no files of the caller (Ansible removes the module's temporary files when the module ends).
+    """
+    read_end, write_end = os.pipe()
+    first = os.fork()
+    if first == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.close(read_end)
+            os.setsid()
+            second = os.fork()
+            if second == 0:
+                os.write(write_end, str(os.getpid()).encode())
+                os.close(write_end)
+                null = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(null, fd)
+                os.closerange(3, 65536)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                try:
+                    work()
+                    code = 0
+                finally:
+                    os._exit(code)  # pylint: disable=protected-access
+            code = 0
+        finally:
+            os._exit(code)  # pylint: disable=protected-access
+    os.close(write_end)
+    with os.fdopen(read_end, 'rb') as pipe_in:
+        text = pipe_in.read()
+    os.waitpid(first, 0)
+    if not text:
+        raise CommandError('could not start a detached process')
+    return int(text)
 
 
 class Session(object):

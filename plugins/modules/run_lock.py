@@ -14,7 +14,8 @@ description:
   - The lock is a lease identified by O(token). Taking it again with the same token renews the lease. Another token
     finds the lock held and fails with a message naming the operation, host and time that hold it.
   - A lock is stale when its lease has expired or, when it was taken with O(pid), that process no longer exists on
-    this host. A stale lock is taken over, and RV(recovered) says whose it was.
+    this host. A stale lock is taken over, and RV(recovered) says whose it was; the work directories the dead run
+    left in O(path) (C(.work-<token>), C(.restore-<token>)) are removed with it.
 author:
   - appvault.backup developers (!UNKNOWN)
 extends_documentation_fragment:

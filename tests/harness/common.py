@@ -8,10 +8,21 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 COLLECTIONS = REPO / 'build' / 'collections'
+
+
+def wait_for(predicate, timeout, step=0.2):
+    """Poll ``predicate`` until it holds or ``timeout`` seconds passed; return its last value."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
 
 
 def free_port():

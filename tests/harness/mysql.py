@@ -96,6 +96,14 @@ class MariaDBServer:
         self.kill()
         self._spawn()
 
+    def halt(self):
+        """The same words as PgServer: stop, keeping the files; resume() starts it again if it is down."""
+        self.kill()
+
+    def resume(self):
+        if self.proc is None or self.proc.poll() is not None:
+            self._spawn()
+
     # -- helpers for tests -------------------------------------------------
     @staticmethod
     def _env(password):

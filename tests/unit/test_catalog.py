@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import subprocess
 
@@ -128,3 +129,20 @@ def test_lock_recovers_stale_and_refuses_live(tmp_path):
             pass
         assert 'locked by process %d' % os.getpid() in exc.value.msg
     assert not (tmp_path / _catalog.LOCK_NAME).exists()
+
+
+def test_taking_over_a_dead_runs_lock_removes_its_work_directories(tmp_path):
+    (tmp_path / '.appvault-run.lock').write_text(json.dumps(dict(token='dead1', operation='backup', host='', pid=0, acquired=1, expires=2)))
+    (tmp_path / '.work-dead1').mkdir()
+    (tmp_path / '.work-dead1' / 'main.pgdump').write_text('x')
+    (tmp_path / '.restore-dead1').mkdir()
+    (tmp_path / '.work-alive2').mkdir()
+    result = _catalog.RunLock(str(tmp_path), 'new3').acquire('backup', lease=60)
+    assert 'work directories were removed' in result['recovered']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['.appvault-run.lock', '.work-alive2']
+
+
+def test_a_token_that_is_not_a_plain_name_removes_nothing(tmp_path):
+    (tmp_path / '.work-..').mkdir(exist_ok=True)
+    assert _catalog.RunLock(str(tmp_path), 'x').remove_work('../etc') is False
+    assert _catalog.RunLock(str(tmp_path), 'x').remove_work('..') is False

@@ -46,3 +46,17 @@ def test_no_shell_interpretation():
 
 def test_mask_argv_hides_secrets():
     assert _runner.mask_argv(['tool', '--token=s3cr3t', 'x'], ['s3cr3t']) == 'tool --token=******** x'
+
+
+def test_as_user_names_an_unknown_user():
+    with pytest.raises(_runner.CommandError) as err:
+        _runner.as_user('no-such-user-appvault')
+    assert err.value.msg == 'user no-such-user-appvault does not exist'
+
+
+def test_as_user_of_the_current_user_switches_nothing():
+    import pwd
+    import os
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    identity, env = _runner.as_user(me)
+    assert identity == {} and env['USER'] == me

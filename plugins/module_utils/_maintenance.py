@@ -1,0 +1,222 @@
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Maintenance mode with a host-side lease.
+
+Switching maintenance on arms a timer on the host before the app's maintenance_on commands run: a detached
+process that runs the maintenance_off commands when the lease ends, unless switching maintenance off disarmed it
+first. So an app never stays down because the controller died (killed, lost its connection) between on and off.
+
+The timer is recorded in ``<backup dir>/.appvault-maintenance.json`` (0600, next to the run lock): its token, pid,
+the pid's start time (so a reused pid is never taken for it), when it fires, and the commands it runs. Whoever
+renames that file away first owns the outcome: the timer (to fire) or maintenance off (to disarm), so the two never
+both act on one lease. When the timer fired, it leaves ``.appvault-maintenance.fired.json`` with what it ran; the
+next maintenance call reports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _runner
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
+STATE_NAME = '.appvault-maintenance.json'
+FIRED_NAME = '.appvault-maintenance.fired.json'
+TIMER_POLL = 2.0  # seconds between the timer's checks that its lease still stands
+
+
+def _proc_start(pid):
+    """The start time of ``pid`` in clock ticks since boot (field 22 of /proc/<pid>/stat), or None when it is gone."""
+    try:
+        with open('/proc/%d/stat' % pid) as fileobj:
+            text = fileobj.read()
+    except OSError:
+        return None
+    return int(text.rsplit(')', 1)[1].split()[19])
+
+
+def _write_json(path, data):
+    temp = '%s.%d.tmp' % (path, os.getpid())
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w') as fileobj:
+        json.dump(data, fileobj, sort_keys=True)
+        fileobj.flush()
+        os.fsync(fileobj.fileno())
+    os.rename(temp, path)
+    _common.fsync_dir(os.path.dirname(path))
+
+
+def _read_json(path):
+    try:
+        with open(path) as fileobj:
+            data = json.load(fileobj)
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {'unreadable': True}
+    return data if isinstance(data, dict) else {'unreadable': True}
+
+
+def run_commands(commands, chdir=None, user=None):
+    """Run each argv list in order, stop at the first failure; return (results, error message or None)."""
+    results = []
+    for argv in commands:
+        try:
+            res = _runner.run(argv, cwd=chdir or None, user=user)
+        except _runner.CommandError as exc:
+            stage = exc.stages[-1] if exc.stages else {}
+            results.append(dict(cmd=list(argv), rc=stage.get('rc', -1), stdout=stage.get('stdout', ''), stderr=stage.get('stderr', exc.msg)))
+            return results, '%s: %s' % (' '.join(argv), exc.msg)
+        results.append(dict(cmd=list(argv), rc=res['rc'], stdout=res.get('stdout', '').strip(), stderr=res.get('stderr', '')))
+    return results, None
+
+
+class Lease(object):
+    """The maintenance lease of one backup directory."""
+
+    def __init__(self, directory, token):
+        if not token:
+            raise AppvaultError('maintenance needs a token (one per run)')
+        if not os.path.isdir(directory):
+            raise AppvaultError('%s is not a directory; the maintenance lease is recorded in the backup directory' % directory)
+        self.directory = directory
+        self.token = token
+        self.path = os.path.join(directory, STATE_NAME)
+        self.fired_path = os.path.join(directory, FIRED_NAME)
+
+    # -- the timer --------------------------------------------------------------------------------------------
+    def _timer(self, arm_id, expires):
+        """The detached timer's body: wait for the lease to end, then claim the state file and switch maintenance off."""
+        while True:
+            state = _read_json(self.path)
+            if not state or state.get('arm_id') != arm_id:
+                return  # disarmed, or another lease replaced this one
+            left = expires - time.time()
+            if left <= 0:
+                break
+            time.sleep(min(left, TIMER_POLL))
+        claimed = '%s.firing-%d' % (self.path, os.getpid())
+        try:
+            os.rename(self.path, claimed)
+        except FileNotFoundError:
+            return  # maintenance off won the race
+        results, error = run_commands(state.get('off') or [], state.get('chdir'), state.get('owner'))
+        fired = dict(state, fired_at=time.time(), results=results, error=error)
+        _write_json(self.fired_path, fired)
+        os.unlink(claimed)
+
+    def _arm(self, off, lease, chdir, owner):
+        expires = time.time() + lease
+        # The timer knows its lease by arm_id: written before it starts, so it stands even if this process dies
+        # before the timer's pid is recorded (then a disarm stops it by renaming the file; it notices within
+        # TIMER_POLL seconds).
+        arm_id = '%s-%d-%.6f' % (self.token, os.getpid(), time.time())
+        state = dict(token=self.token, arm_id=arm_id, host=socket.gethostname(), armed_at=int(time.time()), expires=int(expires),
+                     lease=lease, off=off, chdir=chdir, owner=owner, pid=None, pid_start=None)
+        _write_json(self.path, state)
+        pid = _runner.detach(lambda: self._timer(arm_id, expires))
+        state.update(pid=pid, pid_start=_proc_start(pid))
+        _write_json(self.path, state)
+        return state
+
+    def _disarm(self, state):
+        """Stop a recorded timer (if it is still the same process); True when this call took the lease away."""
+        claimed = '%s.disarm-%d' % (self.path, os.getpid())
+        try:
+            os.rename(self.path, claimed)
+        except FileNotFoundError:
+            return False
+        pid = state.get('pid')
+        if pid and state.get('pid_start') is not None and _proc_start(int(pid)) == state.get('pid_start'):
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        os.unlink(claimed)
+        _common.fsync_dir(self.directory)
+        return True
+
+    def _take_fired(self):
+        """The record of a timer that fired (and remove it), or None."""
+        fired = _read_json(self.fired_path)
+        if fired is not None:
+            os.unlink(self.fired_path)
+        return fired
+
+    @staticmethod
+    def describe_fired(fired):
+        if fired.get('unreadable'):
+            return 'a maintenance lease expired earlier (its record is unreadable)'
+        text = 'the maintenance lease of run %s expired at %s and maintenance was switched off by the host-side timer' % (
+            fired.get('token'), time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(fired.get('fired_at') or 0)))
+        if fired.get('error'):
+            text += ', but maintenance_off failed: %s' % fired['error']
+        return text
+
+    # -- the two states -----------------------------------------------------------------------------------------
+    def on(self, on_cmds, off_cmds, lease, chdir=None, owner=None, check_mode=False):
+        if lease < 0:
+            raise AppvaultError('lease must be 0 (no timer) or more seconds, got %d' % lease)
+        result = dict(changed=True, state='on', commands=[], lease=None)
+        current = _read_json(self.path)
+        if current is not None and current.get('token') != self.token:
+            # A lease of an earlier run whose controller died: this run (which holds the run lock) takes over, or its
+            # timer would switch maintenance off in the middle of this run.
+            result['took_over'] = current
+        fired = _read_json(self.fired_path)
+        if fired is not None:
+            result['expired_earlier'] = self.describe_fired(fired)
+        if check_mode:
+            return result
+        if fired is not None:
+            self._take_fired()
+        if current is not None:
+            self._disarm(current)
+        if lease:
+            state = self._arm(off_cmds, lease, chdir, owner)
+            result['lease'] = dict(pid=state['pid'], expires=state['expires'], seconds=lease)
+        results, error = run_commands(on_cmds, chdir, owner)
+        result['commands'] = results
+        if error:
+            # Half on is worse than off: undo what ran, and leave no timer behind.
+            state = _read_json(self.path)
+            if state is not None:
+                self._disarm(state)
+            undo, undo_error = run_commands(off_cmds, chdir, owner)
+            raise AppvaultError('maintenance_on failed: %s; maintenance_off was run to undo it%s'
+                                % (error, (' and failed too: %s' % undo_error) if undo_error else ''),
+                                commands=results, undo=undo)
+        return result
+
+    def off(self, off_cmds, chdir=None, owner=None, check_mode=False):
+        result = dict(changed=True, state='off', commands=[], disarmed=False)
+        current = _read_json(self.path)
+        fired = _read_json(self.fired_path)
+        if fired is not None and fired.get('token') == self.token:
+            result['expired_earlier'] = self.describe_fired(fired)
+        if check_mode:
+            result['disarmed'] = current is not None
+            return result
+        if current is not None:
+            result['disarmed'] = self._disarm(current)
+        if fired is not None and fired.get('token') == self.token:
+            self._take_fired()
+        results, error = run_commands(off_cmds, chdir, owner)
+        result['commands'] = results
+        if error:
+            raise AppvaultError('maintenance_off failed: %s' % error, commands=results)
+        return result
+
+
+def status(directory):
+    """The recorded lease of ``directory`` (or None) and whether its timer still runs."""
+    state = _read_json(os.path.join(directory, STATE_NAME))
+    if state is None:
+        return None
+    pid = state.get('pid')
+    state['alive'] = bool(pid) and _proc_start(int(pid)) == state.get('pid_start')
+    return state

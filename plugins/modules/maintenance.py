@@ -1,0 +1,190 @@
+#!/usr/bin/python
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: maintenance
+short_description: Switch an application's maintenance mode on with a host-side lease, or off
+version_added: 0.2.0
+description:
+  - O(state=on) arms a timer on the host, then runs the application's O(maintenance_on) commands. The timer is a detached
+    process that runs the O(maintenance_off) commands when O(lease) seconds have passed, unless O(state=off) disarmed it first.
+    So when the controller dies (killed, its connection lost) while the application is in maintenance, the
+    application leaves maintenance by itself once the lease ends.
+  - O(state=off) disarms the timer and runs the O(maintenance_off) commands.
+  - The lease is recorded in C(<path>/.appvault-maintenance.json) (mode 0600, next to the run lock of
+    M(appvault.backup.run_lock)). A lease left by an earlier run with another O(token) is taken over (its timer
+    stopped) and reported in RV(took_over). When a timer fired, the next call reports it in RV(expired_earlier).
+  - When an O(maintenance_on) command fails, the O(maintenance_off) commands are run to undo what ran, no timer is left, and the module fails.
+  - Commands are argument lists, run without a shell in O(chdir). With O(owner) they run as that user (the module
+    must then run as root, for example with C(become)); so does the timer.
+  - The timer needs no systemd; it does not survive a reboot of the host.
+author:
+  - appvault.backup developers (!UNKNOWN)
+extends_documentation_fragment:
+  - appvault.backup.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reports what would be done (and a lease that would be taken over); runs nothing.
+  diff_mode:
+    support: none
+options:
+  state:
+    description:
+      - V(on) arms the lease and switches maintenance on; V(off) disarms it and switches maintenance off. Quote
+        them in YAML (V('on')), where a bare on or off is a boolean.
+    type: str
+    choices: ['on', 'off']
+    required: true
+  path:
+    description:
+      - The directory the lease is recorded in (the backup directory). It must exist.
+    type: path
+    required: true
+  token:
+    description:
+      - Identifies the run (the roles use the run lock's token). O(state=on) again with the same token renews the lease.
+    type: str
+    required: true
+  maintenance_on:
+    description:
+      - The maintenance_on commands, each an argument list, run in order.
+    type: list
+    elements: list
+    default: []
+  maintenance_off:
+    description:
+      - The maintenance_off commands, each an argument list, run in order (by O(state=off), by the timer, and to undo
+        a failed O(state=on)).
+    type: list
+    elements: list
+    default: []
+  lease:
+    description:
+      - Seconds after which the timer switches maintenance off. Longer than the longest run you expect.
+        V(0) arms no timer.
+    type: int
+    default: 3600
+  chdir:
+    description:
+      - The directory the commands run in (the application's root).
+    type: path
+  owner:
+    description:
+      - The user the commands run as. Unset runs them as the module's user.
+    type: str
+seealso:
+  - module: appvault.backup.run_lock
+'''
+
+EXAMPLES = r'''
+- name: Maintenance on, leaving it by itself after two hours if this play dies
+  appvault.backup.maintenance:
+    state: 'on'
+    path: /var/backups/appvault
+    token: "{{ run_token }}"
+    maintenance_on: [[php, artisan, down]]
+    maintenance_off: [[php, artisan, up]]
+    lease: 7200
+    chdir: /var/www/exment
+    owner: www-data
+  become: true
+
+- name: Maintenance off
+  appvault.backup.maintenance:
+    state: 'off'
+    path: /var/backups/appvault
+    token: "{{ run_token }}"
+    maintenance_off: [[php, artisan, up]]
+    chdir: /var/www/exment
+    owner: www-data
+  become: true
+'''
+
+RETURN = r'''
+state:
+  description: The state asked for.
+  returned: always
+  type: str
+  sample: 'on'
+commands:
+  description: Each command run, with its exit status and output.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"cmd": ["php", "artisan", "down"], "rc": 0, "stdout": "Application is now in maintenance mode.", "stderr": ""}]
+lease:
+  description: The armed timer (V(null) with O(lease=0)).
+  returned: when O(state=on)
+  type: dict
+  sample: {"pid": 4711, "expires": 1767243600, "seconds": 3600}
+disarmed:
+  description: Whether a timer was disarmed.
+  returned: when O(state=off)
+  type: bool
+took_over:
+  description: The lease of an earlier run that was taken over.
+  returned: when one was found
+  type: dict
+expired_earlier:
+  description: A lease that had already expired, and what its timer did.
+  returned: when a timer fired
+  type: str
+  sample: the maintenance lease of run a1b2 expired at 2026-01-01T05:00:00Z and maintenance was switched off by the host-side timer
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _maintenance, _runner
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
+
+def argument_spec():
+    return {
+        'state': dict(type='str', choices=['on', 'off'], required=True),
+        'path': dict(type='path', required=True),
+        'token': dict(type='str', required=True, no_log=False),
+        'maintenance_on': dict(type='list', elements='list', default=[]),
+        'maintenance_off': dict(type='list', elements='list', default=[]),
+        'lease': dict(type='int', default=3600),
+        'chdir': dict(type='path'),
+        'owner': dict(type='str'),
+    }
+
+
+def commands(value, name):
+    out = []
+    for argv in value:
+        if not argv or not all(isinstance(word, (str, int, float)) for word in argv):
+            raise AppvaultError('%s: each command is a non-empty list of words, got %r' % (name, argv))
+        out.append([str(word) for word in argv])
+    return out
+
+
+def run(module):
+    p = module.params
+    lease = _maintenance.Lease(p['path'], p['token'])
+    off = commands(p['maintenance_off'], 'maintenance_off')
+    try:
+        if p['state'] == 'on':
+            on = commands(p['maintenance_on'], 'maintenance_on')
+            result = lease.on(on, off, p['lease'], chdir=p['chdir'], owner=p['owner'], check_mode=module.check_mode)
+        else:
+            result = lease.off(off, chdir=p['chdir'], owner=p['owner'], check_mode=module.check_mode)
+    except _runner.CommandError as exc:
+        raise AppvaultError(exc.msg)
+    if result.get('expired_earlier'):
+        module.warn(result['expired_earlier'])
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    _common.finish(module, run)
+
+
+if __name__ == '__main__':
+    main()

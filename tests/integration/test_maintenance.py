@@ -1,0 +1,134 @@
+"""The maintenance module: its host-side lease runs maintenance_off by itself when nobody switches maintenance off."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import stat
+from pathlib import Path
+
+import pytest
+
+from harness.common import run_module, wait_for
+
+SCRIPT = """#!/bin/sh
+echo "$1 $(id -un)" >> "$(dirname "$0")/events.log"
+[ "$1" = fail ] && { echo "cannot go down" >&2; exit 4; }
+[ "$1" = on ] && touch "$(dirname "$0")/down"
+[ "$1" = off ] && rm -f "$(dirname "$0")/down"
+exit 0
+"""
+
+
+@pytest.fixture
+def app(work_base, request):
+    base = Path(work_base) / request.node.name  # a directory the owner (nobody) can enter, unlike pytest's tmp_path
+    root = base / 'app'
+    root.mkdir(parents=True)
+    os.chmod(root, 0o777)
+    script = root / 'cmd'
+    script.write_text(SCRIPT)
+    script.chmod(0o755)
+    backups = base / 'backups'
+    backups.mkdir(mode=0o700)
+    return root, backups
+
+
+def args(root, backups, state, **extra):
+    out = dict(state=state, path=str(backups), token='run-1', chdir=str(root),
+               maintenance_on=[[str(root / 'cmd'), 'on']], maintenance_off=[[str(root / 'cmd'), 'off']])
+    out.update(extra)
+    return out
+
+
+def events(root):
+    path = root / 'events.log'
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_lease_switches_maintenance_off_when_nobody_does(app):
+    root, backups = app
+    result = run_module('maintenance', args(root, backups, 'on', lease=3))
+    assert not result.get('failed'), result
+    assert (root / 'down').exists()
+    state_file = backups / '.appvault-maintenance.json'
+    assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
+    pid = result['lease']['pid']
+    assert json.loads(state_file.read_text())['pid'] == pid and alive(pid)
+    # ansible-playbook has ended; the timer lives on and ends maintenance after the lease.
+    assert wait_for(lambda: not (root / 'down').exists(), 15), events(root)
+    assert wait_for(lambda: not alive(pid), 5)
+    assert not state_file.exists()
+    assert [e.split()[0] for e in events(root)] == ['on', 'off']
+    # The next run hears about it.
+    result = run_module('maintenance', args(root, backups, 'off', token='run-2'))
+    assert not result.get('failed'), result
+    result = run_module('maintenance', args(root, backups, 'on', token='run-2', lease=0))
+    assert 'expired at' in result['expired_earlier'] and 'run-1' in result['expired_earlier']
+    assert result['lease'] is None and not state_file.exists()
+
+
+def test_off_disarms_the_timer(app):
+    root, backups = app
+    result = run_module('maintenance', args(root, backups, 'on', lease=30))
+    pid = result['lease']['pid']
+    result = run_module('maintenance', args(root, backups, 'off'))
+    assert not result.get('failed') and result['disarmed'] is True, result
+    assert wait_for(lambda: not alive(pid), 5), 'the timer was not stopped'
+    assert [e.split()[0] for e in events(root)] == ['on', 'off']
+    assert not (backups / '.appvault-maintenance.json').exists()
+
+
+def test_a_new_run_takes_over_a_dead_runs_lease(app):
+    root, backups = app
+    old = run_module('maintenance', args(root, backups, 'on', lease=30))['lease']
+    new = run_module('maintenance', args(root, backups, 'on', token='run-2', lease=600))
+    assert new['took_over']['token'] == 'run-1'
+    assert wait_for(lambda: not alive(old['pid']), 5), 'the dead run\'s timer was not stopped'
+    assert (root / 'down').exists() and alive(new['lease']['pid'])
+    run_module('maintenance', args(root, backups, 'off', token='run-2'))
+    assert wait_for(lambda: not alive(new['lease']['pid']), 5)
+    assert [e.split()[0] for e in events(root)] == ['on', 'on', 'off'], 'only the last run switches maintenance off'
+
+
+def test_failing_maintenance_on_is_undone_and_leaves_no_timer(app):
+    root, backups = app
+    result = run_module('maintenance', args(root, backups, 'on', maintenance_on=[[str(root / 'cmd'), 'on'], [str(root / 'cmd'), 'fail']]))
+    assert result['failed'] and 'cannot go down' in result['msg'] and 'maintenance_off was run' in result['msg'], result
+    assert [e.split()[0] for e in events(root)] == ['on', 'fail', 'off']
+    assert not (root / 'down').exists()
+    assert not (backups / '.appvault-maintenance.json').exists()
+
+
+def test_commands_and_the_timer_run_as_the_owner(app):
+    root, backups = app
+    owner = 'nobody'
+    pwd.getpwnam(owner)
+    result = run_module('maintenance', args(root, backups, 'on', lease=2, owner=owner))
+    assert not result.get('failed'), result
+    assert wait_for(lambda: len(events(root)) == 2, 15), events(root)
+    assert events(root) == ['on nobody', 'off nobody']
+
+
+def test_check_mode_runs_nothing(app):
+    root, backups = app
+    result = run_module('maintenance', args(root, backups, 'on'), check=True)
+    assert result['changed'] and not events(root) and not (backups / '.appvault-maintenance.json').exists()
+
+
+def test_bad_input_is_named(app):
+    root, backups = app
+    result = run_module('maintenance', args(root, backups, 'on', path=str(Path(backups) / 'missing')))
+    assert result['failed'] and 'is not a directory' in result['msg']
+    result = run_module('maintenance', args(root, backups, 'on', lease=-1))
+    assert result['failed'] and 'lease must be 0' in result['msg']
+    assert not events(root)
