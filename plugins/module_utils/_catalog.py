@@ -364,11 +364,20 @@ def list_backups(directory, verify=False):
     return entries, ignored
 
 
+SNAPSHOT_LABEL = 'pre-restore'  # the restore role's safety snapshot
+
+
 def latest(entries):
-    for entry in entries:
-        if entry['valid']:
+    """The newest valid backup that is not a restore's safety snapshot, else the newest valid snapshot, else None.
+
+    A failed restore keeps its snapshot, which is newer than the backup it tried; "latest" must still mean that
+    backup, not the state the failed restore started from.
+    """
+    valid = [entry for entry in entries if entry['valid']]
+    for entry in valid:
+        if entry.get('label') != SNAPSHOT_LABEL:
             return entry
-    return None
+    return valid[0] if valid else None
 
 
 # -- retention -----------------------------------------------------------------

@@ -441,6 +441,20 @@ def test_backup_info_lists_newest_first_and_checks_hand_dropped(tmp_path, small_
     assert one['manifest']['members']['files/data/a.txt']['size'] == 1 and one['backup']['valid'] is True
 
 
+def test_latest_is_not_a_safety_snapshot(tmp_path, small_src):
+    """A failed restore keeps its pre-restore snapshot, newer than the backup it tried: "latest" is still the backup."""
+    backups = tmp_path / 'snap'
+    backup = make_backups(backups, small_src, [datetime.datetime(2025, 1, 1, 3, 0, tzinfo=UTC)])[0]
+    snapshot = _archive.create(str(backups), {'name': 'exment'}, [], [{'id': 'data', 'path': str(small_src)}], label='pre-restore',
+                               now=datetime.datetime(2025, 1, 2, 3, 0, tzinfo=UTC))['name']
+    result = run_module('backup_info', {'path': str(backups)})
+    assert [b['name'] for b in result['backups']] == [snapshot, backup]
+    assert result['latest'] == backup
+    (backups / backup).unlink()
+    (backups / (backup + '.sha256')).unlink()
+    assert run_module('backup_info', {'path': str(backups)})['latest'] == snapshot, 'a snapshot alone is still restorable'
+
+
 def test_backup_prune(tmp_path, small_src):
     backups = tmp_path / 'prune'
     days = [datetime.datetime(2025, 1, 1, tzinfo=UTC) + datetime.timedelta(hours=12 * i) for i in range(10)]
