@@ -655,9 +655,17 @@ def restore_stages(conn, src, outer, database, definer_stage, skip_binlog):
     return stages
 
 
-def restore(conn, stages, src, database):
+def restore(conn, stages, src, database, alongside=None):
+    """Run the restore ``stages``; ``alongside`` (a callable) runs while the client restores.
+
+    When ``alongside`` raises, the client is killed and its exception propagates (the caller drops what the
+    unfinished restore wrote); the client's own failure is reported after ``alongside`` has returned.
+    """
     try:
-        _runner.pipeline(stages, stdin_path=src)
+        with _runner.Stream(stages, stdin_path=src) as stream:
+            if alongside is not None:
+                alongside()
+            stream.finish()
     except _runner.CommandError as exc:
         message = conn.explain(exc.msg, database)
         if re.search(r'SUPER|SET USER|SET_USER_ID', exc.msg):

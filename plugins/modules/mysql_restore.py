@@ -12,10 +12,13 @@ version_added: 0.1.0
 description:
   - Restores a dump written by M(appvault.backup.mysql_dump) or by C(mysqldump)/C(mariadb-dump) by hand (one
     database, without C(--databases)), plain or compressed with zstd or gzip (detected from the file's content).
-  - Reads the whole dump once before touching the server (O(validate)); it must decompress and end with the dump
-    tool's C(-- Dump completed) line, so a corrupt or truncated dump fails with nothing changed. The same pass lists
-    the DEFINER accounts of views, routines, triggers and events; with O(definer=keep) every one of them must exist
-    on the target server, or the module fails naming the missing accounts before anything is changed.
+  - Reads the whole dump once (O(validate)); it must decompress and end with the dump tool's C(-- Dump completed)
+    line, so a corrupt or truncated dump fails with nothing changed. The same pass lists the DEFINER accounts of
+    views, routines, triggers and events; with O(definer=keep) every one of them must exist on the target server, or
+    the module fails naming the missing accounts, with nothing changed.
+  - Into an existing database without O(clean) this check runs before the restore. Into a database the module
+    creates (a new one, or the side database of O(clean=true)) it runs alongside the restore on the core the restore
+    leaves idle; when it fails, the restore is stopped and that database dropped, so nothing is changed either way.
   - Creates the database when it is missing (O(charset), O(collation)). The client stops at the first SQL error,
     which the failure message shows; a database this module created is dropped again on failure.
   - With O(clean=true) on an existing database, nothing is changed before the dump has been proven on this server.
@@ -98,7 +101,8 @@ options:
     default: true
   validate:
     description:
-      - Read the whole dump once before restoring (decompression, the completion line, the DEFINER accounts).
+      - Read the whole dump once to check it (decompression, the completion line, the DEFINER accounts) - before the
+        restore into an existing database, alongside it into a database the module creates (see the description).
     type: bool
     default: true
   expected_inventory:
@@ -283,8 +287,8 @@ def check_definers(conn, params, scan):
         missing_definers=missing)
 
 
-def restore_once(conn, params, stages, target, result):
-    _mysql.restore(conn, stages, params['src'], target)
+def restore_once(conn, params, stages, target, result, alongside=None):
+    _mysql.restore(conn, stages, params['src'], target, alongside)
     result['inventory'] = _mysql.inventory(conn, target, checksums=params['checksums'])
     _inventory.verify(result, params['expected_inventory'], 'the restored database "%s"' % params['name'],
                       ignore=() if params['definer'] == 'keep' else ('definers',))
@@ -305,18 +309,27 @@ def run(module):
         result['server_version'] = conn.connect()
         result['flavour'] = conn.flavour
         result['tool_version'] = conn.client()['version']
-        scan = {'definers': [], 'header': {'tool': None, 'server': None}}
-        if params['validate']:
-            scan = _mysql.scan_dump(src, outer)
-        result['source'] = dict(path=src, compression=outer, dumped_from=scan['header']['server'],
-                                dumped_by=scan['header']['tool'],
-                                definers=['`%s`@`%s`' % account for account in scan['definers']])
-        check_definers(conn, params, scan)
+        result['source'] = dict(path=src, compression=outer, dumped_from=None, dumped_by=None, definers=[])
         exists = conn.database_exists(name)
         if not exists and not params['create']:
             raise AppvaultError('database "%s" does not exist on %s; set create: true to create it' % (name, conn.where))
         side = name + '_appvault_new' if exists and params['clean'] else None
         target = side or name
+
+        def validate():
+            scan = _mysql.scan_dump(src, outer)
+            result['source'].update(dumped_from=scan['header']['server'], dumped_by=scan['header']['tool'],
+                                    definers=['`%s`@`%s`' % account for account in scan['definers']])
+            check_definers(conn, params, scan)
+
+        # Into a database this module creates (a new one, or clean's side database) a failed check stops the
+        # restore and that database is dropped: nothing is changed either way, so the check reads the dump on the
+        # core the restore leaves idle instead of before it. Into an existing database it must come first.
+        alongside = bool(params['validate'] and not module.check_mode and (side or not exists))
+        if params['validate'] and not alongside:
+            validate()
+        elif not params['validate']:
+            check_definers(conn, params, {'definers': []})
         charset, collation = params['charset'], params['collation']
         if side:
             charset, original_collation = conn.database_charset(name)
@@ -338,8 +351,15 @@ def run(module):
             _mysql.drop_database(conn, side)
         if side or not exists:
             _mysql.create_database(conn, target, charset, collation)
+        facts = {}
+
+        def beside_restore():
+            if alongside:
+                validate()
+            facts.update(_common.artefact_facts(src))
+
         try:
-            restore_once(conn, params, stages, target, result)
+            restore_once(conn, params, stages, target, result, beside_restore)
         except BaseException:
             if side or not exists:
                 _mysql.drop_database(conn, target)
@@ -355,7 +375,7 @@ def run(module):
                                     'database "%s" is incomplete.' % (exc.msg, side, name), **exc.details)
             _mysql.drop_database(conn, side)
         result['duration'] = round(time.monotonic() - started, 3)
-        result['source'].update(_common.artefact_facts(src))
+        result['source'].update(facts)
     return result
 
 

@@ -186,6 +186,15 @@ def test_corrupt_and_truncated_dumps_are_refused(source_dump, mysql_source, tmp_
         assert failed.get('failed'), src
         assert str(src) in failed['msg'], failed['msg']
         assert not mysql_source.has_db('never_made')
+    # Into an existing database without clean the check runs before the client starts: not one row changes.
+    mysql_source.drop_db('kept_as_is')
+    assert not restore(mysql_source, 'kept_as_is', dest).get('failed')
+    mysql_source.sql('UPDATE settings SET value = "edited" WHERE name = "site_name"', db='kept_as_is')
+    before = mysql_inventory(mysql_source, 'kept_as_is', checksums=True)
+    for src in (truncated, plain_cut):
+        failed = restore(mysql_source, 'kept_as_is', src)
+        assert failed.get('failed') and str(src) in failed['msg'], failed.get('msg')
+        assert _inventory.compare(before, mysql_inventory(mysql_source, 'kept_as_is', checksums=True)) == []
 
 
 def test_exclusions_and_replace(mysql_source, tmp_out):
