@@ -201,6 +201,7 @@ DUMP_VARIANTS = {
 RESTORE_VARIANTS = {
     'ours': ('A ours mysql_restore (zstd)', lambda b: b.ours_restore()),
     'hand': ('B hand zstd -dc|mariadb', lambda b: b.hand_restore()),
+    'ours_1job': ('E ours mysql_restore jobs=1', lambda b: b.ours_restore(jobs=1)),
     'community_gz': ('C community mysql_db import .sql.gz', lambda b: b.community_restore('sql.gz')),
     'community_zst': ('D community mysql_db import .sql.zst', lambda b: b.community_restore('sql.zst')),
 }
@@ -351,9 +352,9 @@ def restore_steps(bench):
         scan = timed('validate: scan_dump (zstd -dc | grep -a -o -E over the whole dump)', lambda: _mysql.scan_dump(src, outer))
         timed('missing_accounts (definers)', lambda: _mysql.missing_accounts(conn, scan['definers']))
         timed('database_exists + can_skip_binlog', lambda: (conn.database_exists(target), conn.can_skip_binlog()))
-        stages = _mysql.restore_stages(conn, src, outer, target, None, True)
+        steps = _mysql.restore_steps(conn, outer, target, None, True)
         timed('create_database', lambda: _mysql.create_database(conn, target))
-        timed('restore: zstd -dc | mariadb pipeline', lambda: _mysql.restore(conn, stages, src, target))
+        timed('restore: zstd -dc | mariadb pipeline', lambda: _mysql.restore(conn, steps, src, target))
         timed('inventory (information_schema + COUNT(*) of every table)', lambda: _mysql.inventory(conn, target))
         timed('artefact_facts: sha256 of the source', lambda: _common.artefact_facts(src))
     return timed.result()

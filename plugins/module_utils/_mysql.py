@@ -10,6 +10,7 @@ first argument (``--defaults-extra-file``), never on argv.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -26,6 +27,11 @@ TRANSACTIONAL_ENGINES = ('innodb', 'xtradb', 'rocksdb', 'tokudb', 'ndbcluster', 
 DEFINER_RE = r'DEFINER=`([^`]|``)*`@`([^`]|``)*`'
 # Lines holding row data are never touched by the DEFINER filter.
 DATA_LINE_RE = r'^(INSERT|REPLACE) INTO '
+# The comment lines the dump tools start each table's part with, and the parts after the tables (events, routines,
+# the final view definitions). A parallel restore splits the dump at them.
+TABLE_PART = '-- Table structure for table '
+VIEW_STUB_PART = '-- Temporary table structure for view '
+LATER_PARTS = ('-- Dumping events for database ', '-- Dumping routines for database ', '-- Final view structure for view ')
 
 
 def connection_argument_spec():
@@ -584,11 +590,13 @@ def definer_filter(mode, account=None):
 def scan_dump(src, outer):
     """Read the whole dump once: it must decompress, end with the tools' completion line, and its DEFINERs are listed.
 
-    Returns {'definers': [(user, host), ...], 'header': first lines (tool and server version)}.
+    Returns {'definers': [(user, host), ...], 'header': first lines (tool and server version), 'tables': byte
+    offsets (in the plain SQL) of the tables' parts, 'later': offset of the first part after them or None}.
     """
-    pattern = '%s|^-- (MySQL|MariaDB) dump .*|^-- Server version.*|^%s.*' % (DEFINER_RE, COMPLETED)
+    parts = '|'.join('^' + re.escape(marker) for marker in (TABLE_PART, VIEW_STUB_PART) + LATER_PARTS)
+    pattern = '%s|^-- (MySQL|MariaDB) dump .*|^-- Server version.*|^%s.*|%s' % (DEFINER_RE, COMPLETED, parts)
     decompress = decompress_argv(outer)
-    stages = ([decompress] if decompress else []) + [[find_tool('grep'), '-a', '-o', '-E', '-e', pattern]]
+    stages = ([decompress] if decompress else []) + [[find_tool('grep'), '-a', '-b', '-o', '-E', '-e', pattern]]
     try:
         out = _runner.pipeline(stages, stdin_path=src)[-1]['stdout']
     except _runner.CommandError as exc:
@@ -596,22 +604,48 @@ def scan_dump(src, outer):
         if grep.get('rc') == 1 and all(s['rc'] == 0 for s in exc.stages[:-1]):
             raise AppvaultError('%s is not a complete MySQL/MariaDB dump (no "%s" line at its end)' % (src, COMPLETED))
         raise AppvaultError('%s is corrupt or truncated: %s' % (src, exc.msg))
-    lines = [line for line in out.splitlines() if line.strip()]
-    if not lines or not lines[-1].startswith(COMPLETED):
+    found = [line.split(':', 1) for line in out.splitlines() if ':' in line]
+    found = [(int(offset), text) for offset, text in found if offset.isdigit() and text.strip()]
+    if not found or not found[-1][1].startswith(COMPLETED):
         raise AppvaultError('%s is not a complete MySQL/MariaDB dump (no "%s" line at its end)' % (src, COMPLETED))
     definers = []
     header = {'tool': None, 'server': None}
-    for line in lines:
+    tables, later = [], None
+    for offset, line in found:
         if line.startswith('DEFINER='):
             match = re.match(r'^DEFINER=`((?:[^`]|``)*)`@`((?:[^`]|``)*)`$', line)
             account = (match.group(1).replace('``', '`'), match.group(2).replace('``', '`'))
             if account not in definers:
                 definers.append(account)
+        elif line in (TABLE_PART, VIEW_STUB_PART):
+            tables.append(offset)
+        elif line in LATER_PARTS:
+            later = offset if later is None else later
         elif re.match(r'^-- (MySQL|MariaDB) dump', line) and not header['tool']:
             header['tool'] = line[3:].strip()
         elif line.startswith('-- Server version') and not header['server']:
             header['server'] = line.split('version', 1)[1].strip()
-    return {'definers': definers, 'header': header}
+    return {'definers': definers, 'header': header, 'tables': tables, 'later': later}
+
+
+def split_plan(scan, jobs):
+    """Byte ranges of the plain SQL for a restore over ``jobs`` connections side by side, or None for one.
+
+    Each range is a contiguous run of whole tables' parts of about the same size (the first range includes the
+    dump's header, the others get it prepended); ``later`` (events, routines, final views) runs after all of them,
+    on one connection.  None when the dump has fewer than two tables' parts or an order this does not know.
+    """
+    tables, later = scan['tables'], scan['later']
+    if jobs < 2 or len(tables) < 2 or later is None or tables[-1] > later:
+        return None
+    first = tables[0]
+    cuts = []
+    for index in range(1, jobs):
+        goal = first + (later - first) * index // jobs
+        cut = min(tables[1:], key=lambda offset: abs(offset - goal))
+        if not cuts or cut > cuts[-1]:
+            cuts.append(cut)
+    return {'header': first, 'ranges': list(zip([0] + cuts, cuts + [later])), 'later': later}
 
 
 def missing_accounts(conn, accounts):
@@ -641,31 +675,59 @@ def drop_database(conn, name):
     conn.query('DROP DATABASE IF EXISTS %s' % sql_ident(name))
 
 
-def restore_stages(conn, src, outer, database, definer_stage, skip_binlog):
+def restore_steps(conn, outer, database, definer_stage, skip_binlog, plan=None, header_path=None):
+    """The restore as steps run one after the other, each a list of pipelines run side by side.
+
+    Without a ``plan`` one pipeline reads the whole dump; with one (split_plan) each range goes to its own
+    connection, then the parts after the tables; ``header_path`` holds the dump's header for all but the first.
+    """
     extra = ['--batch', '--max-allowed-packet=1G']
     if skip_binlog:
         extra.append('--init-command=SET SESSION sql_log_bin = 0')
     client = conn.client_argv(database, extra)
-    stages = []
-    if decompress_argv(outer):
-        stages.append(decompress_argv(outer))
-    if definer_stage:
-        stages.append(definer_stage)
-    stages.append(client)
-    return stages
+    decompress = decompress_argv(outer)
+
+    def stages(start=0, stop=None):
+        argv = [decompress] if decompress else []
+        if start:
+            argv.append([find_tool('tail'), '-c', '+%d' % (start + 1)])
+        if stop is not None:
+            argv.append([find_tool('head'), '-c', '%d' % (stop - start)])
+        if start:
+            argv.append([find_tool('cat'), header_path, '-'])
+        if plan:
+            # LOCK TABLES fixes the tables a statement may touch when it runs: a child table with ON DELETE CASCADE
+            # that the other connection creates after this one's LOCK TABLES of its parent fails the next INSERT
+            # ("was not locked with LOCK TABLES"). InnoDB gains nothing from these locks; they go.
+            argv.append([find_tool('grep'), '-a', '-v', '-x', '-E', '-e', r'LOCK TABLES `([^`]|``)+` WRITE;',
+                         '-e', 'UNLOCK TABLES;'])
+        return argv + ([definer_stage] if definer_stage else []) + [client]
+    if not plan:
+        return [[stages()]]
+    return [[stages(start, stop) for start, stop in plan['ranges']], [stages(plan['later'])]]
 
 
-def restore(conn, stages, src, database, alongside=None):
-    """Run the restore ``stages``; ``alongside`` (a callable) runs while the client restores.
+def write_header(src, outer, plan, dest):
+    """The dump's header (session settings before the first table) into ``dest``, for the later connections."""
+    decompress = decompress_argv(outer)
+    _runner.pipeline(([decompress] if decompress else []) + [[find_tool('head'), '-c', '%d' % plan['header']]],
+                     stdin_path=src, stdout_path=dest)
 
-    When ``alongside`` raises, the client is killed and its exception propagates (the caller drops what the
-    unfinished restore wrote); the client's own failure is reported after ``alongside`` has returned.
+
+def restore(conn, steps, src, database, alongside=None):
+    """Run the restore ``steps`` (restore_steps); ``alongside`` (a callable) runs while the first step restores.
+
+    When ``alongside`` raises, or one connection fails, the clients are killed and the error propagates (the
+    caller drops what the unfinished restore wrote); a client's own failure is reported after ``alongside``.
     """
     try:
-        with _runner.Stream(stages, stdin_path=src) as stream:
-            if alongside is not None:
-                alongside()
-            stream.finish()
+        for index, step in enumerate(steps):
+            with contextlib.ExitStack() as stack:
+                streams = [stack.enter_context(_runner.Stream(stages, stdin_path=src)) for stages in step]
+                if alongside is not None and index == 0:
+                    alongside()
+                for stream in streams:
+                    stream.finish()
     except _runner.CommandError as exc:
         message = conn.explain(exc.msg, database)
         if re.search(r'SUPER|SET USER|SET_USER_ID', exc.msg):

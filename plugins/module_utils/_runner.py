@@ -142,6 +142,11 @@ def pipeline(stages, stdin_path=None, stdout_path=None, stdout_fd=None, env=None
                 proc.wait()
         for fileobj in opened + errfiles:
             fileobj.close()
+    return _checked(results)
+
+
+def _checked(results):
+    """``results`` when every stage succeeded; raise CommandError naming the stage that really failed."""
     # A producer killed by SIGPIPE after every later stage succeeded was cut off on
     # purpose (a consumer such as ``head`` stopped reading): not a failure.
     for index, res in enumerate(results[:-1]):
@@ -330,13 +335,7 @@ class Stream(object):
             proc.wait()
             results.append({'cmd': argv[0], 'rc': proc.returncode, 'stderr': _tail(errfile)})
         self.results = results
-        failed = [r for r in results if r['rc'] != 0]
-        if failed:
-            real = [r for r in failed if r['rc'] != -signal.SIGPIPE] or failed
-            first = real[0]
-            raise CommandError('%s failed with exit status %d: %s' % (first['cmd'], first['rc'], first['stderr'] or 'no error output'),
-                               results)
-        return results
+        return _checked(results)
 
     def __exit__(self, *exc):
         if self.stdout is not None and not self.stdout.closed:

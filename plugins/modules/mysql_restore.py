@@ -105,6 +105,17 @@ options:
         restore into an existing database, alongside it into a database the module creates (see the description).
     type: bool
     default: true
+  jobs:
+    description:
+      - Connections that restore the dump's tables side by side, each a contiguous run of whole tables of about the
+        same size in the dump (the first also runs the dump's header, the others get it too); the events, routines and
+        final view definitions follow on one connection once all of them are done.
+      - Only into a database the module creates (a new one, or the side database of O(clean=true)); an existing
+        database is always restored over one connection. The dump is read once first to find its tables (this is
+        the O(validate) check, done before the restore then).
+      - Default 2 on a host with 2 or more cores when the dump file is 32 MiB or larger, else 1. A dump without the
+        tools' per-table comments (for example written with C(--compact)) is restored over one connection.
+    type: int
   expected_inventory:
     description:
       - The inventory recorded at dump time (the RV(appvault.backup.mysql_dump#module:inventory) return value).
@@ -186,6 +197,11 @@ source:
       type: list
       elements: str
       sample: ["`exment`@`localhost`"]
+jobs:
+  description: Connections that restored the tables side by side (see O(jobs)); 1 for a single connection.
+  returned: always
+  type: int
+  sample: 2
 database_created:
   description: Whether this module created the database.
   returned: always
@@ -248,6 +264,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.appvault.backup.plugins.module_utils import _common, _inventory, _mysql, _runner
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
+AUTO_JOBS_MIN_BYTES = 32 * 1024 * 1024  # smaller dumps restore over one connection unless jobs says otherwise
+
 
 def argument_spec():
     spec = _mysql.connection_argument_spec()
@@ -261,6 +279,7 @@ def argument_spec():
         definer_account=dict(type='str'),
         disable_binlog=dict(type='bool', default=True),
         validate=dict(type='bool', default=True),
+        jobs=dict(type='int'),
         expected_inventory=dict(type='dict'),
         checksums=dict(type='bool', default=False),
     )
@@ -287,8 +306,8 @@ def check_definers(conn, params, scan):
         missing_definers=missing)
 
 
-def restore_once(conn, params, stages, target, result, alongside=None):
-    _mysql.restore(conn, stages, params['src'], target, alongside)
+def restore_once(conn, params, steps, target, result, alongside=None):
+    _mysql.restore(conn, steps, params['src'], target, alongside)
     result['inventory'] = _mysql.inventory(conn, target, checksums=params['checksums'])
     _inventory.verify(result, params['expected_inventory'], 'the restored database "%s"' % params['name'],
                       ignore=() if params['definer'] == 'keep' else ('definers',))
@@ -316,20 +335,31 @@ def run(module):
         side = name + '_appvault_new' if exists and params['clean'] else None
         target = side or name
 
+        scan = {}
+
         def validate():
-            scan = _mysql.scan_dump(src, outer)
+            scan.update(_mysql.scan_dump(src, outer))
             result['source'].update(dumped_from=scan['header']['server'], dumped_by=scan['header']['tool'],
                                     definers=['`%s`@`%s`' % account for account in scan['definers']])
             check_definers(conn, params, scan)
 
         # Into a database this module creates (a new one, or clean's side database) a failed check stops the
-        # restore and that database is dropped: nothing is changed either way, so the check reads the dump on the
-        # core the restore leaves idle instead of before it. Into an existing database it must come first.
-        alongside = bool(params['validate'] and not module.check_mode and (side or not exists))
-        if params['validate'] and not alongside:
+        # restore and that database is dropped: nothing is changed either way, so the check may read the dump on the
+        # core a single-connection restore leaves idle. Into an existing database it must come first. Several
+        # connections need the check's table offsets first.
+        fresh = bool(side or not exists)
+        jobs = params['jobs'] or (min(2, _common.cpu_count()) if os.path.getsize(src) >= AUTO_JOBS_MIN_BYTES else 1)
+        if jobs < 1:
+            raise AppvaultError('jobs must be 1 or more, not %d' % jobs)
+        parallel = fresh and jobs > 1 and not module.check_mode
+        alongside = params['validate'] and fresh and not module.check_mode and not parallel
+        if parallel or (params['validate'] and not alongside):
             validate()
         elif not params['validate']:
             check_definers(conn, params, {'definers': []})
+        plan = _mysql.split_plan(scan, jobs) if parallel else None
+        result['jobs'] = len(plan['ranges']) if plan else 1
+        header = secrets.write('header.sql', '') if plan else None
         charset, collation = params['charset'], params['collation']
         if side:
             charset, original_collation = conn.database_charset(name)
@@ -337,11 +367,13 @@ def run(module):
         account = _mysql.parse_account(params['definer_account']) if params['definer'] == 'rewrite' else None
         filter_stage = _mysql.definer_filter(params['definer'], account)
         result['binlog_disabled'] = bool(params['disable_binlog'] and conn.can_skip_binlog())
-        stages = _mysql.restore_stages(conn, src, outer, target, filter_stage, result['binlog_disabled'])
-        result['commands'] = [' | '.join(_runner.mask_argv(stage, conn.secrets) for stage in stages)]
+        steps = _mysql.restore_steps(conn, outer, target, filter_stage, result['binlog_disabled'], plan, header)
+        result['commands'] = [' | '.join(_runner.mask_argv(stage, conn.secrets) for stage in stages)
+                              for step in steps for stages in step]
         if side:
-            final = _mysql.restore_stages(conn, src, outer, name, filter_stage, result['binlog_disabled'])
-            result['commands'].append(' | '.join(_runner.mask_argv(stage, conn.secrets) for stage in final))
+            final = _mysql.restore_steps(conn, outer, name, filter_stage, result['binlog_disabled'], plan, header)
+            result['commands'].extend(' | '.join(_runner.mask_argv(stage, conn.secrets) for stage in stages)
+                                      for step in final for stages in step)
         result['changed'] = True
         result['database_created'] = not exists
         if module.check_mode:
@@ -351,6 +383,8 @@ def run(module):
             _mysql.drop_database(conn, side)
         if side or not exists:
             _mysql.create_database(conn, target, charset, collation)
+        if plan:
+            _mysql.write_header(src, outer, plan, header)
         facts = {}
 
         def beside_restore():
@@ -359,7 +393,7 @@ def run(module):
             facts.update(_common.artefact_facts(src))
 
         try:
-            restore_once(conn, params, stages, target, result, beside_restore)
+            restore_once(conn, params, steps, target, result, beside_restore)
         except BaseException:
             if side or not exists:
                 _mysql.drop_database(conn, target)

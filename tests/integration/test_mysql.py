@@ -147,6 +147,34 @@ def test_clean_replaces_changed_database(source_dump, mysql_source):
     assert_mysql_identical(mysql_source, 'appdb', mysql_source, 'cleaned')
 
 
+def test_parallel_restore_is_identical(source_dump, mysql_source, tmp_out):
+    """jobs: 2 splits the dump at its tables (header on both), then events, routines and views on one connection."""
+    dest, result = source_dump
+    mysql_source.drop_db('two_jobs')
+    restored = restore(mysql_source, 'two_jobs', dest, jobs=2, checksums=True, expected_inventory=result['inventory'])
+    assert not restored.get('failed'), restored.get('msg')
+    assert restored['jobs'] == 2 and restored['verified'] is True
+    assert len(restored['commands']) == 3 and 'tail -c' in restored['commands'][1] and 'cat ' in restored['commands'][1]
+    assert restored['source']['definers'] == ['`app_owner`@`%`', '`root`@`localhost`']
+    assert_mysql_identical(mysql_source, 'appdb', mysql_source, 'two_jobs')
+    # clean over an existing database: the side database and the final restore both go over two connections
+    mysql_source.sql('DELETE FROM audit_log; UPDATE users SET name = "x" WHERE id < 500', db='two_jobs')
+    again = restore(mysql_source, 'two_jobs', dest, jobs=2, clean=True, expected_inventory=result['inventory'])
+    assert not again.get('failed'), again.get('msg')
+    assert again['jobs'] == 2 and len(again['commands']) == 6 and not mysql_source.has_db('two_jobs_appvault_new')
+    assert_mysql_identical(mysql_source, 'appdb', mysql_source, 'two_jobs')
+    # a failing statement in the second connection's part: reported, the new database dropped
+    text = subprocess.run(['zstd', '-dc', str(dest)], capture_output=True, check=True).stdout
+    marker = b'-- Dumping data for table `users`'
+    assert marker in text
+    bad = tmp_out / 'late-error.sql'
+    bad.write_bytes(text.replace(marker, b'INSERT INTO no_such_table VALUES (1);\n' + marker, 1))
+    mysql_source.drop_db('two_jobs_bad')
+    failed = restore(mysql_source, 'two_jobs_bad', bad, jobs=2)
+    assert failed.get('failed') and 'no_such_table' in failed['msg'], failed.get('msg')
+    assert not mysql_source.has_db('two_jobs_bad')
+
+
 def test_sql_error_stops_and_changes_nothing(source_dump, mysql_source, tmp_out):
     """A dump that fails part-way: the first SQL error is shown; clean leaves the original untouched."""
     dest, _result = source_dump

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -153,8 +154,40 @@ def test_restore_stages_have_option_file_first():
     class Conn(FakeConn):
         def client_argv(self, database=None, extra=()):
             return ['/usr/bin/mariadb'] + self.conn_argv() + list(extra) + [database]
-    stages = _mysql.restore_stages(Conn(), '/d.sql.zst', 'none', 'db', None, True)
+    [[stages]] = _mysql.restore_steps(Conn(), 'none', 'db', None, True)
     assert len(stages) == 1 and stages[0][1].startswith('--defaults-extra-file=')
     assert '--init-command=SET SESSION sql_log_bin = 0' in stages[0]
-    stages = _mysql.restore_stages(Conn(), '/d.sql.zst', 'zstd', 'db', ['sed'], False)
+    [[stages]] = _mysql.restore_steps(Conn(), 'zstd', 'db', ['sed'], False)
     assert [s[0] for s in stages][1:] == ['sed', '/usr/bin/mariadb']
+
+
+def test_parallel_restore_steps_cut_the_plain_sql_at_the_plan():
+    class Conn(FakeConn):
+        def client_argv(self, database=None, extra=()):
+            return ['/usr/bin/mariadb'] + self.conn_argv() + list(extra) + [database]
+    plan = {'header': 100, 'ranges': [(0, 5000), (5000, 9000)], 'later': 9000}
+    tables, later = _mysql.restore_steps(Conn(), 'zstd', 'db', ['sed'], True, plan, '/t/header.sql')
+    first, second = tables
+    assert [os.path.basename(s[0]) for s in first] == ['zstd', 'head', 'grep', 'sed', 'mariadb'] and first[1][-1] == '5000'
+    assert [os.path.basename(s[0]) for s in second] == ['zstd', 'tail', 'head', 'cat', 'grep', 'sed', 'mariadb']
+    assert second[1][-1] == '+5001' and second[2][-1] == '4000' and second[3][1:] == ['/t/header.sql', '-']
+    [last] = later
+    assert [os.path.basename(s[0]) for s in last] == ['zstd', 'tail', 'cat', 'grep', 'sed', 'mariadb'] and last[1][-1] == '+9001'
+    [[plain]] = _mysql.restore_steps(Conn(), 'none', 'db', None, True, None)
+    assert os.path.basename(plain[0][0]) == 'mariadb'
+
+
+@pytest.mark.parametrize('tables, later, jobs, expected', [
+    ([100, 200, 5000, 9000], 10000, 2, [(0, 5000), (5000, 10000)]),
+    ([100, 9000], 10000, 2, [(0, 9000), (9000, 10000)]),
+    ([100, 200, 300, 400], 1000, 3, [(0, 400), (400, 1000)]),
+    ([100], 10000, 2, None),
+    ([100, 200], None, 2, None),
+    ([100, 20000], 10000, 2, None),
+    ([100, 200, 5000], 10000, 1, None),
+])
+def test_split_plan(tables, later, jobs, expected):
+    plan = _mysql.split_plan({'tables': tables, 'later': later}, jobs)
+    assert (plan['ranges'] if plan else None) == expected
+    if plan:
+        assert plan['header'] == tables[0] and plan['later'] == later
