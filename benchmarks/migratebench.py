@@ -196,6 +196,14 @@ class MigrateBench:
 
     def timed(self, run):
         """Clean target, ``run()`` under the hosts' memory samplers and the bridge counter, then check the target."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the last run's async module processes may still be exiting
+            probes = [lib.TreeSampler(pid, match='AnsiballZ_') for pid in self.hosts.pids.values()]
+            for probe in probes:
+                probe.sample()
+            if not list(modules(probes)):
+                break
+            time.sleep(0.5)
         for side in ('src', 'tgt'):
             self.hosts.clean(side)
         samplers = [lib.TreeSampler(pid, match='AnsiballZ_', interval=0.1) for pid in self.hosts.pids.values()]
@@ -212,6 +220,10 @@ class MigrateBench:
         res['controller_bytes'] = res['controller_bytes_in'] + res['controller_bytes_out']
         peaks = [s.report()['module_peak_rss'] for s in samplers]
         res['module_peak_rss'] = max([p for p in peaks if p] or [None])
+        res['host_modules'] = {}  # the module processes the samplers saw in the hosts: their largest peak RSS (bytes)
+        for info in modules(samplers):
+            name = info['cmdline'].split('AnsiballZ_', 1)[1].split('.py', 1)[0]
+            res['host_modules'][name] = max(res['host_modules'].get(name, 0), info['hwm_kib'] * 1024)
         state = self.hosts.state('tgt')
         if state != self.source_state:
             raise RuntimeError('the target differs from the source after the run: %s != %s' % (state, self.source_state))
@@ -273,6 +285,14 @@ class MigrateBench:
             res = self.playbook(path, {'source': 'src', 'target': 'tgt'})
         del res['plays']
         return res
+
+
+def modules(samplers):
+    """The module processes (python running an AnsiballZ_* file) the samplers have seen."""
+    for sampler in samplers:
+        for info in sampler.procs.values():
+            if 'AnsiballZ_' in info['cmdline'] and info['name'].startswith('python'):
+                yield info
 
 
 def task_times(plays):
