@@ -230,16 +230,17 @@ class CpuAccount:
 
 
 # -- orphans -------------------------------------------------------------------------------------------------------
-def become_subreaper():
+def become_subreaper(enable=True):
     """Make this process the child subreaper of its descendants (Linux prctl PR_SET_CHILD_SUBREAPER).
 
     A command that backgrounds a stage (community.postgresql runs ``gzip <fifo >file & pg_dump >fifo``) leaves it
     orphaned when its shell exits; as subreaper we inherit and reap it, so its CPU time lands in our children's
     rusage (``cpu_seconds``) instead of looking like someone else's load.  Call it after starting daemons that
-    should not become our children (the database server).
+    should not become our children (the database server); ``enable=False`` turns it off again for a while (around
+    starting podman containers, whose conmon daemonizes and would otherwise stay our child).
     """
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1 if enable else 0, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
 

@@ -3,8 +3,9 @@
     make bench                                   # every scenario, 1 GiB, 3 interleaved rounds
     .venv/bin/python benchmarks/run.py --scenario suite --size-gb 0.05 --files 2000 --pairs 3   # a quick look
 
-S1 PostgreSQL backup (database + mixed storage) and S2 its restore, S3 MariaDB backup and restore, S5 storage of
-many small files and a re-sync after 5 % of them changed, plus the fixed overhead (the backup playbook end to end
+S1 PostgreSQL backup (database + mixed storage) and S2 its restore, S3 MariaDB backup and restore, S4 a migration
+between two podman test hosts (benchmarks/migratebench.py), S5 storage of many small files and a re-sync after 5 %
+of them changed, plus the fixed overhead (the backup playbook end to end
 on a 10 MB app) and the module calls a backup makes.  Each scenario runs its variants interleaved (A B C A B C ...):
 ours (the role through ansible-playbook), hand (the raw tools piped by hand) and community (the community modules'
 route).  Prints one table and writes JSON (every run, machine facts) and markdown to --out.
@@ -22,14 +23,16 @@ import tempfile
 from pathlib import Path
 
 import lib
+import migratebench
 import mysqlbench
 import mysqldata
 import pgdata
 import storagedata
 
-HAND_TARGET = {'S1': 1.10, 'S2': 1.10, 'S3 backup': 1.10, 'S3 restore': 1.10, 'S5 backup': 1.15, 'S5 re-sync': 1.20}
-COMMUNITY_TARGET = {'S1': 3.0, 'S2': 2.0, 'S3 backup': 1.5, 'S3 restore': 1.2, 'S5 backup': 3.0}
+HAND_TARGET = {'S1': 1.10, 'S2': 1.10, 'S3 backup': 1.10, 'S3 restore': 1.10, 'S4': 1.15, 'S5 backup': 1.15, 'S5 re-sync': 1.20}
+COMMUNITY_TARGET = {'S1': 3.0, 'S2': 2.0, 'S3 backup': 1.5, 'S3 restore': 1.2, 'S4': 2.0, 'S5 backup': 3.0}
 RSS_TARGET = 64 * lib.MIB
+CONTROLLER_TARGET = {'S4': 1000 * 1000}  # bytes through the controller, ours
 CHANGED_SHARE = 0.05
 
 
@@ -37,17 +40,16 @@ def log(msg):
     print(msg, flush=True)
 
 
-def role_playbook(playbook, host_vars, match='AnsiballZ_'):
-    """Run playbooks/<playbook> on localhost with ``host_vars``; measure()'s dict plus the task results and stats."""
-    inventory = {'all': {'children': {'appvault': {'hosts': {'localhost': dict(
-        {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}, **host_vars)}}}}}
+def playbook(path, inventory, match='AnsiballZ_', extra_env=None):
+    """Run the playbook ``path`` against ``inventory`` (a dict); measure()'s dict plus module calls, stats and plays."""
     with tempfile.TemporaryDirectory(prefix='appvault-bench-inv-') as tmp:
-        path = Path(tmp) / 'inventory.json'
-        path.write_text(json.dumps(inventory))
-        path.chmod(0o600)
-        argv = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', str(path), str(lib.REPO / 'playbooks' / playbook)]
+        inventory_path = Path(tmp) / 'inventory.json'
+        inventory_path.write_text(json.dumps(inventory))
+        inventory_path.chmod(0o600)
+        argv = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', str(inventory_path), str(path)]
         env = lib.ansible_env()
         env['ANSIBLE_SHOW_CUSTOM_STATS'] = 'true'
+        env.update(extra_env or {})
         res = lib.measure(argv, env=env, match=match)
     try:
         data = json.loads(res['stdout'][res['stdout'].index('{'):])
@@ -62,10 +64,20 @@ def role_playbook(playbook, host_vars, match='AnsiballZ_'):
                 if result.get('failed') and not result.get('_ansible_ignore_errors'):
                     failed.append('%s: %s' % (task['task']['name'], result.get('msg')))
     if res['rc'] or failed:
-        raise RuntimeError('%s failed (rc %s): %s' % (playbook, res['rc'], failed or res['stderr'][-2000:]))
+        raise RuntimeError('%s failed (rc %s): %s' % (Path(path).name, res['rc'], failed or res['stderr'][-2000:]))
     res['module_calls'] = calls
     res['stats'] = data.get('global_custom_stats') or data.get('custom_stats') or {}
+    res['plays'] = data.get('plays', [])
     del res['stdout']
+    return res
+
+
+def role_playbook(name, host_vars, match='AnsiballZ_'):
+    """Run playbooks/<name> on localhost with ``host_vars``; playbook()'s dict without the plays."""
+    inventory = {'all': {'children': {'appvault': {'hosts': {'localhost': dict(
+        {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}, **host_vars)}}}}}
+    res = playbook(lib.REPO / 'playbooks' / name, inventory, match=match)
+    del res['plays']
     return res
 
 
@@ -171,11 +183,6 @@ class Suite:
         return role_playbook('restore.yml', {'appvault_backup_dir': str(backup_dir), 'appvault_app': app,
                                              'appvault_restore_backup': name, 'appvault_restore_confirm': True,
                                              'appvault_restore_keep_previous': 1})
-
-
-def controller_bytes(_res):
-    """Bytes through the controller: every variant here runs on localhost, nothing is fetched or copied."""
-    return 0
 
 
 # -- S1 / S2: PostgreSQL ------------------------------------------------------------------------------------------------
@@ -387,7 +394,7 @@ def overhead(suite, args):
 
 # -- report ------------------------------------------------------------------------------------------------------------
 def row(name, runs):
-    summary = lib.summarize(runs, fields=('seconds', 'module_peak_rss'))
+    summary = lib.summarize(runs, fields=('seconds', 'module_peak_rss', 'controller_bytes'))
     ours, hand = summary['ours']['seconds'], summary['hand']['seconds']
     community = summary.get('community', {}).get('seconds')
     vs_hand = lib.ratio(ours, hand)
@@ -400,8 +407,23 @@ def row(name, runs):
     rss = summary['ours']['module_peak_rss']
     if rss is not None:
         verdict.append('RSS %s' % ('met' if rss <= RSS_TARGET else 'MISSED'))
+    # every variant of S1-S3 and S5 runs on localhost: nothing passes through a controller; S4 measures it
+    through = '0 B'
+    if summary['ours']['controller_bytes'] is not None:
+        through = ' / '.join('%s %s' % (key, fmt_size(summary[key]['controller_bytes'])) for key in summary)
+    if name in CONTROLLER_TARGET and summary['ours']['controller_bytes'] is not None:
+        verdict.append('controller %s (≤%s)' % ('met' if summary['ours']['controller_bytes'] <= CONTROLLER_TARGET[name] else 'MISSED',
+                                                fmt_size(CONTROLLER_TARGET[name])))
     return [name, lib.fmt_num(ours), lib.fmt_num(hand), lib.fmt_num(community), lib.fmt_num(vs_hand, '%.2fx'),
-            lib.fmt_num(faster, '%.2fx'), lib.fmt_bytes(rss), '0 B', '; '.join(verdict)], summary
+            lib.fmt_num(faster, '%.2fx'), lib.fmt_bytes(rss), through, '; '.join(verdict)], summary
+
+
+def fmt_size(value):
+    """Bytes in decimal units (the controller target is 1 MB)."""
+    for unit, size in (('GB', 1e9), ('MB', 1e6), ('kB', 1e3)):
+        if value >= size:
+            return '%.2f %s' % (value / size, unit)
+    return '%d B' % value
 
 
 def scenario_suite(args):
@@ -425,6 +447,10 @@ def scenario_suite(args):
             runs, more = small_scenarios(suite, args)
             facts.update(more)
             groups.append(runs)
+        if 'migrate' in args.parts:
+            runs, more = migratebench.migrate_scenario(sys.modules[__name__], suite, args, log)
+            facts.update(more)
+            groups.append(runs)
         for runs in groups:
             for name, scenario_runs in runs.items():
                 line, summary = row(name, scenario_runs)
@@ -440,9 +466,11 @@ def scenario_suite(args):
         md.append('Fixed overhead: the backup playbook on a 10 MB app takes %s s (an ansible-playbook with one ping: %s s); '
                   'one backup makes %d module calls on the host.' % (lib.fmt_num(tiny['ours']['seconds']),
                                                                      lib.fmt_num(tiny['noop']['seconds']), payload['overhead']['module_calls']))
-    md.append('S4 (migration between two test hosts) is not part of this run: see the migrate role\'s scenario.')
-    md.append('Medians of %d interleaved rounds; %s GiB database and storage, %d small files; machine: %s.' % (
-        args.pairs, args.size_gb, args.files, lib.fmt_bytes(payload['facts'].get('mem_total_bytes'))))
+    if 'S4' in payload['scenarios']:
+        md.append(migratebench.describe(payload['scenarios']['S4']))
+    md.append('Medians of %d interleaved rounds; %s GiB database and storage%s; machine: %s.' % (
+        args.pairs, args.size_gb, ', %d small files' % args.files if 'small' in args.parts else '',
+        lib.fmt_bytes(payload['facts'].get('mem_total_bytes'))))
     text = '\n'.join(md)
     log(text)
     for line in (payload['scenarios'].get('S5 re-sync') or {}).get('ours', [])[:1]:
@@ -460,5 +488,5 @@ def strip(payload):
 
 
 def add_arguments(parser):
-    parser.add_argument('--parts', nargs='+', default=['pg', 'mysql', 'small'], choices=['pg', 'mysql', 'small'],
-                        help='suite: which groups to run (pg: S1, S2 and the overhead; mysql: S3; small: S5)')
+    parser.add_argument('--parts', nargs='+', default=['pg', 'mysql', 'small', 'migrate'], choices=['pg', 'mysql', 'small', 'migrate'],
+                        help='suite: which groups to run (pg: S1, S2 and the overhead; mysql: S3; small: S5; migrate: S4)')
