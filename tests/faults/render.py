@@ -103,7 +103,7 @@ def render(results):
     for case in cases:
         out.append('| %s |\n' % ' | '.join(cell(v) for v in row(case)))
     out.append('\nEach row is the last run of its case. The cases took %d s in all (each: its app, the faulted run, the checks, '
-               'the rerun); a full run of the suite took %s s, on 2 cores shared with other work.\n'
+               'the rerun); a full run of the suite took %s, on 2 cores shared with other work.\n'
                % (sum(c.get('seconds', 0) for c in cases), _minutes(results.get('full_run_seconds'))))
     return ''.join(out)
 
