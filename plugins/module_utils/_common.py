@@ -233,4 +233,8 @@ def finish(module, run):
         result = run(module)
     except AppvaultError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
+    except OSError as exc:
+        # Permission denied, no space, ... on a path the module did not expect to fail: name it (with the paths), not
+        # a traceback that an asynchronous job reports as a crash.
+        module.fail_json(msg=str(exc))
     module.exit_json(**result)

@@ -286,7 +286,10 @@ class Remote(object):
         return error
 
     def transfer_flags(self):
-        flags = ['--retries', '1', '--low-level-retries', '10']
+        # A few low-level retries per request: rclone's S3 client backs off between them (up to 20 s), so 10 made an
+        # unreachable endpoint fail an upload after about 4 minutes; 3 fail it in seconds. Whole attempts are retried
+        # by upload() (the destination's retries).
+        flags = ['--retries', '1', '--low-level-retries', '3']
         if self.dest['bwlimit']:
             flags += ['--bwlimit', self.dest['bwlimit']]
         return flags

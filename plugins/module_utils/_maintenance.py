@@ -11,6 +11,10 @@ the pid's start time (so a reused pid is never taken for it), when it fires, and
 renames that file away first owns the outcome: the timer (to fire) or maintenance off (to disarm), so the two never
 both act on one lease. When the timer fired, it leaves ``.appvault-maintenance.fired.json`` with what it ran; the
 next maintenance call reports it.
+
+When switching maintenance off fails, the timer is armed again (at most OFF_RETRY seconds, never longer than the
+lease): the host runs the maintenance_off commands once more by itself, so a passing failure (a busy service manager,
+a lock) does not leave the app down until someone notices.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ansible_collections.appvault.backup.plugins.module_utils._common import App
 STATE_NAME = '.appvault-maintenance.json'
 FIRED_NAME = '.appvault-maintenance.fired.json'
 TIMER_POLL = 2.0  # seconds between the timer's checks that its lease still stands
+OFF_RETRY = 30  # seconds after a failed maintenance off at which the re-armed timer runs maintenance_off again
 
 
 def _proc_start(pid):
@@ -208,7 +213,14 @@ class Lease(object):
         results, error = run_commands(off_cmds, chdir, owner)
         result['commands'] = results
         if error:
-            raise AppvaultError('maintenance_off failed: %s' % error, commands=results)
+            retry = None
+            if current is not None and not current.get('unreadable') and result['disarmed']:
+                seconds = max(1, min(int(current.get('lease') or OFF_RETRY), OFF_RETRY))
+                state = self._arm(off_cmds, seconds, chdir, owner)
+                retry = dict(pid=state['pid'], expires=state['expires'], seconds=seconds)
+            raise AppvaultError('maintenance_off failed: %s; %s' % (
+                error, ('the host-side timer was armed again: it runs maintenance_off once more in %d seconds' % retry['seconds'])
+                if retry else 'no host-side timer runs it again (none was armed)'), commands=results, retry=retry)
         return result
 
 

@@ -13,7 +13,9 @@ description:
     process that runs the O(maintenance_off) commands when O(lease) seconds have passed, unless O(state=off) disarmed it first.
     So when the controller dies (killed, its connection lost) while the application is in maintenance, the
     application leaves maintenance by itself once the lease ends.
-  - O(state=off) disarms the timer and runs the O(maintenance_off) commands.
+  - O(state=off) disarms the timer and runs the O(maintenance_off) commands. When one of them fails, the module
+    fails and arms the timer again for a short time (30 seconds, or the lease when shorter), so the host runs the
+    O(maintenance_off) commands once more by itself (RV(retry)).
   - The lease is recorded in C(<path>/.appvault-maintenance.json) (mode 0600, next to the run lock of
     M(appvault.backup.run_lock)). A lease left by an earlier run with another O(token) is taken over (its timer
     stopped) and reported in RV(took_over). When a timer fired, the next call reports it in RV(expired_earlier).
@@ -129,6 +131,11 @@ took_over:
   description: The lease of an earlier run that was taken over.
   returned: when one was found
   type: dict
+retry:
+  description: The timer armed again after an O(maintenance_off) command failed (V(null) when no timer was armed before).
+  returned: when O(state=off) failed
+  type: dict
+  sample: {"pid": 4712, "expires": 1767243630, "seconds": 30}
 expired_earlier:
   description: A lease that had already expired, and what its timer did.
   returned: when a timer fired

@@ -1,17 +1,19 @@
 """Fault injection: the backup and restore roles interrupted at each phase, against real servers and real tools.
 
 Each case runs the role's playbook with ansible-playbook on localhost while a watcher polls /proc: at the moment the
-phase's process appears (pg_dump, mariadb-dump, zstd, tar, pg_restore, the mariadb client) it kills that process or
-the module that started it, stops the database server under it, fills the disk under it, or kills the controller.
-Other faults are set up before the run (server down, an immutable directory, a failing app command).
+phase's process appears (pg_dump, mariadb-dump, zstd, tar, pg_restore, the mariadb client, rclone, rsync) it freezes
+it and kills it or the module that started it, stops the database server, the S3 endpoint or the destination host's
+sshd under it, fills the disk under it, or kills the controller. Other faults are set up before the run (server
+down, an immutable directory, a failing app command). Each case records what was injected; a case whose fault could
+not be injected fails.
 
 After each case: the fault surfaced (the run failed, naming a step); backup_info lists only archives that verify on
 their own (sha256 sidecar, zstd, tar); the source app is unchanged and out of maintenance; a restore target is either
 exactly as before or exactly restored; no lock is left (a killed controller's lock is stale); the fault is undone and
-a rerun succeeds. Security on every run: no database password in any process's argv (sampled from /proc), in the
-job output or the files and logs left behind; backup files 0600, directories 0700, unreadable for another user.
-
-Rows for transfer, upload and migrate are added to CASES when those roles exist.
+a rerun succeeds. With a destination (S3 endpoint, another host): nothing there looks valid after the fault, the
+rerun's copy verifies there. Security on every run: no database or S3 password in any process's argv (sampled from
+/proc), in the job output or the files and logs left behind; backup files 0600, directories 0700, unreadable for
+another user.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ class Case:
 
 
 K, KM, STOP, FILL, CTL, KZ, STOP_NOW = 'kill', 'kill_module', 'stop_server', 'fill_disk', 'kill_controller', 'kill_zstd', 'stop_now'
+CTL_BEFORE_DB = 'kill_controller_before_db'  # the controller dies as the host is about to start the database restore
+K_SEAL = 'kill_module_sealing'  # kill -9 archive_create while it reads its finished archive back (sha256, fsync)
+STOP_S3, STOP_SSHD = 'stop_s3', 'stop_sshd'
+OFF_RETRY = 30  # the maintenance module re-arms its timer for at most this long when maintenance_off fails
 DUMP_TAR = 'appvault-stage'  # the dump extraction and the path staging of archive_restore
 CASES = [
     # backup, PostgreSQL (with maintenance: appvault_backup_quiesce)
@@ -75,8 +81,10 @@ CASES = [
     Case('b-my-dump-server-stopped', 'backup', 'mariadb', 'dump', 'database server stopped (as the dump module starts)',
          ('python*', STOP_NOW, {'argv_has': 'AnsiballZ_mysql_dump', 'any_owner': True})),
     # restore, PostgreSQL
-    Case('r-pg-extract-disk-full', 'restore', 'postgresql', 'verify + extract dumps', 'disk full', ('tar', FILL, {'argv_has': '.restore-'}),
-         ('tmpfs',)),
+    # The disk fills while archive_restore verifies (reads) the archive: its extraction of the dumps then cannot write
+    # (filling it when the extracting tar appears came too late once: the small dump was already written).
+    Case('r-pg-extract-disk-full', 'restore', 'postgresql', 'verify + extract dumps', 'disk full',
+         ('zstd', FILL, {'argv_has': '-d', 'parent_has': 'AnsiballZ_archive_restore'}), ('tmpfs',)),
     Case('r-pg-swap-kill-tar', 'restore', 'postgresql', 'file swap', 'kill -9 tar', ('tar', K, {'argv_has': '.storage.appvault-stage'})),
     Case('r-pg-swap-kill-module', 'restore', 'postgresql', 'file swap', 'kill -9 module', ('tar', KM, {'argv_has': '.storage.appvault-stage'})),
     Case('r-pg-swap-permission', 'restore', 'postgresql', 'file swap', 'permission denied (storage immutable)', (),
@@ -88,6 +96,24 @@ CASES = [
     Case('r-pg-db-controller-killed', 'restore', 'postgresql', 'database restore', 'controller killed', ('pg_restore', CTL, {'argv_has': '--dbname'})),
     # restore, MariaDB
     Case('r-my-db-kill-client', 'restore', 'mariadb', 'database restore', 'kill -9 mariadb (client)', ('mariadb', K, {'argv_lacks': '--execute'})),
+    # backup: verify / seal, upload (S3 endpoint), transfer (host destination: rsync over SSH to a podman host)
+    Case('b-pg-seal-kill-module', 'backup', 'postgresql', 'verify + seal', 'kill -9 module (reading the archive back)',
+         ('tar', K_SEAL, {'argv_has': '--create'})),
+    Case('b-pg-upload-kill-rclone', 'backup', 'postgresql', 'upload', 'kill -9 rclone', ('rclone', K, {'argv_has': 'copyto'}),
+         extra={'destination': 's3'}),
+    Case('b-pg-upload-endpoint-stopped', 'backup', 'postgresql', 'upload', 'S3 endpoint stopped (network to the destination cut)',
+         ('rclone', STOP_S3, {'argv_has': 'copyto'}), extra={'destination': 's3'}),
+    Case('b-pg-transfer-kill-rsync', 'backup', 'postgresql', 'transfer', 'kill -9 rsync', ('rsync', K, {'argv_has': '--append-verify'}),
+         extra={'destination': 'host'}),
+    Case('b-pg-transfer-sshd-stopped', 'backup', 'postgresql', 'transfer', 'sshd of the destination host stopped (network cut)',
+         ('rsync', STOP_SSHD, {'argv_has': '--append-verify'}), extra={'destination': 'host'}),
+    # restore: the window between the file swap and the database restore; maintenance off
+    Case('r-pg-swap-db-controller-killed', 'restore', 'postgresql', 'between file swap and database restore', 'controller killed',
+         ('python*', CTL_BEFORE_DB, {'argv_has': 'AnsiballZ_postgresql_restore', 'any_owner': True}),
+         xfail='the files are swapped in and the database is not restored: the host-side lease ends maintenance on a half '
+               'restored app (the rerun restores it fully)'),
+    Case('r-pg-maintenance-off-fails', 'restore', 'postgresql', 'maintenance off', 'maintenance_off command fails', (),
+         ('fail_maintenance_off',), extra={'lease_off': True}),
 ]
 
 
@@ -212,8 +238,61 @@ class Run:
         self.sampled = 0
         self.vars = {'appvault_backup_poll': 1, 'appvault_restore_poll': 1, 'appvault_backup_quiesce': True,
                      'appvault_restore_confirm': True}
-        if CTL in case.trigger:
+        if CTL in case.trigger or CTL_BEFORE_DB in case.trigger:
             self.vars.update(appvault_maintenance_lease=CONTROLLER_LEASE[case.operation], appvault_lock_lease=CONTROLLER_LEASE[case.operation])
+        if case.extra.get('lease_off'):
+            self.vars.update(appvault_maintenance_lease=CONTROLLER_LEASE[case.operation])
+        self.s3 = self.host = None
+        self.prefix = case.id  # the folder at the destination
+
+    def use_s3(self, endpoint):
+        self.s3 = endpoint
+        self.use_destination(endpoint.destination(self.prefix))
+
+    def use_host(self, host):
+        self.host = host
+        self.use_destination(dict(name='standby', kind='host', host='vaulthost', path='/srv/' + self.prefix, address='127.0.0.1',
+                                  port=host.port, user='root'), {'vaults': {'hosts': {'vaulthost': host.inventory_host()}}})
+
+    def use_destination(self, destination, groups=None):
+        """In the inventory (a destination holds secrets: not in ansible-playbook's argv)."""
+        self.destination = destination
+        self.app.write_inventory(appvault_backup_destinations=[destination])
+        if groups:
+            inventory = json.loads(self.app.inventory.read_text())
+            inventory['all']['children'].update(groups)
+            self.app.inventory.write_text(json.dumps(inventory))
+
+    def destination_files(self):
+        """Names at the destination (hidden ones too), or None without a destination."""
+        if self.s3:
+            folder = self.s3.folder(self.prefix)
+            return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+        if self.host:
+            return sorted(self.host.sh('[ -d /srv/%s ] && ls -A /srv/%s || true' % (self.prefix, self.prefix)).split())
+        return None
+
+    def destination_valid(self):
+        """The backups the destination presents as valid (checksum file published), each checked on its own: its
+        bytes match the checksum file."""
+        valid = []
+        if self.s3:
+            info = run_module('backup_info', {'destination': self.s3.destination(self.prefix)})
+            assert not info.get('failed'), info.get('msg')
+            folder = self.s3.folder(self.prefix)
+            for entry in info['backups']:
+                if entry['valid']:
+                    stored = hashlib.sha256((folder / entry['name']).read_bytes()).hexdigest()
+                    assert stored == (folder / (entry['name'] + '.sha256')).read_text().split()[0], 'a broken copy is listed valid'
+                    valid.append(entry['name'])
+        elif self.host:
+            for name in self.destination_files():
+                if name.endswith('.sha256') and not name.startswith('.'):
+                    archive = name[:-len('.sha256')]
+                    out = self.host.sh('cd /srv/%s && sha256sum -c %s >/dev/null && echo ok || echo broken' % (self.prefix, name)).strip()
+                    assert out == 'ok', '%s is published at the host destination but does not verify' % archive
+                    valid.append(archive)
+        return valid
 
     def play(self, book, trigger=None):
         watch = procwatch.Watch(self.secrets, [str(self.app.root.parent), self.dbname], trigger)
@@ -228,6 +307,14 @@ class Run:
     def action(self, name):
         if name == K:
             return procwatch.kill
+        if name == K_SEAL:
+            return procwatch.kill_module_reading('.partial')
+        if name == CTL_BEFORE_DB:
+            return procwatch.kill_controller_before('AnsiballZ_postgresql_restore')
+        if name == STOP_S3:
+            return procwatch.while_stopped(self.s3.stop)
+        if name == STOP_SSHD:
+            return procwatch.while_stopped(self.host.stop_sshd)
         if name == KM:
             return procwatch.kill_parent
         if name == CTL:
@@ -244,9 +331,16 @@ class Run:
 
     def stop_server(self):
         self.server.halt()
+        if procwatch.port_open(self.server.port):
+            raise procwatch.NotInjected('the database server still answers on %d' % self.server.port)
+        return 'database server stopped'
 
     def start_server(self):
         self.server.resume()
+        if self.s3:
+            self.s3.start()
+        if self.host:
+            self.host.start_sshd()
 
     def prepare(self):
         self.app.backups.mkdir(mode=0o700)
@@ -254,25 +348,32 @@ class Run:
             subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=%s,mode=0700' % TMPFS_SIZE, 'tmpfs', str(self.app.backups)], check=True)
 
     def inject(self):
+        """Set up the faults prepared before the run; return what was set up."""
         setup = self.case.setup
+        done = []
         if 'server_down' in setup:
-            self.stop_server()
-        if 'immutable_backups' in setup:
-            subprocess.run(['chattr', '+i', str(self.app.backups)], check=True)
-        if 'immutable_storage' in setup:
-            subprocess.run(['chattr', '+i', str(self.app.root / 'storage')], check=True)
-        if 'fail_maintenance' in setup:
-            (self.app.root / 'fail-maintenance').write_text('')
+            done.append(self.stop_server())
+        for what, path in (('immutable_backups', self.app.backups), ('immutable_storage', self.app.root / 'storage')):
+            if what in setup:
+                subprocess.run(['chattr', '+i', str(path)], check=True)
+                flags = subprocess.run(['lsattr', '-d', str(path)], capture_output=True, text=True, check=True).stdout.split()[0]
+                assert 'i' in flags, flags
+                done.append('chattr +i %s (lsattr: %s)' % (path.name, flags))
+        for what, name in (('fail_maintenance', 'fail-maintenance'), ('fail_maintenance_off', 'fail-maintenance-off'),
+                           ('fail_upgrade', 'fail-upgrade')):
+            if what in setup:
+                (self.app.root / name).write_text('')
+                done.append('%s command set to fail' % name[len('fail-'):])
         if 'fail_upgrade' in setup:
-            (self.app.root / 'fail-upgrade').write_text('')
             (self.app.root / 'VERSION').write_text('2.0.0\n')
+        return '; '.join(done)
 
     def undo(self):
         self.start_server()
         for path in (self.app.backups, self.app.root / 'storage'):
             if path.exists():
                 subprocess.run(['chattr', '-i', str(path)], check=False)
-        for name in ('fail-maintenance', 'fail-upgrade'):
+        for name in ('fail-maintenance', 'fail-maintenance-off', 'fail-upgrade'):
             (self.app.root / name).unlink(missing_ok=True)
         (self.app.backups / '.filler').unlink(missing_ok=True)
 
@@ -288,6 +389,17 @@ def server_restarted(case):
     return 'server_down' in case.setup or (case.trigger and case.trigger[1] in (STOP, STOP_NOW))
 
 
+def half(before, restored, after):
+    """Which parts of a restore target match the backup and which the state before."""
+    parts = ('database', 'files', '.env')
+    new = [n for n, a, r in zip(parts, after, restored) if a == r]
+    old = [n for n, a, b in zip(parts, after, before) if a == b]
+    other = [n for n in parts if n not in new and n not in old]
+    return 'HALF restored: %s' % '; '.join(
+        text for text in ('%s restored' % ', '.join(new) if new else '', '%s as before' % ', '.join(old) if old else '',
+                          '%s neither' % ', '.join(other) if other else '') if text)
+
+
 def without_counters(state):
     db = dict(state[0])
     db.pop('auto_increment', None)
@@ -301,18 +413,26 @@ def short(text, limit=160):
 
 @pytest.mark.parametrize('case', [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(reason=c.xfail, strict=True)] if c.xfail else [])
                                   for c in CASES])
-def test_fault(case, tmp_path, pg_server, mariadb_server, results, golden):
+def test_fault(case, tmp_path, pg_server, mariadb_server, results, golden, request):
     base = tmp_path / 'case'
     base.mkdir()
     server = pg_server if case.engine == 'postgresql' else mariadb_server
     secrets = [pg_server.password, mariadb_server.password]
     record = dict(id=case.id, operation=case.operation, engine=case.engine, phase=case.phase, fault=case.fault, passed=False)
+    if case.xfail:
+        record['known_bug'] = case.xfail
     results.append(record)
     started = time.time()
     run = Run(case, base, server, secrets)
+    problems = []  # found, but the case goes on to show what the rerun does; it fails at the end
     try:
         run.prepare()
         app = run.app
+        if case.extra.get('destination') == 's3':
+            run.use_s3(request.getfixturevalue('s3_endpoint'))
+            secrets.append(run.s3.secret)
+        elif case.extra.get('destination') == 'host':
+            run.use_host(request.getfixturevalue('ssh_host'))
         restored = None
         if case.operation == 'restore':
             run.vars['appvault_restore_backup'], restored = golden.place(case.engine, server, secrets, app.backups)
@@ -321,13 +441,16 @@ def test_fault(case, tmp_path, pg_server, mariadb_server, results, golden):
 
         # -- the fault
         record['timing'] = {'setup': round(time.time() - started, 1)}
-        run.inject()
+        injected = run.inject()
         trigger = procwatch.Trigger(case.trigger[0], run.action(case.trigger[1]), **case.trigger[2]) if case.trigger else None
         proc, _data, failures = run.play('%s.yml' % case.operation, trigger)
         if trigger:
             assert trigger.fired, 'the trigger (%s) never saw its process; run: %s' % (case.trigger, failures or proc.stderr[-1500:])
-            assert not trigger.error, trigger.error
-        controller_killed = bool(trigger) and case.trigger[1] == CTL
+            assert not trigger.error, 'the fault was not injected: %s' % trigger.error
+            injected = trigger.injected
+        record['injected'] = injected
+        assert injected, 'the fault was not injected'
+        controller_killed = bool(trigger) and case.trigger[1] in (CTL, CTL_BEFORE_DB)
         assert proc.returncode != 0, 'the run succeeded despite the fault'
         if controller_killed:
             record['failed_at'] = 'controller killed'
@@ -341,6 +464,12 @@ def test_fault(case, tmp_path, pg_server, mariadb_server, results, golden):
             record['maintenance_off'] = 'by the role (always:)'
             if case.trigger and case.trigger[1] == KM:
                 assert 'ended without a result' in str(failures[-1][1]), 'a killed module must be named as such'
+        if case.extra.get('lease_off'):
+            assert (app.root / 'down').exists(), 'maintenance_off failed, yet the app left maintenance'
+            assert 'maintenance_off failed' in str(failures[-1][1]), failures[-1]
+            run.undo()  # the command works again: the re-armed host-side timer must now end maintenance by itself
+            assert wait_for(lambda: not (app.root / 'down').exists(), OFF_RETRY + 15), 'the re-armed timer did not end maintenance'
+            record['maintenance_off'] = 'failed; the host-side timer, re-armed by the failed call, ran it again'
         record['timing']['fault'] = round(time.time() - started, 1)
         busy = procwatch.wait_quiet([str(app.root.parent), run.dbname])
         assert not busy, 'processes of the run still going: %s' % busy
@@ -360,12 +489,20 @@ def test_fault(case, tmp_path, pg_server, mariadb_server, results, golden):
             assert after == before, 'the backup changed the source app'
             record['target'] = 'source unchanged'
         else:
-            assert after in (before, restored), 'the restore left the target half restored'
-            record['target'] = 'as before' if after == before else 'restored'
+            record['target'] = 'as before' if after == before else 'restored' if after == restored else half(before, restored, after)
+            if after not in (before, restored):
+                problems.append('the restore left the target %s' % record['target'])
         run.undo()
         valid = listed_valid(app.backups)
         record['listed_valid'] = len(valid)
         record['leftovers'] = leftovers(app)
+        if run.s3 or run.host:
+            at_dest = run.destination_valid()
+            record['destination'] = 'valid there: %s; files there: %s' % (len(at_dest), ', '.join(run.destination_files()) or 'none')
+            assert not at_dest, 'the destination presents a backup of the failed run as valid: %s' % at_dest
+            if run.host:
+                shown = [n for n in run.destination_files() if not n.startswith('.')]
+                assert not shown, 'files under archive names at the host destination: %s' % shown
         lock = app.backups / '.appvault-run.lock'
         if controller_killed:
             holder = json.loads(lock.read_text())
@@ -383,6 +520,10 @@ def test_fault(case, tmp_path, pg_server, mariadb_server, results, golden):
             summary = data['global_custom_stats']['appvault_backup']['localhost']
             assert verify_archive(summary['path']) is None
             assert norm(app.state()) == before
+            if run.s3 or run.host:
+                assert [c['name'] for c in summary['destinations'] if not c['failed']] == [run.destination['name']]
+                assert run.destination_valid() == [summary['name']], 'the rerun\'s copy is not the one valid backup there'
+                record['destination_after_rerun'] = ', '.join(run.destination_files())
         else:
             assert app.state() == restored, 'the rerun did not restore the backup'
         assert not (app.root / 'down').exists()
@@ -405,6 +546,7 @@ def test_fault(case, tmp_path, pg_server, mariadb_server, results, golden):
         assert run_as('nobody', ['cat', str(archive)], check=False).returncode != 0, 'another user can read a backup'
         assert run_as('nobody', ['ls', str(app.backups)], check=False).returncode != 0, 'another user can list the backups'
         record['security'] = 'no password in argv (%d processes sampled) / output / files; modes 0600/0700; other user denied' % run.sampled
+        assert not problems, problems
         record['passed'] = True
     except BaseException as exc:
         record['error'] = short(exc, 300)

@@ -4,12 +4,18 @@ A trigger waits for a process by name (and, optionally, a word of its argv) that
 its argv, working directory or open files, or those of its parent and siblings, name one of the run's ``marks``
 (the test's directory, its database name) - and then acts on it once: kill it, kill its parent (the module), stop
 it while something else happens (the database server stopped, the disk filled), or kill the controller.
+
+Every action freezes its process (SIGSTOP) before it acts and checks that the process is still alive then, so a
+short phase cannot end between "seen" and "hit"; it reports what it did in ``Trigger.injected``. An action that
+could not act (its process already gone, the disk not full after filling it) sets ``Trigger.error`` instead: the
+case then fails, it never passes without its fault.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -58,6 +64,40 @@ def comm_of(pid):
     return text.strip() if text else None
 
 
+def state_of(pid):
+    """The process state letter (R, S, D, T, Z, ...) or None when it is gone."""
+    text = _read('/proc/%d/stat' % pid)
+    return text.rsplit(')', 1)[1].split()[0] if text else None
+
+
+class NotInjected(RuntimeError):
+    """The action could not inject its fault (its process ended first, ...)."""
+
+
+def freeze(pid, timeout=5):
+    """SIGSTOP ``pid`` and wait until it is stopped; NotInjected when it has already ended (gone or a zombie)."""
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        raise NotInjected('%d ended before it could be frozen' % pid) from None
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = state_of(pid)
+        if state in (None, 'Z', 'X'):
+            raise NotInjected('%d ended before it could be frozen' % pid)
+        if state in ('T', 't'):
+            return
+        time.sleep(0.001)
+    raise NotInjected('%d did not stop within %d s (state %s)' % (pid, timeout, state_of(pid)))
+
+
+def thaw(pid):
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+
+
 def argv_of(pid):
     raw = _read('/proc/%d/cmdline' % pid, binary=True)
     return [a.decode(errors='replace') for a in raw.split(b'\0') if a] if raw else []
@@ -66,15 +106,18 @@ def argv_of(pid):
 class Trigger:
     """Act once on the first process named ``name`` (with ``argv_has`` in its argv) that belongs to the run."""
 
-    def __init__(self, name, action, argv_has=None, argv_lacks=None, sibling=None, any_owner=False):
+    def __init__(self, name, action, argv_has=None, argv_lacks=None, sibling=None, any_owner=False, parent_has=None):
         self.name = name
+        self.parent_has = parent_has  # a word of the parent's argv (the module that started the tool)
         self.any_owner = any_owner  # act on the first such process of anyone (for actions on the test's own servers)
         self.action = action  # callable(pid, watch)
         self.argv_has = argv_has
         self.argv_lacks = argv_lacks
         self.sibling = sibling  # the name of another process its parent started (zstd next to tar, not next to pg_dump)
         self.fired = None  # (pid, argv) once it acted
+        self.injected = None  # what the action did, once it did it
         self.error = None
+        self.threads = []  # actions that wait for a later moment of their process run in a thread
 
     def named(self, comm):
         """``name`` is the process name (/proc/<pid>/comm); ending in ``*``, its beginning (python* for python3.11)."""
@@ -88,6 +131,8 @@ class Trigger:
         if self.argv_has and not any(self.argv_has in a for a in argv):
             return False
         if self.argv_lacks and any(self.argv_lacks in a for a in argv):
+            return False
+        if self.parent_has and not any(self.parent_has in a for a in argv_of(ppid_of(pid) or 0)):
             return False
         if self.sibling:
             parent = ppid_of(pid)
@@ -121,6 +166,8 @@ class Watch:
         self._scan()
         self._stop.set()
         self._thread.join(30)
+        for thread in self.trigger.threads if self.trigger else ():
+            thread.join(60)
 
     def _loop(self):
         while not self._stop.is_set():
@@ -178,7 +225,9 @@ class Watch:
                 continue
             trig.fired = (pid, argv)
             try:
-                trig.action(pid, self)
+                done = trig.action(pid, self)
+                if done:  # an action that waits in a thread sets it there
+                    trig.injected = done
             except Exception as exc:  # reported by the test
                 trig.error = repr(exc)
 
@@ -186,27 +235,40 @@ class Watch:
         return any(mark.encode() in raw for mark in self.marks)
 
 
-# -- actions -------------------------------------------------------------------------------------------------------
+# -- actions: each returns what it did (Trigger.injected) or raises NotInjected ------------------------------------
 def kill(pid, _watch):
+    """kill -9 the process, frozen first: it is known to be alive (mid-work) when the signal lands."""
+    name = comm_of(pid)
+    freeze(pid)
     os.kill(pid, signal.SIGKILL)
+    return 'kill -9 %s (pid %d) while it ran' % (name, pid)
 
 
 def kill_parent(pid, _watch):
-    """Kill the module: the Python process that started the tool."""
+    """Kill the module: the Python process that started the tool (the tool frozen meanwhile, then let go)."""
     parent = ppid_of(pid)
     if not parent or not (comm_of(parent) or '').startswith('python'):
-        raise RuntimeError('the parent of %d is %s, not a module' % (pid, comm_of(parent) if parent else None))
-    os.kill(parent, signal.SIGKILL)
+        raise NotInjected('the parent of %d is %s, not a module' % (pid, comm_of(parent) if parent else None))
+    freeze(pid)
+    try:
+        freeze(parent)
+        os.kill(parent, signal.SIGKILL)
+    finally:
+        thaw(pid)
+    return 'kill -9 the module (pid %d) while its %s (pid %d) ran' % (parent, comm_of(pid), pid)
 
 
 def while_stopped(work):
-    """An action that freezes the process, runs ``work()``, then lets the process go on (into the fault)."""
+    """An action that freezes the process, runs ``work()`` (which says what it did), then lets the process go on
+    (into the fault)."""
     def action(pid, _watch):
-        os.kill(pid, signal.SIGSTOP)
+        name = comm_of(pid)
+        freeze(pid)
         try:
-            work()
+            done = work()
         finally:
-            os.kill(pid, signal.SIGCONT)
+            thaw(pid)
+        return '%s while %s (pid %d) was frozen' % (done, name, pid)
     return action
 
 
@@ -218,27 +280,119 @@ def kill_sibling(name, timeout=5):
         while time.time() < deadline:
             for other in os.listdir('/proc'):
                 if other.isdigit() and int(other) != pid and ppid_of(int(other)) == parent and comm_of(int(other)) == name:
+                    freeze(int(other))
                     os.kill(int(other), signal.SIGKILL)
-                    return
+                    return int(other)
             time.sleep(0.005)
-        raise RuntimeError('no %s next to %d' % (name, pid))
+        raise NotInjected('no %s next to %d' % (name, pid))
 
     def action(pid, _watch):
-        os.kill(pid, signal.SIGSTOP)
+        first = comm_of(pid)
+        freeze(pid)
         try:
-            work_on(pid)
+            killed = work_on(pid)
         finally:
-            os.kill(pid, signal.SIGCONT)
+            thaw(pid)
+        return 'kill -9 %s (pid %d) while %s (pid %d) fed it' % (name, killed, first, pid)
     return action
 
 
-def kill_controller(_pid, watch):
+def kill_controller(pid, watch):
     """The controller dies: ansible-playbook and its workers, at once (what the host sees when the controller is lost)."""
+    if watch.controller.poll() is not None:
+        raise NotInjected('ansible-playbook had already ended')
     os.killpg(watch.controller.pid, signal.SIGKILL)
+    return 'kill -9 ansible-playbook and its workers while %s (pid %d) ran' % (comm_of(pid) or 'the watched process', pid)
+
+
+def kill_controller_before(word):
+    """The controller dies just before the host starts a task's module: the process whose argv names ``word`` (the
+    task's async wrapper, frozen first) and anything else naming it are killed with the controller, so that task never
+    runs."""
+    def action(pid, watch):
+        freeze(pid)
+        if watch.controller.poll() is not None:
+            raise NotInjected('ansible-playbook had already ended')
+        os.killpg(watch.controller.pid, signal.SIGKILL)
+        for other in [int(o) for o in os.listdir('/proc') if o.isdigit()] + [pid]:
+            if any(word in a for a in argv_of(other)):
+                try:
+                    os.kill(other, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.2)
+        left = [o for o in os.listdir('/proc') if o.isdigit() and any(word in a for a in argv_of(int(o)))]
+        if left:
+            raise NotInjected('processes of %s still run: %s' % (word, left))
+        return 'kill -9 ansible-playbook and its workers as the host started %s (its job never ran)' % word
+    return action
+
+
+def kill_module_reading(suffix, timeout=120):
+    """An action on a tool (tar): wait until its module (the parent) opens a file ending in ``suffix`` read-only - it
+    reads back what the tool wrote, to checksum and seal it - then freeze and kill -9 the module there."""
+    def watch_module(module, trig):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if state_of(module) in (None, 'Z', 'X'):
+                trig.error = 'the module (pid %d) ended before it read back a %s file' % (module, suffix)
+                return
+            hit = _reading(module, suffix)
+            if hit:
+                try:
+                    freeze(module)
+                    if not _reading(module, suffix):
+                        raise NotInjected('the module closed %s before it was frozen' % hit)
+                    os.kill(module, signal.SIGKILL)
+                except NotInjected as exc:
+                    trig.error = repr(exc)
+                    return
+                trig.injected = 'kill -9 the module (pid %d) while it read back %s' % (module, os.path.basename(hit))
+                return
+            time.sleep(0.0005)
+        trig.error = 'the module (pid %d) did not read back a %s file within %d s' % (module, suffix, timeout)
+
+    def action(pid, watch):
+        module = ppid_of(pid)
+        if not module or not (comm_of(module) or '').startswith('python'):
+            raise NotInjected('the parent of %d is %s, not a module' % (pid, comm_of(module) if module else None))
+        thread = threading.Thread(target=watch_module, args=(module, watch.trigger), daemon=True)
+        watch.trigger.threads.append(thread)
+        thread.start()  # it sets Trigger.injected (or error) itself
+    return action
+
+
+def _reading(pid, suffix):
+    """The path of a file ending in ``suffix`` that ``pid`` has open read-only, or None."""
+    try:
+        fds = os.listdir('/proc/%d/fd' % pid)
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            target = os.readlink('/proc/%d/fd/%s' % (pid, fd))
+        except OSError:
+            continue
+        if not target.endswith(suffix):
+            continue
+        info = _read('/proc/%d/fdinfo/%s' % (pid, fd)) or ''
+        flags = [line.split()[1] for line in info.splitlines() if line.startswith('flags:')]
+        if flags and int(flags[0], 8) & os.O_ACCMODE == os.O_RDONLY:
+            return target
+    return None
+
+
+def port_open(port, host='127.0.0.1'):
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def fill(directory, name='.filler'):
-    """Fill the filesystem of ``directory`` with a file until it is full; return the file."""
+    """Fill the filesystem of ``directory`` with a file until it is full; return what was done (NotInjected when
+    the filesystem still has room)."""
     path = Path(directory) / name
     chunk = b'\0' * (1024 * 1024)
     with open(path, 'wb', buffering=0) as fileobj:
@@ -252,7 +406,11 @@ def fill(directory, name='.filler'):
                 fileobj.write(b'\0' * 4096)
         except OSError:
             pass
-    return path
+    stats = os.statvfs(directory)
+    left = stats.f_bavail * stats.f_frsize
+    if left >= 64 * 1024:
+        raise NotInjected('%s still has %d bytes free after filling it' % (directory, left))
+    return 'filled the filesystem of %s (%d bytes left)' % (path.parent.name, left)
 
 
 def wait_quiet(marks, timeout=60):

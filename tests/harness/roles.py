@@ -20,12 +20,12 @@ from harness.compare_mysql import mysql_inventory
 REPO = Path(__file__).resolve().parents[2]
 EVENTS_SCRIPT = """#!/bin/sh
 # fixture app command: records when it ran; upgrade fails while $APPROOT/fail-upgrade exists, maintenance-on while
-# $APPROOT/fail-maintenance exists
+# $APPROOT/fail-maintenance exists, maintenance-off while $APPROOT/fail-maintenance-off exists
 root=$(dirname "$0")
 echo "$1" >> "$root/events.log"
 case "$1" in
   maintenance-on) if [ -e "$root/fail-maintenance" ]; then echo "cannot enter maintenance" >&2; exit 5; fi; touch "$root/down" ;;
-  maintenance-off) rm -f "$root/down" ;;
+  maintenance-off) if [ -e "$root/fail-maintenance-off" ]; then echo "cannot leave maintenance" >&2; exit 6; fi; rm -f "$root/down" ;;
   version) cat "$root/VERSION" ;;
   upgrade) if [ -e "$root/fail-upgrade" ]; then echo "migration 2026_01 failed" >&2; exit 3; fi ;;
 esac

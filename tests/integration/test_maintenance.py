@@ -100,6 +100,30 @@ def test_a_new_run_takes_over_a_dead_runs_lease(app):
     assert [e.split()[0] for e in events(root)] == ['on', 'on', 'off'], 'only the last run switches maintenance off'
 
 
+def test_failing_maintenance_off_arms_the_timer_again(app):
+    root, backups = app
+    run_module('maintenance', args(root, backups, 'on', lease=5))
+    result = run_module('maintenance', args(root, backups, 'off', maintenance_off=[[str(root / 'cmd'), 'fail']]))
+    assert result['failed'] and 'cannot go down' in result['msg'] and 'armed again' in result['msg'], result
+    retry = result['retry']
+    assert retry['seconds'] == 5 and alive(retry['pid']), retry  # the lease was shorter than the 30 s retry
+    assert (root / 'down').exists()
+    # The timer runs the off commands of the failed call again: here they fail again, and the next call says so.
+    assert wait_for((backups / '.appvault-maintenance.fired.json').exists, 20)
+    assert [e.split()[0] for e in events(root)] == ['on', 'fail', 'fail']
+    result = run_module('maintenance', args(root, backups, 'off'))
+    assert not result.get('failed') and 'maintenance_off failed' in result['expired_earlier'], result
+    assert not (root / 'down').exists()
+
+
+def test_failing_maintenance_off_without_a_lease_says_nothing_retries(app):
+    root, backups = app
+    run_module('maintenance', args(root, backups, 'on', lease=0))
+    result = run_module('maintenance', args(root, backups, 'off', maintenance_off=[[str(root / 'cmd'), 'fail']]))
+    assert result['failed'] and 'no host-side timer runs it again' in result['msg'] and result['retry'] is None, result
+    assert not (backups / '.appvault-maintenance.json').exists()
+
+
 def test_failing_maintenance_on_is_undone_and_leaves_no_timer(app):
     root, backups = app
     result = run_module('maintenance', args(root, backups, 'on', maintenance_on=[[str(root / 'cmd'), 'on'], [str(root / 'cmd'), 'fail']]))
