@@ -16,9 +16,10 @@ description:
     line, so a corrupt or truncated dump fails with nothing changed. The same pass lists the DEFINER accounts of
     views, routines, triggers and events; with O(definer=keep) every one of them must exist on the target server, or
     the module fails naming the missing accounts, with nothing changed.
-  - Into an existing database without O(clean) this check runs before the restore. Into a database the module
-    creates (a new one, or the side database of O(clean=true)) it runs alongside the restore on the core the restore
-    leaves idle; when it fails, the restore is stopped and that database dropped, so nothing is changed either way.
+  - Into an existing database without O(clean) this check runs before the restore, and so it does when the tables
+    are restored over several connections (O(jobs)), which need the offsets it finds. Otherwise, into a database the
+    module creates (a new one, or the side database of O(clean=true)), it runs alongside the restore on the core one
+    connection leaves idle; when it fails, the restore is stopped and that database dropped, so nothing is changed.
   - Creates the database when it is missing (O(charset), O(collation)). The client stops at the first SQL error,
     which the failure message shows; a database this module created is dropped again on failure.
   - With O(clean=true) on an existing database, nothing is changed before the dump has been proven on this server.
