@@ -16,7 +16,7 @@ import re
 import shutil
 import time
 
-from ansible_collections.appvault.backup.plugins.module_utils import _common, _runner
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _inventory, _runner
 from ansible_collections.appvault.backup.plugins.module_utils._common import GZIP_MAGIC, ZSTD_MAGIC, AppvaultError, decompress_argv, find_tool
 
 CUSTOM_MAGIC = b'PGDMP'
@@ -726,4 +726,105 @@ def run_dump(params, check_mode=False, warn=None):
         if params['globals_dest']:
             result['commands'].append(_runner.mask_argv(dump_globals(conn, params, params['globals_dest'], params['force'])))
             result['globals'] = _common.artefact_facts(params['globals_dest'])
+    return result
+
+
+def restore_argument_spec():
+    """The options of the postgresql_restore module."""
+    spec = connection_argument_spec()
+    spec.update(
+        src=dict(type='path', required=True),
+        create=dict(type='bool', default=False),
+        owner=dict(type='str'),
+        clean=dict(type='bool', default=False),
+        no_owner=dict(type='bool', default=True),
+        role=dict(type='str'),
+        jobs=dict(type='int', default=1),
+        single_transaction=dict(type='bool', default=True),
+        exit_on_error=dict(type='bool', default=True),
+        schemas=dict(type='list', elements='str'),
+        force=dict(type='bool', default=False),
+        validate=dict(type='bool', default=True),
+        expected_inventory=dict(type='dict'),
+        checksums=dict(type='bool', default=False),
+        tmp_dir=dict(type='path'),
+        terminate_connections=dict(type='bool', default=False),
+    )
+    return spec
+
+
+def run_restore(params, check_mode=False):
+    """What the postgresql_restore module does, for the module and the host-side rollback alike: ``params`` as the
+    module's argument spec gives them (defaults filled in)."""
+    src = params['src']
+    if params['jobs'] < 1:
+        raise AppvaultError('jobs must be 1 or more, got %d' % params['jobs'])
+    if not os.path.exists(src):
+        raise AppvaultError('src %s does not exist' % src)
+    if params['jobs'] > 1:
+        params['single_transaction'] = False
+    result = dict(changed=False, database_created=False)
+    fmt, outer = detect_format(src)
+    if params['jobs'] > 1 and fmt == 'plain':
+        raise AppvaultError('jobs: %d needs a custom or directory dump; %s is plain SQL' % (params['jobs'], src))
+    with _common.SecretDir() as secrets:
+        conn = Connection(params, secrets)
+        result['server_version'] = conn.connect(params['maintenance_db'])
+        if fmt == 'plain':
+            tool = find_client('psql', 0, params.get('bin_dir'))
+            header = dump_header(src, fmt, outer, None)
+        else:
+            # The newest pg_restore reads any older archive; it must not be older than the server or the dump.
+            any_restore = find_client('pg_restore', 0, params.get('bin_dir'))
+            header = dump_header(src, fmt, outer, any_restore['path'])
+            needed = max(conn.server_major, header['pg_dump_major'] or 0)
+            tool = find_client('pg_restore', needed, params.get('bin_dir'), 'the newer of the server and the dump\'s pg_dump')
+        result['tool_version'] = tool['version']
+        result['source'] = dict(path=src, format=fmt, compression=outer or 'none',
+                                dumped_from=header['server'], dumped_by=header['pg_dump'])
+        if header['server_major'] and header['server_major'] > conn.server_major and not params['force']:
+            raise AppvaultError(
+                'the dump %s was taken from PostgreSQL %s, which is newer than the target server %s (PostgreSQL %s); '
+                'restoring into an older major version is not supported. Set force: true to try anyway.'
+                % (src, header['server'], conn.where, result['server_version']))
+        if params['validate']:
+            validate_dump(src, fmt, outer, tool['path'] if fmt != 'plain' else None)
+        exists = conn.database_exists(params['name'])
+        if not exists and not params['create']:
+            raise AppvaultError('database "%s" does not exist on %s; set create: true to create it' % (params['name'], conn.where))
+        work_dir = params['tmp_dir'] or os.path.dirname(os.path.abspath(src))
+        seekable = '<decompressed copy in %s>' % work_dir if needs_seekable_copy(params, fmt, outer) else None
+        stages = restore_stages(conn, params, fmt, outer, tool['path'], seekable)[0]
+        result['commands'] = [' | '.join(_runner.mask_argv(stage) for stage in stages)]
+        result['changed'] = True
+        if check_mode:
+            result['database_created'] = not exists
+            return result
+        # Replacing an existing database: restore into a side database, verify it, then swap names, so the
+        # original stays untouched until its replacement is complete and verified.
+        side = params['name'] + '_appvault_new' if exists and params['clean'] else None
+        result['database_created'] = not exists
+        started = time.monotonic()
+        target = side or params['name']
+        owner = params['owner'] or (database_owner(conn, params['name']) if side else None)
+        if side:
+            drop_database(conn, side)
+        if side or not exists:
+            create_database(conn, target, owner)
+        conn.database = target
+        try:
+            restore(conn, params, fmt, outer, tool['path'], work_dir)
+            result['inventory'] = inventory(conn, target, schemas=params['schemas'], checksums=params['checksums'])
+            expected, actual = comparable(params['expected_inventory'] or {}, result['inventory'])
+            _inventory.verify(result, expected, 'the restored database "%s"' % params['name'], actual=actual)
+            if side:
+                swap_database(conn, side, params['name'], params['terminate_connections'])
+        except BaseException:
+            if side or not exists:
+                drop_database(conn, target)
+            raise
+        finally:
+            conn.database = params['name']
+        result['duration'] = round(time.monotonic() - started, 3)
+        result['source'].update(_common.artefact_facts(src))
     return result

@@ -15,7 +15,7 @@ import shutil
 import sqlite3
 import time
 
-from ansible_collections.appvault.backup.plugins.module_utils import _common, _runner
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _inventory, _runner
 from ansible_collections.appvault.backup.plugins.module_utils._common import GZIP_MAGIC, ZSTD_MAGIC, AppvaultError, decompress_argv
 
 SQLITE_MAGIC = b'SQLite format 3\x00'
@@ -259,4 +259,56 @@ def run_dump(params, check_mode=False, warn=None):
     facts['path'] = dest
     result['artefact'] = facts
     result['duration'] = round(time.monotonic() - started, 3)
+    return result
+
+
+def restore_argument_spec():
+    """The options of the sqlite_restore module."""
+    return dict(
+        path=dict(type='path', required=True),
+        src=dict(type='path', required=True),
+        backup=dict(type='bool', default=True),
+        expected_inventory=dict(type='dict'),
+        checksums=dict(type='bool', default=False),
+    )
+
+
+def run_restore(params, check_mode=False):
+    """What the sqlite_restore module does, for the module and the host-side rollback alike."""
+    path, src = params['path'], params['src']
+    if not os.path.isfile(src):
+        raise AppvaultError('src %s does not exist or is not a file' % src)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise AppvaultError('directory %s of path does not exist' % parent)
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise AppvaultError('path %s exists and is not a file' % path)
+    outer = detect_compression(src)
+    decompress = _common.decompress_argv(outer)
+    exists = os.path.exists(path)
+    result = dict(changed=True, database_created=not exists, server_version=sqlite3.sqlite_version,
+                  tool_version=sqlite3.sqlite_version, flavour='sqlite',
+                  commands=[_runner.mask_argv(decompress)] if decompress else [],
+                  source=dict(path=src, compression=outer))
+    temp = os.path.join(parent, '.%s.appvault-new' % os.path.basename(path))
+    started = time.monotonic()
+    try:
+        _common.remove_path(temp)
+        unpack(src, outer, temp)
+        integrity_check(temp)
+        result['inventory'] = inventory(temp, checksums=params['checksums'])
+        _inventory.verify(result, params['expected_inventory'], 'the backup %s (%s was not replaced)' % (params['src'], params['path']))
+        if check_mode:
+            return result
+        if exists:
+            checkpoint(path)
+        try:
+            result['backup_file'] = replace(temp, path, params['backup'])
+        except OSError as exc:
+            raise AppvaultError('cannot replace %s: %s' % (path, exc))
+    finally:
+        _common.remove_path(temp)
+        remove_sidecars(temp)
+    result['duration'] = round(time.monotonic() - started, 3)
+    result['source'].update(_common.artefact_facts(src))
     return result

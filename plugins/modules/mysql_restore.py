@@ -257,161 +257,17 @@ differences:
   sample: ["rows.users: expected 3, found 2"]
 '''
 
-import os
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appvault.backup.plugins.module_utils import _common, _inventory, _mysql, _runner
-from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
-
-AUTO_JOBS_MIN_BYTES = 32 * 1024 * 1024  # smaller dumps restore over one connection unless jobs says otherwise
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _mysql
 
 
 def argument_spec():
-    spec = _mysql.connection_argument_spec()
-    spec.update(
-        src=dict(type='path', required=True),
-        create=dict(type='bool', default=True),
-        charset=dict(type='str', default='utf8mb4'),
-        collation=dict(type='str'),
-        clean=dict(type='bool', default=False),
-        definer=dict(type='str', default='keep', choices=['keep', 'strip', 'rewrite']),
-        definer_account=dict(type='str'),
-        disable_binlog=dict(type='bool', default=True),
-        validate=dict(type='bool', default=True),
-        jobs=dict(type='int'),
-        expected_inventory=dict(type='dict'),
-        checksums=dict(type='bool', default=False),
-    )
-    return spec
-
-
-def check_definers(conn, params, scan):
-    """Every DEFINER the restored objects will have must exist on the target; raise naming the missing ones."""
-    if params['definer'] == 'strip':
-        return
-    if params['definer'] == 'rewrite':
-        accounts = [_mysql.parse_account(params['definer_account'])]
-    else:
-        accounts = scan['definers']
-    missing = _mysql.missing_accounts(conn, accounts)
-    if not missing:
-        return
-    if params['definer'] == 'rewrite':
-        raise AppvaultError('definer_account %s does not exist on %s; create it first' % (missing[0], conn.where))
-    raise AppvaultError(
-        'the dump %s has views, routines, triggers or events whose DEFINER account does not exist on %s: %s. Create '
-        'the account(s) first, or set definer: strip (the restoring account becomes the definer) or definer: rewrite '
-        'with definer_account. Nothing was changed.' % (params['src'], conn.where, ', '.join(missing)),
-        missing_definers=missing)
-
-
-def restore_once(conn, params, steps, target, result, alongside=None):
-    _mysql.restore(conn, steps, params['src'], target, alongside)
-    result['inventory'] = _mysql.inventory(conn, target, checksums=params['checksums'])
-    _inventory.verify(result, params['expected_inventory'], 'the restored database "%s"' % params['name'],
-                      ignore=() if params['definer'] == 'keep' else ('definers',))
+    return _mysql.restore_argument_spec()
 
 
 def run(module):
-    params = module.params
-    src = params['src']
-    if not os.path.isfile(src):
-        raise AppvaultError('src %s does not exist or is not a file' % src)
-    if params['definer'] == 'rewrite' and not params['definer_account']:
-        raise AppvaultError('definer: rewrite needs definer_account (user@host)')
-    outer = _mysql.detect_compression(src)
-    result = dict(changed=False, database_created=False, binlog_disabled=False)
-    name = params['name']
-    with _common.SecretDir() as secrets:
-        conn = _mysql.Connection(params, secrets)
-        result['server_version'] = conn.connect()
-        result['flavour'] = conn.flavour
-        result['tool_version'] = conn.client()['version']
-        result['source'] = dict(path=src, compression=outer, dumped_from=None, dumped_by=None, definers=[])
-        exists = conn.database_exists(name)
-        if not exists and not params['create']:
-            raise AppvaultError('database "%s" does not exist on %s; set create: true to create it' % (name, conn.where))
-        side = name + '_appvault_new' if exists and params['clean'] else None
-        target = side or name
-
-        scan = {}
-
-        def validate():
-            scan.update(_mysql.scan_dump(src, outer))
-            result['source'].update(dumped_from=scan['header']['server'], dumped_by=scan['header']['tool'],
-                                    definers=['`%s`@`%s`' % account for account in scan['definers']])
-            check_definers(conn, params, scan)
-
-        # Into a database this module creates (a new one, or clean's side database) a failed check stops the
-        # restore and that database is dropped: nothing is changed either way, so the check may read the dump on the
-        # core a single-connection restore leaves idle. Into an existing database it must come first. Several
-        # connections need the check's table offsets first.
-        fresh = bool(side or not exists)
-        jobs = params['jobs'] or (min(2, _common.cpu_count()) if os.path.getsize(src) >= AUTO_JOBS_MIN_BYTES else 1)
-        if jobs < 1:
-            raise AppvaultError('jobs must be 1 or more, not %d' % jobs)
-        parallel = fresh and jobs > 1 and not module.check_mode
-        alongside = params['validate'] and fresh and not module.check_mode and not parallel
-        if parallel or (params['validate'] and not alongside):
-            validate()
-        elif not params['validate']:
-            check_definers(conn, params, {'definers': []})
-        plan = _mysql.split_plan(scan, jobs) if parallel else None
-        result['jobs'] = len(plan['ranges']) if plan else 1
-        header = secrets.write('header.sql', '') if plan else None
-        charset, collation = params['charset'], params['collation']
-        if side:
-            charset, original_collation = conn.database_charset(name)
-            collation = collation or original_collation
-        account = _mysql.parse_account(params['definer_account']) if params['definer'] == 'rewrite' else None
-        filter_stage = _mysql.definer_filter(params['definer'], account)
-        result['binlog_disabled'] = bool(params['disable_binlog'] and conn.can_skip_binlog())
-        steps = _mysql.restore_steps(conn, outer, target, filter_stage, result['binlog_disabled'], plan, header)
-        result['commands'] = [' | '.join(_runner.mask_argv(stage, conn.secrets) for stage in stages)
-                              for step in steps for stages in step]
-        if side:
-            final = _mysql.restore_steps(conn, outer, name, filter_stage, result['binlog_disabled'], plan, header)
-            result['commands'].extend(' | '.join(_runner.mask_argv(stage, conn.secrets) for stage in stages)
-                                      for step in final for stages in step)
-        result['changed'] = True
-        result['database_created'] = not exists
-        if module.check_mode:
-            return result
-        started = time.monotonic()
-        if side:
-            _mysql.drop_database(conn, side)
-        if side or not exists:
-            _mysql.create_database(conn, target, charset, collation)
-        if plan:
-            _mysql.write_header(src, outer, plan, header)
-        facts = {}
-
-        def beside_restore():
-            if alongside:
-                validate()
-            facts.update(_common.artefact_facts(src))
-
-        try:
-            restore_once(conn, params, steps, target, result, beside_restore)
-        except BaseException:
-            if side or not exists:
-                _mysql.drop_database(conn, target)
-            raise
-        if side:
-            # The dump is proven on this server: now replace the original and verify again.
-            try:
-                _mysql.drop_database(conn, name)
-                _mysql.create_database(conn, name, charset, collation)
-                restore_once(conn, params, final, name, result)
-            except AppvaultError as exc:
-                raise AppvaultError('%s. The dump had been restored and verified in database "%s", which is kept; the '
-                                    'database "%s" is incomplete.' % (exc.msg, side, name), **exc.details)
-            _mysql.drop_database(conn, side)
-        result['duration'] = round(time.monotonic() - started, 3)
-        result['source'].update(facts)
-    return result
+    return _mysql.run_restore(module.params, module.check_mode)
 
 
 def main():

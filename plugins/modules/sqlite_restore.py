@@ -145,65 +145,17 @@ differences:
   sample: ["rows.notes: expected 3, found 2"]
 '''
 
-import os
-import sqlite3
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appvault.backup.plugins.module_utils import _common, _inventory, _runner, _sqlite
-from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _sqlite
 
 
 def argument_spec():
-    return dict(
-        path=dict(type='path', required=True),
-        src=dict(type='path', required=True),
-        backup=dict(type='bool', default=True),
-        expected_inventory=dict(type='dict'),
-        checksums=dict(type='bool', default=False),
-    )
+    return _sqlite.restore_argument_spec()
 
 
 def run(module):
-    params = module.params
-    path, src = params['path'], params['src']
-    if not os.path.isfile(src):
-        raise AppvaultError('src %s does not exist or is not a file' % src)
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise AppvaultError('directory %s of path does not exist' % parent)
-    if os.path.lexists(path) and not os.path.isfile(path):
-        raise AppvaultError('path %s exists and is not a file' % path)
-    outer = _sqlite.detect_compression(src)
-    decompress = _common.decompress_argv(outer)
-    exists = os.path.exists(path)
-    result = dict(changed=True, database_created=not exists, server_version=sqlite3.sqlite_version,
-                  tool_version=sqlite3.sqlite_version, flavour='sqlite',
-                  commands=[_runner.mask_argv(decompress)] if decompress else [],
-                  source=dict(path=src, compression=outer))
-    temp = os.path.join(parent, '.%s.appvault-new' % os.path.basename(path))
-    started = time.monotonic()
-    try:
-        _common.remove_path(temp)
-        _sqlite.unpack(src, outer, temp)
-        _sqlite.integrity_check(temp)
-        result['inventory'] = _sqlite.inventory(temp, checksums=params['checksums'])
-        _inventory.verify(result, params['expected_inventory'], 'the backup %s (%s was not replaced)' % (params['src'], params['path']))
-        if module.check_mode:
-            return result
-        if exists:
-            _sqlite.checkpoint(path)
-        try:
-            result['backup_file'] = _sqlite.replace(temp, path, params['backup'])
-        except OSError as exc:
-            raise AppvaultError('cannot replace %s: %s' % (path, exc))
-    finally:
-        _common.remove_path(temp)
-        _sqlite.remove_sidecars(temp)
-    result['duration'] = round(time.monotonic() - started, 3)
-    result['source'].update(_common.artefact_facts(src))
-    return result
+    return _sqlite.run_restore(module.params, module.check_mode)
 
 
 def main():
