@@ -148,8 +148,10 @@ def pipeline(stages, stdin_path=None, stdout_path=None, stdout_fd=None, env=None
 def _checked(results):
     """``results`` when every stage succeeded; raise CommandError naming the stage that really failed."""
     # A producer killed by SIGPIPE after every later stage succeeded was cut off on
-    # purpose (a consumer such as ``head`` stopped reading): not a failure.
-    for index, res in enumerate(results[:-1]):
+    # purpose (a consumer such as ``head`` stopped reading): not a failure. From the
+    # last producer back, so that in ``zstd | tail | head`` tail is cleared before zstd.
+    for index in range(len(results) - 2, -1, -1):
+        res = results[index]
         if res['rc'] == -signal.SIGPIPE and all(r['rc'] == 0 for r in results[index + 1:]):
             res['rc'] = 0
             res['cut_off'] = True

@@ -33,6 +33,14 @@ def test_producer_cut_off_by_a_successful_consumer_is_fine():
     assert results[0]['cut_off'] is True
 
 
+def test_two_producers_cut_off_in_a_row_are_fine():
+    # A middle range of a parallel MariaDB restore: zstd -dc | tail -c +N | head -c M; head stops, tail and the
+    # decompressor before it both die of SIGPIPE.
+    results = _runner.pipeline([['yes'], ['tail', '-c', '+3'], ['head', '-c', '4']])
+    assert results[-1]['stdout'] == 'y\ny\n'
+    assert [r.get('cut_off') for r in results[:2]] == [True, True]
+
+
 def test_missing_program_is_a_command_error():
     with pytest.raises(_runner.CommandError) as err:
         _runner.run(['/nonexistent/tool', '--version'])
