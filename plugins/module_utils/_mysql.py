@@ -29,6 +29,9 @@ DEFINER_RE = r'DEFINER=`([^`]|``)*`@`([^`]|``)*`'
 DATA_LINE_RE = r'^(INSERT|REPLACE) INTO '
 # The comment lines the dump tools start each table's part with, and the parts after the tables (events, routines,
 # the final view definitions). A parallel restore splits the dump at them.
+# split_plan: a line of a table's part (a row, as mariadb-dump writes them) costs a restore as much as this many
+# bytes of SQL (calibrated on the benchmark data: docs/modules-mysql.md)
+ROW_COST_BYTES = 650
 TABLE_PART = '-- Table structure for table '
 VIEW_STUB_PART = '-- Temporary table structure for view '
 LATER_PARTS = ('-- Dumping events for database ', '-- Dumping routines for database ', '-- Final view structure for view ')
@@ -591,12 +594,14 @@ def scan_dump(src, outer):
     """Read the whole dump once: it must decompress, end with the tools' completion line, and its DEFINERs are listed.
 
     Returns {'definers': [(user, host), ...], 'header': first lines (tool and server version), 'tables': byte
-    offsets (in the plain SQL) of the tables' parts, 'later': offset of the first part after them or None}.
+    offsets (in the plain SQL) of the tables' parts, 'later': offset of the first part after them or None,
+    'lines': line numbers of the tables' parts, 'later_line': line number of ``later``} (grep counts the lines in
+    the same pass: mariadb-dump writes one row a line, so a part's lines are about its rows; see split_plan).
     """
     parts = '|'.join('^' + re.escape(marker) for marker in (TABLE_PART, VIEW_STUB_PART) + LATER_PARTS)
     pattern = '%s|^-- (MySQL|MariaDB) dump .*|^-- Server version.*|^%s.*|%s' % (DEFINER_RE, COMPLETED, parts)
     decompress = decompress_argv(outer)
-    stages = ([decompress] if decompress else []) + [[find_tool('grep'), '-a', '-b', '-o', '-E', '-e', pattern]]
+    stages = ([decompress] if decompress else []) + [[find_tool('grep'), '-a', '-n', '-b', '-o', '-E', '-e', pattern]]
     try:
         out = _runner.pipeline(stages, stdin_path=src)[-1]['stdout']
     except _runner.CommandError as exc:
@@ -604,14 +609,15 @@ def scan_dump(src, outer):
         if grep.get('rc') == 1 and all(s['rc'] == 0 for s in exc.stages[:-1]):
             raise AppvaultError('%s is not a complete MySQL/MariaDB dump (no "%s" line at its end)' % (src, COMPLETED))
         raise AppvaultError('%s is corrupt or truncated: %s' % (src, exc.msg))
-    found = [line.split(':', 1) for line in out.splitlines() if ':' in line]
-    found = [(int(offset), text) for offset, text in found if offset.isdigit() and text.strip()]
-    if not found or not found[-1][1].startswith(COMPLETED):
+    found = [line.split(':', 2) for line in out.splitlines() if line.count(':') >= 2]
+    found = [(int(number), int(offset), text) for number, offset, text in found
+             if number.isdigit() and offset.isdigit() and text.strip()]
+    if not found or not found[-1][2].startswith(COMPLETED):
         raise AppvaultError('%s is not a complete MySQL/MariaDB dump (no "%s" line at its end)' % (src, COMPLETED))
     definers = []
     header = {'tool': None, 'server': None}
-    tables, later = [], None
-    for offset, line in found:
+    tables, lines, later, later_line = [], [], None, None
+    for number, offset, line in found:
         if line.startswith('DEFINER='):
             match = re.match(r'^DEFINER=`((?:[^`]|``)*)`@`((?:[^`]|``)*)`$', line)
             account = (match.group(1).replace('``', '`'), match.group(2).replace('``', '`'))
@@ -619,33 +625,55 @@ def scan_dump(src, outer):
                 definers.append(account)
         elif line in (TABLE_PART, VIEW_STUB_PART):
             tables.append(offset)
-        elif line in LATER_PARTS:
-            later = offset if later is None else later
+            lines.append(number)
+        elif line in LATER_PARTS and later is None:
+            later, later_line = offset, number
         elif re.match(r'^-- (MySQL|MariaDB) dump', line) and not header['tool']:
             header['tool'] = line[3:].strip()
         elif line.startswith('-- Server version') and not header['server']:
             header['server'] = line.split('version', 1)[1].strip()
-    return {'definers': definers, 'header': header, 'tables': tables, 'later': later}
+    return {'definers': definers, 'header': header, 'tables': tables, 'later': later, 'lines': lines,
+            'later_line': later_line}
 
 
 def split_plan(scan, jobs):
     """Byte ranges of the plain SQL for a restore over ``jobs`` connections side by side, or None for one.
 
-    Each range is a contiguous run of whole tables' parts of about the same size (the first range includes the
-    dump's header, the others get it prepended); ``later`` (events, routines, final views) runs after all of them,
-    on one connection.  None when the dump has fewer than two tables' parts or an order this does not know.
+    Each range is a contiguous run of whole tables' parts of about the same estimated restore cost (the first
+    range includes the dump's header, the others get it prepended); ``later`` (events, routines, final views) runs
+    after all of them, on one connection.  A part costs its bytes plus ROW_COST_BYTES per line: mariadb-dump
+    writes one row a line, and a row costs the server far more than its bytes tell when it is small (an index
+    entry per key, per-row work), hex-encoded BLOBs far less.  Without line numbers (``lines``) the cost is the
+    bytes.  None when the dump has fewer than two tables' parts or an order this does not know.
+    The plan's ``parts`` tell each range's bytes, lines and estimated cost.
     """
     tables, later = scan['tables'], scan['later']
     if jobs < 2 or len(tables) < 2 or later is None or tables[-1] > later:
         return None
-    first = tables[0]
+    lines = scan.get('lines') or []
+    if len(lines) != len(tables) or scan.get('later_line') is None:
+        lines, later_line = [0] * len(tables), 0
+    else:
+        later_line = scan['later_line']
+
+    def cost(index):
+        """Estimated cost of the tables' parts before boundary ``index`` (len(tables): ``later``)."""
+        offset, line = (tables[index], lines[index]) if index < len(tables) else (later, later_line)
+        return offset - tables[0] + ROW_COST_BYTES * (line - lines[0])
+    total = cost(len(tables))
     cuts = []
     for index in range(1, jobs):
-        goal = first + (later - first) * index // jobs
-        cut = min(tables[1:], key=lambda offset: abs(offset - goal))
+        goal = total * index // jobs
+        cut = min(range(1, len(tables)), key=lambda boundary: abs(cost(boundary) - goal))
         if not cuts or cut > cuts[-1]:
             cuts.append(cut)
-    return {'header': first, 'ranges': list(zip([0] + cuts, cuts + [later])), 'later': later}
+    bounds = list(zip([0] + cuts, cuts + [len(tables)]))
+    offsets = [(0 if first == 0 else tables[first], later if last == len(tables) else tables[last])
+               for first, last in bounds]
+    parts = [{'bytes': stop - start, 'lines': (later_line if last == len(tables) else lines[last]) - lines[first],
+              'cost': cost(last) - cost(first)}
+             for (start, stop), (first, last) in zip(offsets, bounds)]
+    return {'header': tables[0], 'ranges': offsets, 'later': later, 'parts': parts}
 
 
 def missing_accounts(conn, accounts):
@@ -910,7 +938,7 @@ def run_restore(params, check_mode=False):
         elif not params['validate']:
             check_definers(conn, params, {'definers': []})
         plan = split_plan(scan, jobs) if parallel else None
-        result['jobs'] = len(plan['ranges']) if plan else 1
+        result['jobs'], result['ranges'] = (len(plan['ranges']), plan['parts']) if plan else (1, [])
         header = secrets.write('header.sql', '') if plan else None
         charset, collation = params['charset'], params['collation']
         if side:

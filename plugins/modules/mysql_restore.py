@@ -109,8 +109,10 @@ options:
   jobs:
     description:
       - Connections that restore the dump's tables side by side, each a contiguous run of whole tables of about the
-        same size in the dump (the first also runs the dump's header, the others get it too); the events, routines and
-        final view definitions follow on one connection once all of them are done.
+        same estimated restore cost (the dump's bytes plus a fixed cost per row, so a run of small rows counts for more
+        than a run of hex-encoded BLOBs of the same size; see RV(ranges)); the first also runs the dump's header, the
+        others get it too; the events, routines and final view definitions follow on one connection once all of them
+        are done.
       - Only into a database the module creates (a new one, or the side database of O(clean=true)); an existing
         database is always restored over one connection. The dump is read once first to find its tables (this is
         the O(validate) check, done before the restore then).
@@ -203,6 +205,16 @@ jobs:
   returned: always
   type: int
   sample: 2
+ranges:
+  description:
+    - With several connections (RV(jobs) > 1), what each one restored, in the order of the dump, as the split
+      estimated it. Empty for a single connection.
+    - C(bytes) of the plain SQL, C(lines) of it (mariadb-dump writes one row a line; mysqldump one statement a line),
+      C(cost) the estimate the split balanced (bytes plus 650 per line, calibrated on the benchmark data).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{bytes: 156826368, lines: 48485, cost: 188340750}, {bytes: 104593014, lines: 211037, cost: 241767064}]
 database_created:
   description: Whether this module created the database.
   returned: always

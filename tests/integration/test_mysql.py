@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from harness.common import free_port, run_module, run_module_sampling_argv, run_playbook
-from ansible_collections.appvault.backup.plugins.module_utils import _inventory
+from ansible_collections.appvault.backup.plugins.module_utils import _inventory, _mysql
 from harness.compare_mysql import assert_mysql_identical, mysql_inventory
 
 
@@ -155,6 +155,12 @@ def test_parallel_restore_is_identical(source_dump, mysql_source, tmp_out):
     assert not restored.get('failed'), restored.get('msg')
     assert restored['jobs'] == 2 and restored['verified'] is True
     assert len(restored['commands']) == 3 and 'tail -c' in restored['commands'][1] and 'cat ' in restored['commands'][1]
+    # mariadb-dump writes one row a line: the scan's line counts see users' and measurements' 20000 rows each, and
+    # the split balances bytes plus a cost per line (the ranges' bytes alone are far apart on this fixture)
+    first, second = restored['ranges']
+    assert first['lines'] + second['lines'] > 40000 and min(first['lines'], second['lines']) > 10000
+    assert all(part['cost'] >= part['bytes'] - 4096 + _mysql.ROW_COST_BYTES * part['lines'] for part in (first, second))
+    assert 0.8 < first['cost'] / second['cost'] < 1.25 and second['bytes'] > 2 * first['bytes']
     assert restored['source']['definers'] == ['`app_owner`@`%`', '`root`@`localhost`']
     assert_mysql_identical(mysql_source, 'appdb', mysql_source, 'two_jobs')
     # clean over an existing database: the side database and the final restore both go over two connections

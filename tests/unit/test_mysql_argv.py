@@ -191,3 +191,21 @@ def test_split_plan(tables, later, jobs, expected):
     assert (plan['ranges'] if plan else None) == expected
     if plan:
         assert plan['header'] == tables[0] and plan['later'] == later
+
+
+def test_split_plan_balances_rows_not_bytes():
+    """A part of BLOB rows (few lines, many bytes) weighs less than small-row parts of a fifth of its bytes."""
+    scan = {'tables': [100, 100100, 120100, 140100], 'later': 160100, 'lines': [10, 110, 20110, 40110], 'later_line': 40120}
+    plan = _mysql.split_plan(scan, 2)
+    assert plan['ranges'] == [(0, 120100), (120100, 160100)] and plan['header'] == 100 and plan['later'] == 160100
+    row = _mysql.ROW_COST_BYTES
+    assert plan['parts'] == [{'bytes': 120100, 'lines': 20100, 'cost': 120000 + row * 20100},
+                             {'bytes': 40000, 'lines': 20010, 'cost': 40000 + row * 20010}]
+    # by bytes alone (no line numbers, or ones that do not match the tables) the cut is after the BLOB part
+    for broken in ({'lines': None}, {'lines': [10, 110]}, {'later_line': None}):
+        assert _mysql.split_plan(dict(scan, **broken), 2)['ranges'] == [(0, 100100), (100100, 160100)]
+    # three connections: both cuts land between the two small-row parts, so two ranges (the last part is cheap)
+    assert _mysql.split_plan(scan, 3)['ranges'] == plan['ranges']
+    four = _mysql.split_plan(dict(scan, lines=[10, 110, 20110, 20120], later_line=40120), 3)
+    assert four['ranges'] == [(0, 120100), (120100, 140100), (140100, 160100)]
+    assert sum(part['bytes'] for part in four['parts']) == 160100
