@@ -13,6 +13,7 @@ from ansible.utils.display import Display
 
 display = Display()
 MARK = '--appvault-job-wait--'
+LEASE_NAME = '.appvault-maintenance.json'  # _maintenance.STATE_NAME
 
 
 def human(size):
@@ -36,7 +37,7 @@ def progress_line(label, done, total, elapsed, rate):
 
 
 class ActionModule(ActionBase):
-    _VALID_ARGS = frozenset(('jid', 'watch', 'patterns', 'total', 'label', 'timeout', 'poll'))
+    _VALID_ARGS = frozenset(('jid', 'watch', 'patterns', 'total', 'label', 'timeout', 'poll', 'renew_lease'))
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
@@ -48,6 +49,7 @@ class ActionModule(ActionBase):
             label=dict(type='str', default='job'),
             timeout=dict(type='int', default=86400),
             poll=dict(type='float', default=5),
+            renew_lease=dict(type='path'),
         ))
         async_dir = self._remote_expand_user(self.get_shell_option('async_dir', default='~/.ansible_async'))
         status_args = dict(jid=args['jid'], _async_dir=async_dir)
@@ -108,6 +110,10 @@ class ActionModule(ActionBase):
                 names += (['-o'] if names else []) + ['-name', pattern]
             find = ['find', args['watch'], '-type', 'f', '('] + names + [')', '-printf', '%s\\n']
             command += '; ' + ' '.join(shlex.quote(a) for a in find) + ' 2>/dev/null'
+        if args['renew_lease']:
+            # The maintenance lease counts from the file's mtime (module_utils/_maintenance.py): the controller lives.
+            touch = ['touch', '-c', args['renew_lease'].rstrip('/') + '/' + LEASE_NAME]
+            command += '; ' + ' '.join(shlex.quote(a) for a in touch) + ' 2>/dev/null'
         res = self._low_level_execute_command(command, sudoable=True)
         out = res.get('stdout', '')
         head, _sep, sizes = out.partition(MARK)

@@ -293,6 +293,71 @@ def backup(config, log):
                 duration=round(time.monotonic() - started, 1), removed=pruned['removed'])
 
 
+# -- the rollback of an interrupted restore --------------------------------------------------------------------------
+# Options of a database's ``options`` that roles/restore/tasks/restore_db.yml passes to the restore module.
+RESTORE_OPTIONS = {'postgresql': ('jobs', 'terminate_connections'), 'mysql': ('definer', 'definer_account', 'jobs'), 'sqlite': ()}
+
+
+def restore_params(db, dump, checksums=False):
+    """The restore module's parameters for one resolved database and its extracted ``dump`` (as archive_restore
+    returns it), defaults filled in, as roles/restore/tasks/restore_db.yml passes them."""
+    family = db['module']
+    params = dict((key, spec.get('default')) for key, spec in ENGINES[family].restore_argument_spec().items())
+    if family == 'sqlite':
+        params['path'] = db['path']
+    else:
+        params.update(_preflight.connection_params(db), create=True, clean=True)
+        if family == 'postgresql':
+            params.update(terminate_connections=True, schemas=db.get('schemas') or None)
+    for key in RESTORE_OPTIONS[family]:
+        if db['options'].get(key) is not None:
+            params[key] = db['options'][key]
+    params.update(src=dump['path'], expected_inventory=dump.get('inventory'), checksums=bool(checksums))
+    return params
+
+
+def open_under(paths):
+    """Pids of the processes (other than this one) that have a file open at or under one of ``paths``."""
+    prefixes = [os.path.abspath(path) for path in paths]
+    found = set()
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            fds = os.listdir('/proc/%s/fd' % pid)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink('/proc/%s/fd/%s' % (pid, fd))
+            except OSError:
+                continue
+            if any(target == prefix or target.startswith(prefix + '/') for prefix in prefixes):
+                found.add(int(pid))
+                break
+    return sorted(found)
+
+
+def restore_snapshot(plan):
+    """Put the safety snapshot of an interrupted restore back, as the restore role's rescue does (roles/restore/tasks/
+    apply.yml with the snapshot): its paths swapped in (the current ones moved aside), then each database restored
+    and verified against the snapshot's inventory. ``plan``: ``snapshot`` (archive path), ``app`` (the resolved
+    definition), ``token``, ``keep_previous``, ``in_use`` (what the restore's own jobs read and write; the timer waits
+    until no process has them open, see open_under). Returns a summary; raises AppvaultError."""
+    app, snapshot = plan['app'], plan['snapshot']
+    dumps_dest = os.path.join(os.path.dirname(snapshot), '.rollback-%s' % plan['token'])
+    databases = dict((db['id'], db) for db in app['databases'])
+    try:
+        extracted = _archive.restore(snapshot, path_dest=dict((p['id'], p['path']) for p in app['paths']), dumps_dest=dumps_dest,
+                                     owner=app.get('owner'), group=app.get('group'), keep_previous=plan.get('keep_previous'))
+        for ident, dump in extracted['databases'].items():
+            db = databases[ident]
+            ENGINES[db['module']].run_restore(restore_params(db, dump))
+    finally:
+        _common.remove_path(dumps_dest)
+    return dict(snapshot=snapshot, databases=sorted(extracted['databases']), paths=sorted(extracted['paths']))
+
+
 def notify(hook, event, log, timeout):
     """Tell the hook's webhook (JSON POST) and command (APPVAULT_* environment) about ``event``; never raises."""
     if hook['webhook']:

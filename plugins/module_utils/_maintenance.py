@@ -12,6 +12,18 @@ renames that file away first owns the outcome: the timer (to fire) or maintenanc
 both act on one lease. When the timer fired, it leaves ``.appvault-maintenance.fired.json`` with what it ran; the
 next maintenance call reports it.
 
+The lease counts from the controller's last sign of life: ``renew`` (which appvault.backup.job_wait calls while it waits
+for a long step) moves the state file's mtime, and the timer fires ``lease`` seconds after the later of that and the
+arming.
+
+A restore records a rollback plan in the lease once its safety snapshot exists (``rollback``: the snapshot and the
+resolved application). If the timer fires with a plan, the controller died in the middle of the restore: the
+timer puts the snapshot back first (paths and databases, as the restore role's rescue does) and only then switches
+maintenance off, so an app is never served half restored. A job of the restore that the dead controller started
+(an extraction, a database restore) runs to its end first: the timer waits while a process has one of the plan's
+``in_use`` paths open. If that rollback fails, maintenance stays on and the
+fired record says why.
+
 When switching maintenance off fails, the timer is armed again (at most OFF_RETRY seconds, never longer than the
 lease): the host runs the maintenance_off commands once more by itself, so a passing failure (a busy service manager,
 a lock) does not leave the app down until someone notices.
@@ -25,7 +37,7 @@ import signal
 import socket
 import time
 
-from ansible_collections.appvault.backup.plugins.module_utils import _common, _runner
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _hostrun, _runner
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 STATE_NAME = '.appvault-maintenance.json'
@@ -94,36 +106,50 @@ class Lease(object):
         self.fired_path = os.path.join(directory, FIRED_NAME)
 
     # -- the timer --------------------------------------------------------------------------------------------
-    def _timer(self, arm_id, expires):
-        """The detached timer's body: wait for the lease to end, then claim the state file and switch maintenance off."""
+    def _timer(self, arm_id):
+        """The detached timer's body: wait for the lease to end (counted from the last renewal), then claim the state
+        file, put the snapshot back when the lease holds a rollback plan, and switch maintenance off."""
         while True:
             state = _read_json(self.path)
             if not state or state.get('arm_id') != arm_id:
                 return  # disarmed, or another lease replaced this one
-            left = expires - time.time()
-            if left <= 0:
+            try:
+                renewed = os.stat(self.path).st_mtime
+            except FileNotFoundError:
+                return
+            left = max(state['expires'], renewed + state['lease']) - time.time()
+            # A job the dead controller started (an extraction, a database restore) runs to its end on the host:
+            # the snapshot goes back only once nothing of the restore is open any more.
+            if left <= 0 and not (state.get('rollback') and _hostrun.open_under(state['rollback'].get('in_use') or [])):
                 break
-            time.sleep(min(left, TIMER_POLL))
+            time.sleep(min(left, TIMER_POLL) if left > 0 else TIMER_POLL)
         claimed = '%s.firing-%d' % (self.path, os.getpid())
         try:
             os.rename(self.path, claimed)
         except FileNotFoundError:
             return  # maintenance off won the race
-        results, error = run_commands(state.get('off') or [], state.get('chdir'), state.get('owner'))
-        fired = dict(state, fired_at=time.time(), results=results, error=error)
+        fired = dict(public(state), fired_at=time.time(), results=[], error=None)
+        if state.get('rollback'):
+            try:
+                fired['rollback'].update(_hostrun.restore_snapshot(state['rollback']), error=None)
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                # recorded, and maintenance stays on
+                fired['rollback']['error'] = getattr(exc, 'msg', None) or '%s: %s' % (type(exc).__name__, exc)
+        if not (fired.get('rollback') or {}).get('error'):
+            fired['results'], fired['error'] = run_commands(state.get('off') or [], state.get('chdir'), state.get('owner'))
         _write_json(self.fired_path, fired)
         os.unlink(claimed)
 
-    def _arm(self, off, lease, chdir, owner):
+    def _arm(self, off, lease, chdir, owner, rollback=None):
         expires = time.time() + lease
         # The timer knows its lease by arm_id: written before it starts, so it stands even if this process dies
         # before the timer's pid is recorded (then a disarm stops it by renaming the file; it notices within
         # TIMER_POLL seconds).
         arm_id = '%s-%d-%.6f' % (self.token, os.getpid(), time.time())
         state = dict(token=self.token, arm_id=arm_id, host=socket.gethostname(), armed_at=int(time.time()), expires=int(expires),
-                     lease=lease, off=off, chdir=chdir, owner=owner, pid=None, pid_start=None)
+                     lease=lease, off=off, chdir=chdir, owner=owner, pid=None, pid_start=None, rollback=rollback)
         _write_json(self.path, state)
-        pid = _runner.detach(lambda: self._timer(arm_id, expires))
+        pid = _runner.detach(lambda: self._timer(arm_id))
         state.update(pid=pid, pid_start=_proc_start(pid))
         _write_json(self.path, state)
         return state
@@ -158,20 +184,28 @@ class Lease(object):
             return 'a maintenance lease expired earlier (its record is unreadable)'
         text = 'the maintenance lease of run %s expired at %s and maintenance was switched off by the host-side timer' % (
             fired.get('token'), time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(fired.get('fired_at') or 0)))
+        rollback = fired.get('rollback') or {}
+        if rollback.get('error'):
+            text = text.replace('maintenance was switched off', 'the restore it guarded was unfinished')
+            text += '; putting the safety snapshot %s back failed, so maintenance was left on: %s' % (rollback.get('snapshot'), rollback['error'])
+        elif rollback:
+            text += ', after it had put the safety snapshot %s back (the restore it guarded was unfinished)' % rollback.get('snapshot')
         if fired.get('error'):
             text += ', but maintenance_off failed: %s' % fired['error']
         return text
 
     # -- the two states -----------------------------------------------------------------------------------------
-    def on(self, on_cmds, off_cmds, lease, chdir=None, owner=None, check_mode=False):
+    def on(self, on_cmds, off_cmds, lease, chdir=None, owner=None, check_mode=False, rollback=None):
         if lease < 0:
             raise AppvaultError('lease must be 0 (no timer) or more seconds, got %d' % lease)
+        if rollback and not lease:
+            raise AppvaultError('a rollback plan needs a lease: the host-side timer is what puts the snapshot back')
         result = dict(changed=True, state='on', commands=[], lease=None)
         current = _read_json(self.path)
         if current is not None and current.get('token') != self.token:
             # A lease of an earlier run whose controller died: this run (which holds the run lock) takes over, or its
             # timer would switch maintenance off in the middle of this run.
-            result['took_over'] = current
+            result['took_over'] = public(current)
         fired = _read_json(self.fired_path)
         if fired is not None:
             result['expired_earlier'] = self.describe_fired(fired)
@@ -182,8 +216,9 @@ class Lease(object):
         if current is not None:
             self._disarm(current)
         if lease:
-            state = self._arm(off_cmds, lease, chdir, owner)
-            result['lease'] = dict(pid=state['pid'], expires=state['expires'], seconds=lease)
+            state = self._arm(off_cmds, lease, chdir, owner, rollback)
+            result['lease'] = dict(pid=state['pid'], expires=state['expires'], seconds=lease,
+                                   rollback=rollback['snapshot'] if rollback else None)
         results, error = run_commands(on_cmds, chdir, owner)
         result['commands'] = results
         if error:
@@ -224,11 +259,29 @@ class Lease(object):
         return result
 
 
+def public(state):
+    """``state`` without the rollback plan's application definition (which may hold database passwords)."""
+    state = dict(state)
+    if state.get('rollback'):
+        state['rollback'] = dict((key, state['rollback'].get(key)) for key in ('snapshot', 'token'))
+    return state
+
+
+def renew(directory):
+    """Count the lease of ``directory`` from now (the controller is alive); False when no lease is armed."""
+    try:
+        os.utime(os.path.join(directory, STATE_NAME))
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def status(directory):
-    """The recorded lease of ``directory`` (or None) and whether its timer still runs."""
+    """The recorded lease of ``directory`` (or None, the rollback plan left out) and whether its timer still runs."""
     state = _read_json(os.path.join(directory, STATE_NAME))
     if state is None:
         return None
+    state = public(state)
     pid = state.get('pid')
     state['alive'] = bool(pid) and _proc_start(int(pid)) == state.get('pid_start')
     return state

@@ -59,6 +59,12 @@ options:
     description: Seconds between checks (and progress lines).
     type: float
     default: 5
+  renew_lease:
+    description:
+      - The directory of a maintenance lease (O(appvault.backup.maintenance#module:path)). Each check renews it, so the
+        host-side timer counts from the controller's last sign of life and never fires while a long step still runs;
+        when the controller dies, it fires O(appvault.backup.maintenance#module:lease) seconds after the last check.
+    type: path
 seealso:
   - module: ansible.builtin.async_status
 '''

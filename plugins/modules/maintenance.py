@@ -66,8 +66,9 @@ options:
     default: []
   lease:
     description:
-      - Seconds after which the timer switches maintenance off. Longer than the longest run you expect.
-        V(0) arms no timer.
+      - Seconds after which the timer switches maintenance off, counted from the later of this call and the last
+        renewal (M(appvault.backup.job_wait) with O(appvault.backup.job_wait#module:renew_lease) renews it while it waits
+        for a long step). Longer than the longest step you expect. V(0) arms no timer.
     type: int
     default: 3600
   chdir:
@@ -78,6 +79,45 @@ options:
     description:
       - The user the commands run as. Unset runs them as the module's user.
     type: str
+  rollback:
+    description:
+      - With O(state=on), the rollback plan of a restore whose safety snapshot exists. When the lease ends before
+        O(state=off) disarmed it (the controller died in the middle of the restore), the timer first puts the snapshot
+        back - the paths swapped in, the current ones moved aside, and every database restored and verified, as the
+        restore role's rescue does - and only then runs O(maintenance_off). If that fails, maintenance stays on (a half
+        restored application is never served) and the next call of this module reports why.
+      - The restore role sets it (a second O(state=on) with the same O(token) and no O(maintenance_on) commands) once its
+        snapshot is written. The plan, with the database passwords, is kept in the 0600 lease file in O(path) and
+        never returned. Needs O(lease) above V(0); run the module as the user the restore runs as.
+    type: dict
+    suboptions:
+      snapshot:
+        description: The safety snapshot archive to put back.
+        type: path
+        required: true
+      app:
+        description:
+          - The resolved application definition (filter P(appvault.backup.app_definition#filter)), best without its
+            databases' C(login_password) values (give them in O(rollback.passwords)).
+        type: dict
+        required: true
+      passwords:
+        description:
+          - The databases' passwords by database id, merged into O(rollback.app) on the host; kept apart so that Ansible
+            masks them (and only them) in its output and logs.
+        type: dict
+        default: {}
+      keep_previous:
+        description: How many copies moved aside by restores stay per path (as in M(appvault.backup.archive_restore)).
+        type: int
+      in_use:
+        description:
+          - What the restore's own jobs read and write (the archive being restored, the directory its dumps are
+            extracted to). A job the dead controller started runs to its end on the host; the timer waits until no
+            process has a file open at or under these paths before it puts the snapshot back.
+        type: list
+        elements: path
+        default: []
 seealso:
   - module: appvault.backup.run_lock
 '''
@@ -122,7 +162,7 @@ lease:
   description: The armed timer (V(null) with O(lease=0)).
   returned: when O(state=on)
   type: dict
-  sample: {"pid": 4711, "expires": 1767243600, "seconds": 3600}
+  sample: {"pid": 4711, "expires": 1767243600, "seconds": 3600, "rollback": null}
 disarmed:
   description: Whether a timer was disarmed.
   returned: when O(state=off)
@@ -143,6 +183,8 @@ expired_earlier:
   sample: the maintenance lease of run a1b2 expired at 2026-01-01T05:00:00Z and maintenance was switched off by the host-side timer
 '''
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.appvault.backup.plugins.module_utils import _common, _maintenance, _runner
@@ -159,6 +201,13 @@ def argument_spec():
         'lease': dict(type='int', default=3600),
         'chdir': dict(type='path'),
         'owner': dict(type='str'),
+        'rollback': dict(type='dict', options=dict(
+            snapshot=dict(type='path', required=True),
+            app=dict(type='dict', required=True),
+            passwords=dict(type='dict', no_log=True, default={}),
+            keep_previous=dict(type='int'),
+            in_use=dict(type='list', elements='path', default=[]),
+        )),
     }
 
 
@@ -178,7 +227,19 @@ def run(module):
     try:
         if p['state'] == 'on':
             on = commands(p['maintenance_on'], 'maintenance_on')
-            result = lease.on(on, off, p['lease'], chdir=p['chdir'], owner=p['owner'], check_mode=module.check_mode)
+            rollback = p['rollback']
+            if rollback:
+                if not os.path.isfile(rollback['snapshot']):
+                    raise AppvaultError('rollback.snapshot %s is not a file' % rollback['snapshot'])
+                if not all(isinstance(rollback['app'].get(key), list) for key in ('databases', 'paths')):
+                    raise AppvaultError('rollback.app must be a resolved application definition (with databases and paths)')
+                app = dict(rollback['app'])
+                app['databases'] = [dict(db, login_password=rollback['passwords'][db.get('id')]) if rollback['passwords'].get(db.get('id'))
+                                    else db for db in app['databases']]
+                rollback = dict(snapshot=os.path.abspath(rollback['snapshot']), app=app, keep_previous=rollback['keep_previous'],
+                                in_use=[os.path.abspath(path) for path in rollback['in_use']], token=p['token'])
+            result = lease.on(on, off, p['lease'], chdir=p['chdir'], owner=p['owner'], check_mode=module.check_mode,
+                              rollback=rollback)
         else:
             result = lease.off(off, chdir=p['chdir'], owner=p['owner'], check_mode=module.check_mode)
     except _runner.CommandError as exc:

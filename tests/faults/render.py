@@ -55,10 +55,9 @@ When maintenance_off fails at the end of a run, the role still releases the run 
 command; the maintenance module arms its host-side timer again (30 seconds, or the lease when shorter), which runs
 maintenance_off once more by itself. When the destination host cannot be reached (its sshd stopped mid-transfer), the
 transfer fails, its ephemeral key stays on that host (restricted, expiring by itself) and the run's own cleanup still
-runs. When the controller dies after a restore swapped the files in but before the database restore started, nothing
-on the host finishes or undoes that restore: the lease ends maintenance on a half-restored app (files and `.env` from
-the backup, the database as before) until a rerun restores it fully - a known bug, its row marked as an expected
-failure.
+runs. When the controller dies after a restore swapped the files in but before the database restore started, the
+lease holds the restore's rollback plan: when it ends, the host puts the safety snapshot back (files and database),
+then switches maintenance off - the target is exactly as before, never half restored.
 
 """
 

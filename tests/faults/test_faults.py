@@ -109,9 +109,7 @@ CASES = [
          ('rsync', STOP_SSHD, {'argv_has': '--append-verify'}), extra={'destination': 'host'}),
     # restore: the window between the file swap and the database restore; maintenance off
     Case('r-pg-swap-db-controller-killed', 'restore', 'postgresql', 'between file swap and database restore', 'controller killed',
-         ('python*', CTL_BEFORE_DB, {'argv_has': 'AnsiballZ_postgresql_restore', 'any_owner': True}),
-         xfail='the files are swapped in and the database is not restored: the host-side lease ends maintenance on a half '
-               'restored app (the rerun restores it fully)'),
+         ('python*', CTL_BEFORE_DB, {'argv_has': 'AnsiballZ_postgresql_restore', 'any_owner': True})),
     Case('r-pg-maintenance-off-fails', 'restore', 'postgresql', 'maintenance off', 'maintenance_off command fails', (),
          ('fail_maintenance_off',), extra={'lease_off': True}),
 ]

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.common import ansible_env
+from harness.common import ansible_env, wait_for
 
 WRITER = """
 import os, sys, time
@@ -52,3 +52,31 @@ def test_a_failing_job_fails_the_wait_with_its_rc(tmp_path):
     proc = run_job(tmp_path, 3)
     assert '"rc": 3' in proc.stdout, proc.stdout
     assert '"failed": true' in proc.stdout
+
+
+def test_waiting_renews_the_maintenance_lease(tmp_path):
+    """With renew_lease the host-side timer counts from the controller's last check: a job longer than the lease does
+    not see maintenance lifted under it; once nobody checks any more, the lease ends as usual."""
+    backups = tmp_path / 'backups'
+    backups.mkdir(mode=0o700)
+    marks = tmp_path / 'marks'
+    marks.mkdir()
+
+    def stamp(name):
+        return ['sh', '-c', 'date +%%s.%%N > %s' % (marks / name)]
+
+    play = [{'hosts': 'localhost', 'gather_facts': False, 'connection': 'local', 'tasks': [
+        {'name': 'on', 'appvault.backup.maintenance': {'state': 'on', 'path': str(backups), 'token': 'run-1', 'lease': 4,
+                                                       'maintenance_on': [stamp('on')], 'maintenance_off': [stamp('off')]}},
+        {'name': 'start', 'ansible.builtin.command': {'argv': ['sh', '-c', 'sleep 9; date +%%s.%%N > %s' % (marks / 'job')]},
+         'async': 120, 'poll': 0, 'register': 'job'},
+        {'name': 'wait', 'appvault.backup.job_wait': {'jid': '{{ job.ansible_job_id }}', 'poll': 0.5, 'renew_lease': str(backups)}}]}]
+    path = tmp_path / 'play.yml'
+    path.write_text(json.dumps(play))
+    argv = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', 'localhost,', str(path)]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), check=False, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert wait_for((marks / 'off').exists, 20), 'the lease never ended'
+    job_end, off = float((marks / 'job').read_text()), float((marks / 'off').read_text())
+    assert off > job_end, 'the timer lifted maintenance %.1f s before the job it guarded ended' % (job_end - off)
+    assert off - job_end < 4 + 6, 'the lease ended %.1f s after the last check' % (off - job_end)
