@@ -222,43 +222,53 @@ def test_list_and_prune_playbooks(pg_app):
     assert left == [max(names)]
 
 
-def test_the_lease_puts_the_snapshot_back_before_it_ends_maintenance(pg_app):
+@pytest.fixture(params=['postgresql', 'mariadb'])
+def either_app(tmp_path, request):
+    server = request.getfixturevalue('pg_source' if request.param == 'postgresql' else 'mysql_source')
+    name = 'role_lease_%s' % request.param
+    app = App(tmp_path, request.param, server, name)
+    yield app
+    server.drop_db(name)
+
+
+def test_the_lease_puts_the_snapshot_back_before_it_ends_maintenance(either_app):
     """The controller dies in the middle of a restore (paths swapped, database not restored yet): when the lease ends,
     the host puts the safety snapshot back - paths and database - and only then switches maintenance off."""
-    snapshot = backup(pg_app)['path']
-    before = pg_app.state()
-    app = resolve(pg_app.definition())
-    lease = dict(state='on', path=str(pg_app.backups), token='dead-run', chdir=str(pg_app.root), lease=600,
+    site = either_app
+    snapshot = backup(site)['path']
+    before = site.state()
+    app = resolve(site.definition())
+    lease = dict(state='on', path=str(site.backups), token='dead-run', chdir=str(site.root), lease=600,
                  maintenance_on=app['commands']['maintenance_on'], maintenance_off=app['commands']['maintenance_off'])
     assert not run_module('maintenance', lease).get('failed')
-    pg_app.damage()  # what the dead restore had done so far
+    site.damage()  # what the dead restore had done so far
     plain = dict(app, databases=[dict(db, login_password=None) for db in app['databases']])
     # A job of the dead run still reads its dump: the timer waits for it.
-    work = pg_app.backups / '.restore-dead-run'
+    work = site.backups / '.restore-dead-run'
     work.mkdir()
     (work / 'main.pgdump').write_bytes(b'dump')
     with open(work / 'main.pgdump', 'rb') as held:
         job = subprocess.Popen(['sleep', '120'], stdin=held)
-    plan = dict(snapshot=snapshot, app=plain, passwords={'main': pg_app.server.password}, keep_previous=2, in_use=[str(work)])
+    plan = dict(snapshot=snapshot, app=plain, passwords={'main': site.server.password}, keep_previous=2, in_use=[str(work)])
     armed = run_module('maintenance', dict(lease, maintenance_on=[], lease=3, rollback=plan))
     assert not armed.get('failed'), armed
-    assert armed['lease']['rollback'] == snapshot and pg_app.server.password not in json.dumps(armed, default=str)
-    state_file = pg_app.backups / '.appvault-maintenance.json'
+    assert armed['lease']['rollback'] == snapshot and site.server.password not in json.dumps(armed, default=str)
+    state_file = site.backups / '.appvault-maintenance.json'
     assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
     time.sleep(7)
-    assert (pg_app.root / 'down').exists() and state_file.exists(), 'the timer fired while a job of the restore still ran'
-    assert pg_app.state() != before
+    assert (site.root / 'down').exists() and state_file.exists(), 'the timer fired while a job of the restore still ran'
+    assert site.state() != before
     job.kill()
     job.wait()
-    assert wait_for(lambda: not (pg_app.root / 'down').exists(), 90), pg_app.events()
-    assert pg_app.state() == before
-    kept = list(pg_app.root.glob('storage-bak-*'))
+    assert wait_for(lambda: not (site.root / 'down').exists(), 90), site.events()
+    assert site.state() == before
+    kept = list(site.root.glob('storage-bak-*'))
     assert len(kept) == 1 and (kept[0] / 'app' / 'attachments' / '2026' / 'file-04.txt').read_text() == 'changed\n'
-    fired_file = pg_app.backups / '.appvault-maintenance.fired.json'
+    fired_file = site.backups / '.appvault-maintenance.fired.json'
     fired = json.loads(fired_file.read_text())
     assert fired['rollback']['databases'] == ['main'] and fired['rollback']['error'] is None, fired
-    assert pg_app.server.password not in fired_file.read_text()
-    assert pg_app.events()[-1] == 'maintenance-off'
+    assert site.server.password not in fired_file.read_text()
+    assert site.events()[-1] == 'maintenance-off'
     told = run_module('maintenance', dict(lease, token='next-run', lease=0, maintenance_on=[]))
     assert 'after it had put the safety snapshot %s back' % snapshot in told['expired_earlier'], told
 
