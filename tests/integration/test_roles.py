@@ -222,6 +222,23 @@ def test_list_and_prune_playbooks(pg_app):
     assert left == [max(names)]
 
 
+def test_a_failed_rollback_is_reported_with_the_failure_and_keeps_maintenance_on(pg_app):
+    backup(pg_app)
+    (pg_app.root / 'VERSION').write_text('2.0.0\n')  # upgrade runs, and fails after it broke the safety snapshot
+    (pg_app.root / 'fail-upgrade').write_text('')
+    script = pg_app.root / 'app-cmd'
+    script.write_text(script.read_text().replace(
+        '  upgrade) if', '  upgrade) for f in %s/*pre-restore*.tar.zst; do : > "$f"; done; if' % pg_app.backups))
+    proc, _data, failures = run_book('restore.yml', pg_app.inventory, {'appvault_restore_confirm': True, 'appvault_maintenance_lease': 0})
+    assert proc.returncode != 0 and failures
+    message = str(failures[-1][1])
+    assert 'migration 2026_01 failed' in message, message
+    assert 'The rollback to the safety snapshot' in message and 'failed too' in message and 'stays in maintenance' in message, message
+    assert 'lease tries' not in message, 'no lease was armed (appvault_maintenance_lease: 0)'
+    assert (pg_app.root / 'down').exists() and pg_app.events()[-1] != 'maintenance-off', pg_app.events()
+    assert not (pg_app.backups / '.appvault-run.lock').exists()
+
+
 @pytest.fixture(params=['postgresql', 'mariadb'])
 def either_app(tmp_path, request):
     server = request.getfixturevalue('pg_source' if request.param == 'postgresql' else 'mysql_source')
