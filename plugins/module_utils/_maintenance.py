@@ -12,9 +12,9 @@ renames that file away first owns the outcome: the timer (to fire) or maintenanc
 both act on one lease. When the timer fired, it leaves ``.appvault-maintenance.fired.json`` with what it ran; the
 next maintenance call reports it.
 
-The lease counts from the controller's last sign of life: ``renew`` (which appvault.backup.job_wait calls while it waits
-for a long step) moves the state file's mtime, and the timer fires ``lease`` seconds after the later of that and the
-arming.
+The lease counts from the controller's last sign of life: appvault.backup.job_wait (``renew_lease``) touches the state
+file at every check while it waits for a long step, and the timer fires ``lease`` seconds after the later of that
+mtime and the arming.
 
 A restore records a rollback plan in the lease once its safety snapshot exists (``rollback``: the snapshot and the
 resolved application). If the timer fires with a plan, the controller died in the middle of the restore: the
@@ -265,15 +265,6 @@ def public(state):
     if state.get('rollback'):
         state['rollback'] = dict((key, state['rollback'].get(key)) for key in ('snapshot', 'token'))
     return state
-
-
-def renew(directory):
-    """Count the lease of ``directory`` from now (the controller is alive); False when no lease is armed."""
-    try:
-        os.utime(os.path.join(directory, STATE_NAME))
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def status(directory):
