@@ -212,9 +212,9 @@ def in_process_steps(bench):
         timed('connect (2 psql queries)', conn.connect)
         timed('dump_plan (find pg_dump, --version of candidates)', lambda: _postgres.dump_plan(conn, params, _common.cpu_count()))
         partial = _common.partial_name(dest)
-        timed('dump: pg_dump | zstd pipeline', lambda: _postgres.dump(conn, params, partial, _common.cpu_count()))
-        facts = timed('artefact_facts: sha256 re-read', lambda: _common.artefact_facts(partial))
-        timed('publish: chmod + fsync + rename', lambda: _common.publish(partial, dest))
+        facts = timed('dump: pg_dump | zstd pipeline, sha256 + flush beside it, final fsync',
+                      lambda: _postgres.dump(conn, params, partial, _common.cpu_count())[3])
+        timed('publish: rename', lambda: _common.publish(partial, dest, sealed=True))
         timed('inventory (catalog + count(*) of every table)', lambda: _postgres.inventory(conn))
     steps['total in-process'] = time.perf_counter() - total
     return {'seconds': steps['total in-process'], 'steps': steps, 'output_size': facts['size'], 'module_peak_rss': None}

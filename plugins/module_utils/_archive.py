@@ -422,20 +422,18 @@ def create(dest_dir, app, databases, paths, root=None, label=None, dest=None, co
             stages.append(['age', '--encrypt', '-R', secrets.write('recipients', '\n'.join(recipients) + '\n')])
         result['commands'] = [' | '.join(_runner.mask_argv(s) for s in stages) + ' > ' + partial]
         try:
-            # The last stage writes the file itself (created 0600); the sha256 is computed afterwards from the
-            # page cache while the fsync runs (seal) - cheaper than tee | sha256sum competing with zstd for the cores.
-            out_fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                _runner.pipeline(stages, stdout_fd=out_fd)
-            except _runner.CommandError as exc:
-                raise AppvaultError('writing %s failed: %s' % (dest, exc.msg), stages=exc.stages)
-            finally:
-                os.close(out_fd)
+            # The last stage writes the file itself (created 0600); a thread hashes and flushes it from the page
+            # cache right behind the writer (no tee | sha256sum copy competing with zstd for the cores).
+            with _common.SealWhileWriting(partial) as out:
+                try:
+                    _runner.pipeline(stages, stdout_fd=out.fd)
+                except _runner.CommandError as exc:
+                    raise AppvaultError('writing %s failed: %s' % (dest, exc.msg), stages=exc.stages)
+                digest = out.seal()['sha256']
             changed = spool.changed()
             if changed:
                 raise AppvaultError('%d file(s) changed while they were archived (first: %s); nothing was written. '
                                     'Stop writes (maintenance mode) and run the backup again' % (len(changed), changed[0]))
-            digest = _common.seal(partial)['sha256']
             _manifest.write_checksum_file(dest, digest)
             written.append(side['checksum'])
             if encrypted:

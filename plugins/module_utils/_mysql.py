@@ -488,19 +488,18 @@ def shown_commands(plan, secrets=()):
 
 
 def dump(conn, plan, partial):
-    """Write the dump to ``partial`` (structure-only part first, then the main dump; compressed frames concatenate)."""
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
+    """Write the dump to ``partial`` (structure-only part first, then the main dump; compressed frames concatenate)
+    and seal it: hashed and flushed while the dump runs; returns its artefact_facts."""
+    with _common.SealWhileWriting(partial) as out:
         for argv in (plan['structure'], plan['main']):
             if not argv:
                 continue
             stages = [argv] + ([plan['compress']] if plan['compress'] else [])
             try:
-                _runner.pipeline(stages, stdout_fd=fd)
+                _runner.pipeline(stages, stdout_fd=out.fd)
             except _runner.CommandError as exc:
                 raise AppvaultError('dump failed: %s' % conn.explain(exc.msg, conn.database))
-    finally:
-        os.close(fd)
+        return out.seal()
 
 
 def _users_sql_generic(conn):
@@ -822,8 +821,7 @@ def run_dump(params, check_mode=False, warn=None):
         _common.remove_path(partial)
         started = time.monotonic()
         try:
-            dump(conn, plan, partial)
-            facts = _common.seal(partial)
+            facts = dump(conn, plan, partial)
             if facts['size'] == 0:
                 raise AppvaultError('the dump of "%s" is empty; nothing was written to %s' % (params['name'], dest))
             _common.publish(partial, dest, sealed=True)

@@ -422,21 +422,22 @@ def export_snapshot(conn, session):
 
 
 def dump(conn, params, partial, cores, snapshot=None):
+    """Write the dump to ``partial`` and seal it (mode 0600, sha256, fsync); returns (tool, stages, warnings, facts)."""
     tool, argv, pipe, warnings = dump_plan(conn, params, cores)
     if snapshot:
         argv = argv + ['--snapshot=%s' % snapshot]
-    if params['format'] == 'directory':
-        argv = argv + ['--file=%s' % partial]
-        stages = [argv]
-        _runner.pipeline(stages, env=conn.env_for(conn.database))
-    elif pipe:
+    env = conn.env_for(conn.database)
+    if pipe:
+        # pg_dump writes to the pipe front to back: hash and flush while it runs.
         stages = [argv, pipe]
-        _runner.pipeline(stages, stdout_path=partial, env=conn.env_for(conn.database))
-    else:
-        argv = argv + ['--file=%s' % partial]
-        stages = [argv]
-        _runner.pipeline(stages, env=conn.env_for(conn.database))
-    return tool, stages, warnings
+        with _common.SealWhileWriting(partial) as out:
+            _runner.pipeline(stages, stdout_fd=out.fd, env=env)
+            return tool, stages, warnings, out.seal()
+    # pg_dump --file: a custom-format file gets its table of contents rewritten at the end (data offsets
+    # for a parallel restore), so it is hashed once complete.
+    stages = [argv + ['--file=%s' % partial]]
+    _runner.pipeline(stages, env=env)
+    return tool, stages, warnings, _common.seal(partial)
 
 
 def dump_globals(conn, params, dest, force):
@@ -698,8 +699,7 @@ def run_dump(params, check_mode=False, warn=None):
         try:
             snapshot = export_snapshot(conn, session) if session else None
             positions = sequence_positions(conn, session) if session else None
-            dump(conn, params, partial, cores, snapshot)
-            facts = _common.seal(partial)
+            facts = dump(conn, params, partial, cores, snapshot)[3]
             if facts['size'] == 0:
                 raise AppvaultError('pg_dump produced an empty dump of "%s"; nothing was written to %s' % (params['name'], dest))
             if session:
