@@ -1,6 +1,6 @@
 # Copyright (c) appvault.backup developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The host-side runner of scheduled backups (installed by the appvault.backup.schedule role).
+"""The host-side runner of scheduled backups (installed by the appvault.backup.schedule role) and the steps of backup_create.
 
 It runs on the managed host with plain python3 and no Ansible: the role copies ``plugins/module_utils`` there as
 a package tree, so the runner calls the very functions the modules call (one core). ``run`` does what the backup
@@ -37,7 +37,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 64, 75
 CHECK_OK, CHECK_CRITICAL, CHECK_UNKNOWN = 0, 2, 3
 ENGINES = {'postgresql': _postgres, 'mysql': _mysql, 'sqlite': _sqlite}
 DUMP_SUFFIX = {'postgresql': '.pgdump', 'mysql': '.sql', 'sqlite': '.sqlite'}
-# Dump options a database's ``options`` may set, per module family (as roles/backup/tasks/dump.yml passes them).
+# Dump options a database's ``options`` may set, per module family (docs/environment.md).
 DUMP_OPTIONS = {
     'postgresql': ('format', 'jobs', 'compression', 'exclude_schemas', 'exclude_tables', 'exclude_table_data'),
     'mysql': ('compression', 'replace', 'exclude_tables', 'exclude_table_data'),
@@ -83,6 +83,24 @@ class Log(object):
 
     def error(self, text):
         self.emit(syslog.LOG_ERR, 'error: %s' % text)
+
+
+class Collect(object):
+    """The log of a module that runs these steps: lines kept for its result, warnings also given to ``warn``."""
+
+    def __init__(self, warn=None):
+        self.lines = []
+        self.warn = warn or (lambda text: None)
+
+    def info(self, text):
+        self.lines.append(text)
+
+    def warning(self, text):
+        self.lines.append('warning: %s' % text)
+        self.warn(text)
+
+    def error(self, text):
+        self.lines.append('error: %s' % text)
 
 
 def _is_socket(path):
@@ -184,7 +202,7 @@ def app_commands(app, step, log):
 
 
 def dump_params(db, work_dir, checksums):
-    """The dump module's parameters for one resolved database, defaults filled in (roles/backup/tasks/dump.yml)."""
+    """The dump module's parameters for one resolved database, defaults filled in (backup_create and the scheduled runner)."""
     family = db['module']
     engine = ENGINES[family]
     params = dict((key, spec.get('default')) for key, spec in engine.dump_argument_spec().items())

@@ -54,7 +54,7 @@ class Case:
 
 K, KM, STOP, FILL, CTL, KZ, STOP_NOW = 'kill', 'kill_module', 'stop_server', 'fill_disk', 'kill_controller', 'kill_zstd', 'stop_now'
 CTL_BEFORE_DB = 'kill_controller_before_db'  # the controller dies as the host is about to start the database restore
-K_SEAL = 'kill_module_sealing'  # kill -9 archive_create while it reads its finished archive back (sha256, fsync)
+K_SEAL = 'kill_module_sealing'  # kill -9 the archiving module while it reads the archive tar writes (sha256, flush)
 STOP_S3, STOP_SSHD = 'stop_s3', 'stop_sshd'
 OFF_RETRY = 30  # the maintenance module re-arms its timer for at most this long when maintenance_off fails
 DUMP_TAR = 'appvault-stage'  # the dump extraction and the path staging of archive_restore
@@ -79,7 +79,7 @@ CASES = [
     Case('b-my-dump-kill-mariadb-dump', 'backup', 'mariadb', 'dump', 'kill -9 mariadb-dump', ('mariadb-dump', K, {'argv_lacks': '--system'})),
     # mariadb-dump of the fixture ends too fast to be frozen reliably: the server stops as the dump module starts
     Case('b-my-dump-server-stopped', 'backup', 'mariadb', 'dump', 'database server stopped (as the dump module starts)',
-         ('python*', STOP_NOW, {'argv_has': 'AnsiballZ_mysql_dump', 'any_owner': True})),
+         ('python*', STOP_NOW, {'argv_has': 'AnsiballZ_backup_create', 'any_owner': True})),
     # restore, PostgreSQL
     # The disk fills while archive_restore verifies (reads) the archive: its extraction of the dumps then cannot write
     # (filling it when the extracting tar appears came too late once: the small dump was already written).
@@ -97,7 +97,7 @@ CASES = [
     # restore, MariaDB
     Case('r-my-db-kill-client', 'restore', 'mariadb', 'database restore', 'kill -9 mariadb (client)', ('mariadb', K, {'argv_lacks': '--execute'})),
     # backup: verify / seal, upload (S3 endpoint), transfer (host destination: rsync over SSH to a podman host)
-    Case('b-pg-seal-kill-module', 'backup', 'postgresql', 'verify + seal', 'kill -9 module (reading the archive back)',
+    Case('b-pg-seal-kill-module', 'backup', 'postgresql', 'verify + seal', 'kill -9 module (hashing the archive as tar writes it)',
          ('tar', K_SEAL, {'argv_has': '--create'})),
     Case('b-pg-upload-kill-rclone', 'backup', 'postgresql', 'upload', 'kill -9 rclone', ('rclone', K, {'argv_has': 'copyto'}),
          extra={'destination': 's3'}),

@@ -1,0 +1,211 @@
+#!/usr/bin/python
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: backup_create
+short_description: Dump every database of an application environment and archive the dumps with its files, in one step
+version_added: 0.1.0
+description:
+  - Does on the host, in one module call, what the backup role used to do with one call per database plus one for the
+    archive. Every database of O(app) is dumped with the code of its engine's dump module (as
+    M(appvault.backup.postgresql_dump), M(appvault.backup.mysql_dump) and M(appvault.backup.sqlite_dump) would, with
+    the connection and O(app.databases[].options) of the definition) into a private 0700 work directory
+    C(.work-<token>) under O(backup_dir); then the dumps and the paths of O(app) are written into one archive as
+    M(appvault.backup.archive_create) does (manifest with every database's inventory, C(.sha256) sidecar); the work
+    directory is removed whatever happens.
+  - The same steps as a scheduled backup (the runner the appvault.backup.schedule role installs), from the same code.
+  - Made to run asynchronously and be followed by M(appvault.backup.job_wait) with O(appvault.backup.job_wait#module:watch)
+    set to O(backup_dir) (the dumps and the archive are written as C(*.partial) files there until they are complete).
+  - Does not switch maintenance mode, take the run lock or apply retention; the backup role does that around it.
+author:
+  - appvault.backup developers (!UNKNOWN)
+extends_documentation_fragment:
+  - appvault.backup.app
+  - appvault.backup.attributes
+attributes:
+  check_mode:
+    support: none
+    details: Use M(appvault.backup.app_preflight) to check an environment (databases, tools, paths, free space) without
+      changing anything.
+  diff_mode:
+    support: none
+options:
+  backup_dir:
+    description:
+      - The backup directory the archive is written to (created with mode 0700 when missing).
+    type: path
+    required: true
+  token:
+    description:
+      - Names the work directory C(.work-<token>) of the dumps (ASCII letters and digits). A random one by default.
+    type: str
+  app_version:
+    description:
+      - The application's version for the manifest, for example the output of its C(version) command. Default
+        O(app.version).
+    type: str
+  label:
+    description:
+      - Label appended to the archive's generated name (ASCII letters, digits, C(-), C(_), C(.)).
+    type: str
+  compression:
+    description:
+      - Compression of the archive, V(zstd) (multi-threaded) or V(gzip). The dumps use each database's own
+        O(app.databases[].options.compression) (default zstd).
+    type: str
+    choices: [zstd, gzip]
+    default: zstd
+  recipients:
+    description:
+      - age public keys to encrypt the archive to (see M(appvault.backup.archive_create)).
+    type: list
+    elements: str
+  checksums:
+    description:
+      - Record per-table content checksums in every database's inventory as well as row counts (slower: one more
+        read of every table), so the restore verifies the content too.
+    type: bool
+    default: true
+notes:
+  - Stop writes during the backup (maintenance mode) for one consistent point across databases and files; a file that
+    changes while it is archived fails the backup, and nothing is left behind.
+requirements:
+  - The client programs of every database engine (C(pg_dump), C(mariadb-dump) or C(mysqldump)), GNU tar, zstd (or
+    gzip) and, for encryption, age on the managed host.
+seealso:
+  - module: appvault.backup.archive_create
+  - module: appvault.backup.app_preflight
+  - module: appvault.backup.job_wait
+'''
+
+EXAMPLES = r'''
+- name: Dump and archive in the background
+  appvault.backup.backup_create:
+    app: "{{ appvault_app | appvault.backup.app_definition }}"
+    backup_dir: /var/backups/appvault
+    label: before-upgrade
+  async: 86400
+  poll: 0
+  register: job
+
+- name: Wait for it, with progress lines
+  appvault.backup.job_wait:
+    jid: "{{ job.ansible_job_id }}"
+    watch: /var/backups/appvault
+    label: backup
+  register: backup
+'''
+
+RETURN = r'''
+path:
+  description: Path of the archive.
+  returned: success
+  type: str
+  sample: /var/backups/appvault/exment-20250101T030000Z.tar.zst
+name:
+  description: File name of the archive.
+  returned: success
+  type: str
+  sample: exment-20250101T030000Z.tar.zst
+size:
+  description: Size of the archive in bytes.
+  returned: success
+  type: int
+  sample: 52428800
+sha256:
+  description: SHA-256 of the whole archive (also in the C(.sha256) sidecar).
+  returned: success
+  type: str
+  sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+checksum_file:
+  description: Path of the C(.sha256) sidecar.
+  returned: success
+  type: str
+  sample: /var/backups/appvault/exment-20250101T030000Z.tar.zst.sha256
+manifest_file:
+  description: Path of the unencrypted manifest sidecar of an encrypted archive.
+  returned: when O(recipients) is set
+  type: str
+  sample: /var/backups/appvault/exment-20250101T030000Z.tar.zst.age.manifest.json
+entries:
+  description: Number of entries (files, directories, links) archived.
+  returned: success
+  type: int
+  sample: 10250
+members:
+  description: Number of members besides the manifest.
+  returned: success
+  type: int
+  sample: 10251
+manifest:
+  description: The manifest written, without its member table (databases with engine, versions and inventory; paths).
+  returned: success
+  type: dict
+  sample: {"format": "appvault.backup", "format_version": 1, "app": {"name": "exment", "version": "6.1.2"}}
+commands:
+  description: The archive's pipeline (the dumps' commands are those of the engines' dump modules).
+  returned: success
+  type: list
+  elements: str
+  sample: ["tar --create ... | zstd -q -T2 -3 -c > /var/backups/appvault/.exment-20250101T030000Z.tar.zst.partial"]
+log:
+  description: What was done, one line per step (each dump with its size and time, warnings).
+  returned: success
+  type: list
+  elements: str
+  sample: ["dumped database main (postgresql 15.8): 120.0 MiB in 14.2 s"]
+duration:
+  description: Seconds the dumps and the archive took.
+  returned: success
+  type: float
+  sample: 21.5
+'''
+
+import os
+import re
+import secrets
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.appvault.backup.plugins.module_utils import _appdef, _common, _hostrun
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
+
+
+def argument_spec():
+    return dict(
+        app=dict(type='dict', required=True, options=_appdef.argument_spec()),
+        backup_dir=dict(type='path', required=True),
+        token=dict(type='str', no_log=False),
+        app_version=dict(type='str'),
+        label=dict(type='str'),
+        compression=dict(type='str', choices=['zstd', 'gzip'], default='zstd'),
+        recipients=dict(type='list', elements='str'),
+        checksums=dict(type='bool', default=True),
+    )
+
+
+def run(module):
+    p = module.params
+    token = p['token'] or secrets.token_hex(8)
+    if not re.match(r'^[A-Za-z0-9]+$', token):
+        raise AppvaultError('token must be ASCII letters and digits, got %r' % token)
+    if not os.path.isdir(p['backup_dir']):
+        os.makedirs(p['backup_dir'], 0o700)
+    config = dict(backup_dir=p['backup_dir'], checksums=p['checksums'], label=p['label'], compression=p['compression'],
+                  recipients=p['recipients'])
+    version = p['app_version'] if p['app_version'] is not None else p['app']['version']
+    log = _hostrun.Collect(module.warn)
+    result = _hostrun.dump_and_archive(config, p['app'], version, token, log)
+    return dict(result, changed=True, log=log.lines)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=False)
+    _common.finish(module, run)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,74 @@
+"""backup_create: every database of an app dumped and archived with its paths in one module call (real servers)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.appvault.backup.plugins.module_utils._appdef import resolve
+from harness.common import run_module
+from harness.roles import App
+
+
+@pytest.fixture
+def two_engine_app(tmp_path, pg_source, mysql_source):
+    app = App(tmp_path, 'postgresql', pg_source, 'bc_pg')
+    mysql_source.load_fixture('bc_my')
+    definition = app.definition()
+    definition['databases'].append(dict(id='shop', engine='mariadb', name='bc_my', login_host='127.0.0.1',
+                                        login_port=mysql_source.port, login_user='root', login_password=mysql_source.password))
+    yield app, resolve(definition)
+    pg_source.drop_db('bc_pg')
+    mysql_source.drop_db('bc_my')
+
+
+def test_one_call_dumps_both_engines_and_archives_them_with_the_paths(two_engine_app, pg_source, mysql_source):
+    app, definition = two_engine_app
+    result = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token='t0k3n', app_version='1.0.0',
+                                              label='both'))
+    assert not result.get('failed'), result.get('msg')
+    assert result['changed'] is True
+    archive = Path(result['path'])
+    assert archive.name.startswith('fixture-') and archive.name.endswith('-both.tar.zst')
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert result['sha256'] == digest == Path(result['checksum_file']).read_text().split()[0]
+    # The manifest (first member) carries each database's engine and inventory; the row counts are the live ones.
+    listed = subprocess.run(['tar', '--zstd', '-tf', str(archive)], capture_output=True, text=True, check=True).stdout.split()
+    assert listed[0] == 'manifest.json'
+    assert {'db/main.pgdump', 'db/shop.sql'} <= set(listed), listed[:6]
+    databases = dict((db['id'], db) for db in result['manifest']['databases'])
+    assert databases['main']['engine'] == 'postgresql' and databases['shop']['engine'] == 'mariadb'
+    assert databases['main']['inventory']['rows']['app.audit_log'] == int(
+        pg_source.psql('SELECT count(*) FROM app.audit_log', db='bc_pg').strip())
+    shop_rows = databases['shop']['inventory']['rows']
+    table = sorted(shop_rows)[0]
+    assert shop_rows[table] == int(mysql_source.sql('SELECT COUNT(*) FROM `%s`' % table, db='bc_my').strip())
+    assert result['manifest']['app']['version'] == '1.0.0'
+    assert [p['id'] for p in result['manifest']['paths']] == ['storage', 'config']
+    # One line per dump in the log; the work directory is gone; no password anywhere in the result.
+    assert [line.split(' (')[0] for line in result['log'] if line.startswith('dumped')] == ['dumped database main', 'dumped database shop']
+    assert not (app.backups / '.work-t0k3n').exists()
+    text = json.dumps(result)
+    assert pg_source.password not in text and mysql_source.password not in text
+
+
+def test_a_failing_dump_leaves_nothing_behind(two_engine_app):
+    app, definition = two_engine_app
+    definition['databases'][1]['login_password'] = 'wrong-password-1'
+    result = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token='f41l'))
+    assert result.get('failed')
+    assert 'denied' in result['msg'].lower(), result['msg']
+    assert 'wrong-password-1' not in json.dumps(result)
+    # The PostgreSQL dump had been written already: it went with the work directory; no archive, no partial file.
+    assert sorted(p.name for p in app.backups.iterdir()) == []
+
+
+def test_a_bad_token_is_refused_before_anything_is_written(two_engine_app):
+    app, definition = two_engine_app
+    result = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token='../x'))
+    assert result.get('failed') and 'token must be ASCII letters and digits' in result['msg']
+    assert not app.backups.exists()
