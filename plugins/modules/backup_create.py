@@ -54,7 +54,7 @@ options:
   compression:
     description:
       - Compression of the archive, V(zstd) (multi-threaded) or V(gzip). The dumps use each database's own
-        O(app.databases[].options.compression) (default zstd).
+        C(compression) in O(app.databases[].options) (default zstd).
     type: str
     choices: [zstd, gzip]
     default: zstd
@@ -65,7 +65,7 @@ options:
     elements: str
   checksums:
     description:
-      - Record per-table content checksums in every database's inventory as well as row counts (slower: one more
+      - Record per-table content checksums in every database's inventory as well as row counts (slower, one more
         read of every table), so the restore verifies the content too.
     type: bool
     default: true
