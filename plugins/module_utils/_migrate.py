@@ -73,13 +73,13 @@ def map_definition(app, mapping):
 
 
 # -- verification -------------------------------------------------------------------------------------------
-def _db_inventory(db, secrets, checksums):
+def _db_inventory(db, secrets, checksums, expected=None):
     options = db.get('options') or {}
     if db['module'] == 'postgresql':
         conn = _postgres.Connection(_preflight.connection_params(db), secrets)
         conn.connect(conn.params['maintenance_db'])
         return _postgres.inventory(conn, db['name'], schemas=db.get('schemas'), exclude_schemas=options.get('exclude_schemas'),
-                                   checksums=checksums)
+                                   checksums=checksums, hashed=_postgres.hashed_checksums(expected))
     if db['module'] == 'mysql':
         conn = _mysql.Connection(_preflight.connection_params(db), secrets)
         conn.connect()
@@ -104,7 +104,7 @@ def verify_database(entry, db, secrets, checksums):
         row.update(target='not defined', differences=['database %s is not in the target definition' % entry['id']])
         return row
     try:
-        actual = _db_inventory(db, secrets, checksums and 'checksums' in expected)
+        actual = _db_inventory(db, secrets, checksums and 'checksums' in expected, expected)
     except AppvaultError as exc:
         row.update(target='unreadable', differences=[exc.msg])
         return row

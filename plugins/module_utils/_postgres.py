@@ -270,30 +270,63 @@ SELECT json_build_object(
 );
 """
 
-# Order-independent content checksum: the number of rows and the sum of a
-# 60-bit slice of each row's md5.  Constant memory whatever the table size.
+# Order-independent content checksum of a table: the number of rows and the sum of a 60-bit slice of each row's md5
+# over its text form.  Constant memory whatever the table size.
+_MD5_ROW_SQL = "SELECT count(*) || '':'' || coalesce(sum((''x'' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0) AS c FROM %I.%I t"
+# From PostgreSQL 14 the row's own hash (hash_record_extended: each column's type's hash function, no text form) is
+# several times faster, e.g. 0.33 s instead of 2.59 s for a 411 MB table of bytea.  Used only for tables whose
+# columns are all of types whose hash depends on the value alone and is the same in every release (hash
+# partitioning relies on that): not enums (their hash is the label's OID, which a restore changes), domains,
+# geometric or other types without a hash function, nor text under a non-deterministic collation.  Such a
+# checksum is written "h:<rows>:<sum>"; the other tables keep the md5 form.
+HASHABLE_TYPES = ('bool', 'int2', 'int4', 'int8', 'numeric', 'float4', 'float8', 'text', 'varchar', 'bpchar', 'bytea',
+                  'date', 'time', 'timestamp', 'timestamptz', 'uuid', 'jsonb')
+_HASH_ROW_SQL = "SELECT ''h:'' || count(*) || '':'' || coalesce(sum(hash_record_extended(t, 0)), 0) AS c FROM %I.%I t"
+_HASHABLE_TABLE_SQL = """NOT EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+          WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+            AND (CASE WHEN ty.typcategory = 'A' THEN ty.typelem ELSE a.atttypid END) NOT IN (%s)
+             OR a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attcollation <> 0
+            AND NOT (SELECT collisdeterministic FROM pg_collation WHERE oid = a.attcollation))""" % ', '.join(
+    "'%s'::regtype::oid" % name for name in HASHABLE_TYPES)
 _CHECKSUM_SQL = r""",
  'checksums', (SELECT coalesce(json_object_agg(format('%%s.%%s', r.nspname, r.relname),
-      (xpath('/row/c/text()', query_to_xml(format(
-        'SELECT count(*) || '':'' || coalesce(sum((''x'' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0) AS c FROM %%I.%%I t',
-        r.nspname, r.relname), false, true, '')))[1]::text
+      (xpath('/row/c/text()', query_to_xml(format(%(row_sql)s, r.nspname, r.relname), false, true, '')))[1]::text
       ORDER BY r.nspname, r.relname), '{}') FROM rel r WHERE r.relkind IN ('r', 'p', 'm') AND r.relispopulated
       AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = r.oid)),
  'large_object_checksum', (SELECT count(*) || ':' || coalesce(sum(('x' || substr(md5(lo_get(oid)), 1, 15))::bit(60)::bigint), 0)
       FROM pg_largeobject_metadata)"""
 
 
-def inventory(conn, database=None, schemas=None, exclude_schemas=None, checksums=False, session=None):
+def checksum_sql(hashed):
+    """The checksums part of the inventory query; ``hashed``: tables of hashable columns use hash_record_extended."""
+    row_sql = "'%s'" % _MD5_ROW_SQL
+    if hashed:
+        row_sql = "CASE WHEN %s THEN '%s' ELSE '%s' END" % (_HASHABLE_TABLE_SQL, _HASH_ROW_SQL, _MD5_ROW_SQL)
+    return _CHECKSUM_SQL % {'row_sql': row_sql}
+
+
+def hashed_checksums(expected):
+    """Whether checksums compared with ``expected`` (an inventory recorded at dump time) may use the row hash: only
+    when that inventory did for some table (a dump of PostgreSQL 13 or older did not; the same columns choose the same
+    form on both sides)."""
+    return any(str(value).startswith('h:') for value in ((expected or {}).get('checksums') or {}).values())
+
+
+def inventory(conn, database=None, schemas=None, exclude_schemas=None, checksums=False, session=None, hashed=None):
     """The database's object inventory with row counts (and content checksums when asked).
 
-    With ``session`` the query runs in that session's open transaction, e.g. the snapshot a dump used.
+    With ``session`` the query runs in that session's open transaction, e.g. the snapshot a dump used. ``hashed``:
+    whether checksums may use the row hash (None: when the server is 14 or newer; see hashed_checksums()).
     """
     schema_filter = ''
     if schemas:
         schema_filter += 'AND n.nspname IN (%s)' % ', '.join(sql_literal(s) for s in schemas)
     if exclude_schemas:
         schema_filter += ' AND n.nspname NOT IN (%s)' % ', '.join(sql_literal(s) for s in exclude_schemas)
-    sql = _INVENTORY_SQL % {'schema_filter': schema_filter, 'checksums': _CHECKSUM_SQL % {} if checksums else ''}
+    if hashed is None:
+        hashed = conn.server_major >= 14
+    sql = _INVENTORY_SQL % {'schema_filter': schema_filter,
+                            'checksums': checksum_sql(hashed and conn.server_major >= 14) if checksums else ''}
     if session is not None:
         # one line per answer: jsonb's text form never spans lines
         body = sql.strip().replace('SET standard_conforming_strings = on;', '').strip().rstrip(';')
@@ -814,7 +847,8 @@ def run_restore(params, check_mode=False):
         conn.database = target
         try:
             restore(conn, params, fmt, outer, tool['path'], work_dir)
-            result['inventory'] = inventory(conn, target, schemas=params['schemas'], checksums=params['checksums'])
+            result['inventory'] = inventory(conn, target, schemas=params['schemas'], checksums=params['checksums'],
+                                            hashed=hashed_checksums(params['expected_inventory']) if params['expected_inventory'] else None)
             expected, actual = comparable(params['expected_inventory'] or {}, result['inventory'])
             _inventory.verify(result, expected, 'the restored database "%s"' % params['name'], actual=actual)
             if side:

@@ -114,3 +114,19 @@ def test_postgresql_17_identity_on_partitions_counts_as_recorded_but_nothing_els
     changed = {'_server_version': '17.6', 'tables': {
         'app.m_2025': {'kind': 'table', 'columns': ['id bigint GENERATED ALWAYS AS IDENTITY', 'v double precision']}}}
     assert _inventory.compare(*_postgres.comparable(recorded, changed)) != []
+
+
+def test_checksum_sql_uses_the_row_hash_only_when_asked():
+    plain = _postgres.checksum_sql(False)
+    assert 'hash_record_extended' not in plain and 'md5(t::text)' in plain
+    hashed = _postgres.checksum_sql(True)
+    assert 'hash_record_extended' in hashed and 'md5(t::text)' in hashed and 'collisdeterministic' in hashed
+    assert "'int8'::regtype::oid" in hashed and 'anyenum' not in hashed
+    assert '%%' not in hashed and '%I.%I' in hashed  # formatted once: format() gets single % directives
+
+
+def test_hashed_checksums_follows_the_recorded_inventory():
+    assert _postgres.hashed_checksums({'checksums': {'public.a': 'h:3:12', 'public.b': '2:5'}})
+    assert not _postgres.hashed_checksums({'checksums': {'public.b': '2:5'}})
+    assert not _postgres.hashed_checksums({'rows': {'public.b': 2}})
+    assert not _postgres.hashed_checksums(None)
