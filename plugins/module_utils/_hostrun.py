@@ -326,7 +326,7 @@ def restore_params(db, dump, checksums=False):
     else:
         params.update(_preflight.connection_params(db), create=True, clean=True)
         if family == 'postgresql':
-            params.update(terminate_connections=True, schemas=db.get('schemas') or None)
+            params.update(terminate_connections=True, schemas=db.get('schemas') or None, jobs=0)
     for key in RESTORE_OPTIONS[family]:
         if db['options'].get(key) is not None:
             params[key] = db['options'][key]

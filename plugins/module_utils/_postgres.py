@@ -529,9 +529,10 @@ def _plain_or_fail(src, head):
 def validate_dump(src, fmt, outer, pg_restore):
     """Read the whole dump once without a server, so a corrupt or truncated one fails before anything changes."""
     try:
-        if outer == 'zstd':
+        # zstd -dc | pg_restore checks the compressed frames too: a separate zstd -t only for plain SQL
+        if outer == 'zstd' and fmt == 'plain':
             _runner.run([find_tool('zstd'), '-t', '-q', src])
-        elif outer == 'gzip':
+        elif outer == 'gzip' and fmt == 'plain':
             _runner.run([find_tool('gzip'), '-t', src])
         if fmt in ('custom', 'directory'):
             if outer:
@@ -790,8 +791,10 @@ def run_restore(params, check_mode=False):
     """What the postgresql_restore module does, for the module and the host-side rollback alike: ``params`` as the
     module's argument spec gives them (defaults filled in)."""
     src = params['src']
-    if params['jobs'] < 1:
-        raise AppvaultError('jobs must be 1 or more, got %d' % params['jobs'])
+    if params['jobs'] < 0:
+        raise AppvaultError('jobs must be 0 (one per CPU core) or more, got %d' % params['jobs'])
+    if params['jobs'] == 0:
+        params['jobs'] = _common.cpu_count()
     if not os.path.exists(src):
         raise AppvaultError('src %s does not exist' % src)
     if params['jobs'] > 1:
@@ -820,9 +823,13 @@ def run_restore(params, check_mode=False):
                 'the dump %s was taken from PostgreSQL %s, which is newer than the target server %s (PostgreSQL %s); '
                 'restoring into an older major version is not supported. Set force: true to try anyway.'
                 % (src, header['server'], conn.where, result['server_version']))
-        if params['validate']:
-            validate_dump(src, fmt, outer, tool['path'] if fmt != 'plain' else None)
         exists = conn.database_exists(params['name'])
+        # Into a side or a new database a failed restore changes nothing (that database is dropped): the whole dump
+        # is then read once by the restore itself, and the check runs only to name a corrupt dump after a failure.
+        fresh = not exists or params['clean']
+        pg_restore = tool['path'] if fmt != 'plain' else None
+        if params['validate'] and (check_mode or not fresh):
+            validate_dump(src, fmt, outer, pg_restore)
         if not exists and not params['create']:
             raise AppvaultError('database "%s" does not exist on %s; set create: true to create it' % (params['name'], conn.where))
         work_dir = params['tmp_dir'] or os.path.dirname(os.path.abspath(src))
@@ -846,7 +853,12 @@ def run_restore(params, check_mode=False):
             create_database(conn, target, owner)
         conn.database = target
         try:
-            restore(conn, params, fmt, outer, tool['path'], work_dir)
+            try:
+                restore(conn, params, fmt, outer, tool['path'], work_dir)
+            except AppvaultError:
+                if params['validate'] and fresh:
+                    validate_dump(src, fmt, outer, pg_restore)  # raises, naming the corrupt or truncated dump
+                raise
             result['inventory'] = inventory(conn, target, schemas=params['schemas'], checksums=params['checksums'],
                                             hashed=hashed_checksums(params['expected_inventory']) if params['expected_inventory'] else None)
             expected, actual = comparable(params['expected_inventory'] or {}, result['inventory'])

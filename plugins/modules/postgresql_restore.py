@@ -76,7 +76,9 @@ options:
     type: str
   jobs:
     description:
-      - Number of parallel C(pg_restore) jobs. Cannot be combined with O(single_transaction).
+      - Number of parallel C(pg_restore) jobs; V(0) is one per CPU core of the host. Cannot be combined with
+        O(single_transaction). More than one job reads a seekable file, so a dump compressed as a whole is first
+        decompressed into O(tmp_dir).
     type: int
     default: 1
   single_transaction:
@@ -101,8 +103,11 @@ options:
     default: false
   validate:
     description:
-      - Read the whole dump once before restoring (C(zstd -t), C(pg_restore --file=/dev/null)), so a corrupt or
-        truncated dump fails before anything is changed.
+      - Read the whole dump once before restoring (C(zstd -dc | pg_restore --file=/dev/null); C(zstd -t) for plain
+        SQL), so a corrupt or truncated dump fails before anything is changed.
+      - Into a side database (O(clean=true)) or a new one, a failed restore changes nothing (that database is
+        dropped), so the restore itself is the first read and this check runs only after a failure, to name a corrupt
+        or truncated dump as such. Check mode always runs it.
     type: bool
     default: true
   expected_inventory:

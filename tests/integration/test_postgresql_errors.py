@@ -140,6 +140,16 @@ def test_corrupt_dump_refused(pg_target, good_dump, tmp_path, existing_target, d
     assert str(bad) in msg
     assert any(word in msg for word in ('corrupt', 'truncated', 'not a PostgreSQL dump', 'is empty')), msg
     _target_unchanged(pg_target, 'victim', existing_target)
+    assert not pg_target.has_db('victim_appvault_new')  # the side database the failed restore went into is gone
+
+
+def test_corrupt_dump_into_existing_database_without_clean_refused_first(pg_target, good_dump, tmp_path, existing_target):
+    """Without a side database the dump is read once before anything runs."""
+    bad = tmp_path / 'cut.pgc.zst'
+    bad.write_bytes(good_dump.read_bytes()[: good_dump.stat().st_size // 2])
+    msg = failed_restore(pg_target.conn_args('victim', src=str(bad), clean=False))
+    assert 'corrupt or truncated' in msg, msg
+    _target_unchanged(pg_target, 'victim', existing_target)
 
 
 def test_truncated_uncompressed_custom_dump_refused(pg_source, pg_target, tmp_path, existing_target):
