@@ -501,10 +501,13 @@ def _member_problem(name):
     return None
 
 
-def verify(archive, identity=None, require_checksum_file=True, allow_external_symlinks=False):
-    """Check the whole file against its sidecar, then every member against the manifest; read-only.
+def verify(archive, identity=None, require_checksum_file=True, allow_external_symlinks=False, extract=None):
+    """Check the whole file against its sidecar, then every member against the manifest.
 
-    Returns the manifest.  Raises AppvaultError naming the first problem found.
+    Returns the manifest.  Raises AppvaultError naming the first problem found.  Read-only, except that
+    ``extract(manifest)`` may return (member roots, stage directory): the members under those roots (database
+    dumps: regular files and directories only) are then written below the stage directory, without their first
+    path component, by the same pass that hashes them; the caller removes the stage when this raises.
     """
     side = _manifest.sidecars(archive)
     checksum = 'missing'
@@ -534,6 +537,7 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
                 manifest = _manifest.loads(tar.extractfile(first).read(), where)
                 members = manifest['members']
                 roots = [e['member'] for e in manifest['databases'] + manifest['paths'] if e.get('present', True)]
+                wanted, stage = extract(manifest) if extract else ((), None)
                 seen = {}
                 while True:
                     info = tar.next()
@@ -574,18 +578,18 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
                     for field, value in (('mode', stat.S_IMODE(info.mode)), ('uid', info.uid), ('gid', info.gid), ('mtime', mtime)):
                         if field in meta and meta[field] != value:
                             refuse('member %r: %s is %r but the manifest says %r' % (name, field, value, meta[field]))
+                    out = None
+                    if root in wanted:
+                        out = os.path.join(stage, name.split('/', 1)[1]) if '/' in name else stage
+                        if kind == 'dir':
+                            os.makedirs(out, 0o700, exist_ok=True)
+                            out = None
+                        elif kind != 'file':
+                            refuse('member %r: a database dump holds only files and directories, not a %s' % (name, kind))
                     if kind == 'file':
                         if info.size != meta['size']:
                             refuse('member %r has %d bytes but the manifest says %d' % (name, info.size, meta['size']))
-                        digest = hashlib.sha256()
-                        fileobj = tar.extractfile(info)
-                        while True:
-                            chunk = fileobj.read(_common.CHUNK)
-                            if not chunk:
-                                break
-                            digest.update(chunk)
-                        if digest.hexdigest() != meta['sha256']:
-                            refuse('member %r does not match its sha256 in the manifest' % name)
+                        _hash_member(tar.extractfile(info), meta, name, refuse, out)
                     seen[name] = kind
                 missing = sorted(set(members) - set(seen))
                 if missing:
@@ -604,6 +608,27 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
         refuse(exc.msg)
     manifest['_checksum'] = checksum
     return manifest
+
+
+def _hash_member(fileobj, meta, name, refuse, out=None):
+    """Hash one member's data against the manifest, writing it to the new file ``out`` (mode 0600) as well when given."""
+    digest = hashlib.sha256()
+    target = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600) if out else None
+    try:
+        while True:
+            chunk = fileobj.read(_common.CHUNK)
+            if not chunk:
+                break
+            digest.update(chunk)
+            if target is not None:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(target, view):]
+    finally:
+        if target is not None:
+            os.close(target)
+    if digest.hexdigest() != meta['sha256']:
+        refuse('member %r does not match its sha256 in the manifest' % name)
 
 
 # -- restore ----------------------------------------------------------------------
@@ -761,25 +786,26 @@ def restore_path(archive, identity, root, dest, uid=-1, gid=-1, keep_previous=No
     return bak, removed
 
 
-def restore_dumps(archive, identity, entries, dumps_dest):
-    """Extract database dumps into ``dumps_dest`` (created 0700); returns {id: path}."""
+def dumps_stage(dumps_dest):
+    """An empty private staging directory for database dumps in ``dumps_dest`` (both created 0700)."""
     if not os.path.isdir(dumps_dest):
         os.makedirs(dumps_dest, 0o700)
     stage = os.path.join(dumps_dest, '.appvault-stage')
     _common.remove_path(stage)
     os.mkdir(stage, 0o700)
+    return stage
+
+
+def publish_dumps(stage, entries, dumps_dest):
+    """Move the dumps of ``entries`` from ``stage`` into ``dumps_dest``; returns {id: path}."""
     out = {}
-    try:
-        _extract(archive, identity, [e['member'] for e in entries], stage, strip=1)
-        for entry in entries:
-            base = entry['member'].split('/', 1)[1]
-            final = os.path.join(dumps_dest, base)
-            _common.remove_path(final)
-            os.rename(os.path.join(stage, base), final)
-            out[entry['id']] = final
-        _common.fsync_dir(dumps_dest)
-    finally:
-        _common.remove_path(stage)
+    for entry in entries:
+        base = entry['member'].split('/', 1)[1]
+        final = os.path.join(dumps_dest, base)
+        _common.remove_path(final)
+        os.rename(os.path.join(stage, base), final)
+        out[entry['id']] = final
+    _common.fsync_dir(dumps_dest)
     return out
 
 
@@ -827,7 +853,35 @@ def restore(src, databases=None, paths=None, path_dest=None, dumps_dest=None, ow
     if keep_previous is not None and keep_previous < 1:
         raise AppvaultError('keep_previous must be 1 or more (the copy moved aside by this run is never removed)')
     uid, gid = owner_ids(owner, group)
-    manifest = verify(src, identity, require_checksum_file, allow_external_symlinks)
+    if dumps_dest is None:
+        stem = _catalog.split_suffix(os.path.basename(src))[0]
+        dumps_dest = os.path.join(os.path.dirname(src), stem + '.dumps')
+    staged = []
+    made_dumps_dest = not os.path.isdir(dumps_dest)
+
+    def extract_dumps(manifest):
+        # The verifying pass writes the selected dumps to a private stage as it hashes them: one read of the
+        # archive less. Nothing outside the stage changes before the whole archive is verified.
+        selected = _select(manifest['databases'], databases, 'database', src)
+        if check_mode or not selected:
+            return (), None
+        staged.append(dumps_stage(dumps_dest))
+        return [e['member'] for e in selected], staged[0]
+
+    try:
+        manifest = verify(src, identity, require_checksum_file, allow_external_symlinks, extract=extract_dumps)
+        return _restore_verified(src, manifest, staged[0] if staged else None, databases, paths, path_dest, dumps_dest, uid,
+                                 gid, keep_previous, identity, check_mode, want_diff, force)
+    finally:
+        for stage in staged:
+            _common.remove_path(stage)
+        if made_dumps_dest and os.path.isdir(dumps_dest) and not os.listdir(dumps_dest):
+            os.rmdir(dumps_dest)  # a failed run leaves no empty dumps directory behind
+
+
+def _restore_verified(src, manifest, stage, databases, paths, path_dest, dumps_dest, uid, gid, keep_previous, identity,
+                      check_mode, want_diff, force):
+    """restore() once ``src`` is verified and the selected dumps are in ``stage``."""
     checksum = manifest.pop('_checksum')
     path_dest = path_dest or {}
     db_sel = _select(manifest['databases'], databases, 'database', src)
@@ -835,9 +889,6 @@ def restore(src, databases=None, paths=None, path_dest=None, dumps_dest=None, ow
     unknown = sorted(set(path_dest) - set(p['id'] for p in manifest['paths']))
     if unknown:
         raise AppvaultError('path_dest names %s, not in the archive; nothing was changed' % ', '.join(unknown))
-    if dumps_dest is None:
-        stem = _catalog.split_suffix(os.path.basename(src))[0]
-        dumps_dest = os.path.join(os.path.dirname(src), stem + '.dumps')
     summary = dict(manifest)
     summary.pop('members')
     result = dict(changed=False, checksum=checksum, manifest=summary, databases={}, paths={}, diff=[])
@@ -868,7 +919,7 @@ def restore(src, databases=None, paths=None, path_dest=None, dumps_dest=None, ow
     if check_mode:
         return result
     if db_sel:
-        extracted = restore_dumps(src, identity, db_sel, dumps_dest)
+        extracted = publish_dumps(stage, db_sel, dumps_dest)
         for ident, path in extracted.items():
             result['databases'][ident]['path'] = path
     for entry, dest, differs in plans:

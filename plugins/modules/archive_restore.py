@@ -20,7 +20,9 @@ description:
   - A path whose destination already matches the archive (same entries, types, sizes, contents, modes and owners)
     is left alone, so running the module twice changes nothing the second time.
   - Extracts the selected database dumps into O(dumps_dest) and returns where each one is, with the engine,
-    versions and inventory the manifest recorded, for the database restore modules.
+    versions and inventory the manifest recorded, for the database restore modules. The dumps are written by the
+    verifying read itself, into a private staging directory in O(dumps_dest) that is removed when the archive is
+    refused, and moved into place once the whole archive is verified (a dump may hold only files and directories).
 author:
   - appvault.backup developers (!UNKNOWN)
 extends_documentation_fragment:

@@ -292,6 +292,68 @@ def test_hostile_archive_refused_with_nothing_changed(case, tmp_path):
     assert not os.path.exists(tmp_path / 'evil')
 
 
+def _archive_with_dump(directory, name, dump_members, flaw):
+    """A sound zstd archive with one database dump (``dump_members``) and one path, but for ``flaw``."""
+    members = list(dump_members) + [('files/app', 'dir', b'', None), ('files/app/ok.txt', 'file', b'ok\n', None)]
+    table, infos = {}, []
+    for member, kind, data, target in members:
+        info = _tarinfo(member, kind, data, target)
+        infos.append((info, data))
+        table[member] = _meta(info, data)
+    if flaw == 'path-sha256':
+        table['files/app/ok.txt']['sha256'] = '0' * 64
+    manifest = dict(format='appvault.backup', format_version=1, collection_version='0.1.0', created_at='2025-01-01T00:00:00Z',
+                    app=dict(name='evil'), host={}, paths=[dict(id='app', member='files/app', present=True)], members=table,
+                    databases=[dict(id='main', member=dump_members[0][0], engine='postgresql', present=True)])
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode='w', format=tarfile.PAX_FORMAT) as tar:
+        data = json.dumps(manifest).encode()
+        tar.addfile(_tarinfo('manifest.json', 'file', data), io.BytesIO(data))
+        for info, payload in infos:
+            tar.addfile(info, io.BytesIO(payload) if info.isreg() else None)
+    compressed = subprocess.run(['zstd', '-q', '-c'], input=raw.getvalue(), capture_output=True, check=True).stdout
+    path = Path(directory) / name
+    path.write_bytes(compressed)
+    Path(str(path) + '.sha256').write_text('%s  %s\n' % (hashlib.sha256(compressed).hexdigest(), path.name))
+    return path
+
+
+@pytest.mark.parametrize('flaw, expected', [
+    ('path-sha256', 'does not match its sha256'),  # the dump is already written to the stage when the flaw shows
+    ('dump-symlink', 'holds only files and directories'),
+])
+def test_dumps_written_while_verifying_are_gone_when_the_archive_is_refused(tmp_path, flaw, expected):
+    dump = [('db/main', 'dir', b'', None), ('db/main/toc.dat', 'file', os.urandom(300000), None)]
+    if flaw == 'dump-symlink':
+        dump.append(('db/main/link', 'symlink', b'', 'toc.dat'))
+    backups = tmp_path / 'backups'
+    backups.mkdir()
+    archive = _archive_with_dump(backups, 'evil-20250101T000000Z.tar.zst', dump, flaw)
+    target = tmp_path / 'site' / 'app'
+    target.mkdir(parents=True)
+    (target / 'keep.txt').write_text('precious')
+    before = snapshot(tmp_path / 'site')
+    result = run_module('archive_restore', {'src': str(archive), 'path_dest': {'app': str(target)}})
+    assert result.get('failed') and expected in result['msg'], result
+    assert snapshot(tmp_path / 'site') == before
+    assert sorted(p.name for p in backups.iterdir()) == [archive.name, archive.name + '.sha256']
+
+
+def test_dumps_come_out_of_the_verifying_pass_exactly(tmp_path):
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    dump = [('db/main', 'dir', b'', None), ('db/main/toc.dat', 'file', payload, None), ('db/main/3001.dat', 'file', b'', None)]
+    archive = _archive_with_dump(tmp_path, 'fine-20250101T000000Z.tar.zst', dump, None)
+    target = tmp_path / 'site' / 'app'
+    result = run_module('archive_restore', {'src': str(archive), 'path_dest': {'app': str(target)}})
+    assert not result.get('failed'), result.get('msg')
+    extracted = Path(result['databases']['main']['path'])
+    assert extracted == tmp_path / 'fine-20250101T000000Z.dumps' / 'main'
+    assert (extracted / 'toc.dat').read_bytes() == payload and (extracted / '3001.dat').read_bytes() == b''
+    assert stat.S_IMODE((extracted / 'toc.dat').stat().st_mode) == 0o600
+    assert not (extracted.parent / '.appvault-stage').exists()
+    assert (target / 'ok.txt').read_text() == 'ok\n'
+
+
 def test_missing_checksum_file_refused_unless_allowed(tmp_path):
     archive = build_hostile(tmp_path, 'none')
     os.unlink(str(archive) + '.sha256')
