@@ -55,7 +55,11 @@ class ActionModule(ActionBase):
         status_args = dict(jid=args['jid'], _async_dir=async_dir)
         started = time.monotonic()
         poll = max(0.2, args['poll'])
+        # Checks start 0.2 s apart and back off to ``poll``, so a short job is not waited for a whole ``poll``;
+        # progress lines come every ``poll`` seconds.
+        interval = min(0.2, poll)
         last = (started, 0)
+        shown = started
         unreadable = None
         host = (task_vars or {}).get('inventory_hostname', '')
         while True:
@@ -74,21 +78,32 @@ class ActionModule(ActionBase):
             if elapsed > args['timeout']:
                 result.update(failed=True, msg='%s did not finish within %d s (job %s)' % (args['label'], args['timeout'], args['jid']))
                 return result
-            time.sleep(poll)
+            time.sleep(interval)
+            interval = min(poll, interval * 2)
+            now = time.monotonic()
+            if now - shown < poll - 0.05:
+                continue
+            shown = now
             prefix = '  %s' % ('[%s] ' % host if host else '')
             if args['watch']:
-                now = time.monotonic()
                 rate = (done - last[1]) / (now - last[0]) if now > last[0] and done >= last[1] else 0
                 last = (now, done)
                 display.display(prefix + progress_line(args['label'], done, args['total'], now - started, rate))
             else:
-                display.display(prefix + '%s: running for %d s' % (args['label'], int(time.monotonic() - started)))
-        # The finished job's result, read and interpreted the standard way.
-        status = self._execute_module(module_name='ansible.legacy.async_status', module_args=status_args, task_vars=task_vars)
-        if not status.get('failed') and not status.get('finished'):
-            result.update(failed=True, msg='the status file of %s (job %s) could not be read for 30 s' % (args['label'], args['jid']))
-            return result
-        self._execute_module(module_name='ansible.legacy.async_status', module_args=dict(status_args, mode='cleanup'), task_vars=task_vars)
+                display.display(prefix + '%s: running for %d s' % (args['label'], int(now - started)))
+        if state is not None:
+            # The finished job's status file is its result (async_wrapper renames it into place whole): take it as
+            # async_status would return it and remove it, without two more module runs on the host.
+            status = dict(state, finished=1, ansible_job_id=args['jid'])
+            path = async_dir.rstrip('/') + '/' + args['jid']
+            self._low_level_execute_command('rm -f -- %s' % shlex.quote(path), sudoable=True)
+        else:
+            status = self._execute_module(module_name='ansible.legacy.async_status', module_args=status_args, task_vars=task_vars)
+            if not status.get('failed') and not status.get('finished'):
+                result.update(failed=True, msg='the status file of %s (job %s) could not be read for 30 s' % (args['label'], args['jid']))
+                return result
+            self._execute_module(module_name='ansible.legacy.async_status', module_args=dict(status_args, mode='cleanup'),
+                                 task_vars=task_vars)
         if status.get('failed') and status.get('finished') and 'invocation' not in status:
             # The module gave no result of its own: async_wrapper reports only that its output did not parse.
             status['job_output'] = str(status.get('msg', ''))[-4000:]

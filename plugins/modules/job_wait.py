@@ -14,7 +14,10 @@ description:
   - While the job runs, prints a progress line every O(poll) seconds - bytes written so far to the C(.partial) files
     under O(watch), the rate, and with O(total) the share done and the time left - so a dump of many GB shows that
     it is moving, on the console and in AWX job output.
-  - An action plugin; it runs on the controller and calls C(async_status) and C(find) on the host.
+  - An action plugin; it runs on the controller. Each check is one shell command on the host (C(cat) of the job's
+    status file, C(find) for the progress, C(touch) for O(renew_lease)); no Python module runs per check. Checks start
+    0.2 s apart and back off to O(poll). The finished job's status file is its result and is removed; only when the
+    status file cannot be read for 30 s does C(async_status) run, to say why.
 author:
   - appvault.backup developers (!UNKNOWN)
 extends_documentation_fragment:
