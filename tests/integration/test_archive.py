@@ -229,6 +229,24 @@ HOSTILE = {
 }
 
 
+def _pack(manifest, infos):
+    """A zstd-compressed tar of ``manifest.json`` first, then ``infos`` ((TarInfo, data) pairs)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode='w', format=tarfile.PAX_FORMAT) as tar:
+        data = json.dumps(manifest).encode()
+        tar.addfile(_tarinfo('manifest.json', 'file', data), io.BytesIO(data))
+        for info, payload in infos:
+            tar.addfile(info, io.BytesIO(payload) if info.isreg() else None)
+    return subprocess.run(['zstd', '-q', '-c'], input=raw.getvalue(), capture_output=True, check=True).stdout
+
+
+def _write_with_sidecar(path, compressed, sidecar=None):
+    """``compressed`` at ``path`` with its .sha256 sidecar (of ``compressed`` unless ``sidecar`` is given)."""
+    path.write_bytes(compressed)
+    Path(str(path) + '.sha256').write_text('%s  %s\n' % (sidecar or hashlib.sha256(compressed).hexdigest(), path.name))
+    return path
+
+
 def build_hostile(directory, case):
     """A zstd archive with a valid manifest and sidecar whose only flaw is the case's."""
     members = [('files/app', 'dir', b'', None), ('files/app/ok.txt', 'file', b'ok\n', None)]
@@ -250,25 +268,16 @@ def build_hostile(directory, case):
     manifest = dict(format='appvault.backup', format_version=1, collection_version='0.1.0', created_at='2025-01-01T00:00:00Z',
                     app=dict(name='evil'), host={}, databases=[], paths=[dict(id='app', member='files/app', present=True)],
                     members=table)
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode='w', format=tarfile.PAX_FORMAT) as tar:
-        data = json.dumps(manifest).encode()
-        tar.addfile(_tarinfo('manifest.json', 'file', data), io.BytesIO(data))
-        for info, payload in infos:
-            tar.addfile(info, io.BytesIO(payload) if info.isreg() else None)
-    compressed = subprocess.run(['zstd', '-q', '-c'], input=raw.getvalue(), capture_output=True, check=True).stdout
+    compressed = _pack(manifest, infos)
     path = Path(directory) / ('evil-%s.tar.zst' % case)
     if case == 'truncated':
         compressed = compressed[:len(compressed) // 2]
+    sidecar = None
     if case == 'bit-flipped':
         sidecar = hashlib.sha256(compressed).hexdigest()
         middle = len(compressed) // 2
         compressed = compressed[:middle] + bytes([compressed[middle] ^ 0x01]) + compressed[middle + 1:]
-    else:
-        sidecar = hashlib.sha256(compressed).hexdigest()
-    path.write_bytes(compressed)
-    Path(str(path) + '.sha256').write_text('%s  %s\n' % (sidecar, path.name))
-    return path
+    return _write_with_sidecar(path, compressed, sidecar)
 
 
 EXPECTED = dict((case, expected) for case, (_members, expected) in HOSTILE.items())
@@ -305,17 +314,8 @@ def _archive_with_dump(directory, name, dump_members, flaw):
     manifest = dict(format='appvault.backup', format_version=1, collection_version='0.1.0', created_at='2025-01-01T00:00:00Z',
                     app=dict(name='evil'), host={}, paths=[dict(id='app', member='files/app', present=True)], members=table,
                     databases=[dict(id='main', member=dump_members[0][0], engine='postgresql', present=True)])
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode='w', format=tarfile.PAX_FORMAT) as tar:
-        data = json.dumps(manifest).encode()
-        tar.addfile(_tarinfo('manifest.json', 'file', data), io.BytesIO(data))
-        for info, payload in infos:
-            tar.addfile(info, io.BytesIO(payload) if info.isreg() else None)
-    compressed = subprocess.run(['zstd', '-q', '-c'], input=raw.getvalue(), capture_output=True, check=True).stdout
-    path = Path(directory) / name
-    path.write_bytes(compressed)
-    Path(str(path) + '.sha256').write_text('%s  %s\n' % (hashlib.sha256(compressed).hexdigest(), path.name))
-    return path
+    compressed = _pack(manifest, infos)
+    return _write_with_sidecar(Path(directory) / name, compressed)
 
 
 @pytest.mark.parametrize('flaw, expected', [

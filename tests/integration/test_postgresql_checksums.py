@@ -3,8 +3,9 @@ its value, the md5 form elsewhere, and both equal after a dump and restore into 
 
 from __future__ import annotations
 
-from ansible_collections.appvault.backup.plugins.module_utils import _common, _postgres
+from ansible_collections.appvault.backup.plugins.module_utils import _postgres
 from harness.common import run_module
+from harness.compare import pg_inventory
 
 TABLES = """
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -24,12 +25,7 @@ INSERT INTO with_point SELECT g, point(g, g / 3.0) FROM generate_series(1, 300) 
 
 
 def checksums(server, db, hashed=None):
-    params = dict(_postgres.connection_argument_spec_defaults())
-    params.update(server.conn_args(db))
-    with _common.SecretDir() as secrets:
-        conn = _postgres.Connection(params, secrets)
-        conn.connect()
-        return _postgres.inventory(conn, checksums=True, hashed=hashed)['checksums']
+    return pg_inventory(server, db, hashed=hashed)['checksums']
 
 
 def test_row_hash_only_where_the_hash_is_a_function_of_the_value(pg_source, pg_target, tmp_out):
