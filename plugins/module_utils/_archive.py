@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import datetime
+import decimal
 import fnmatch
 import grp
 import hashlib
@@ -505,9 +506,9 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
     """Check the whole file against its sidecar, then every member against the manifest.
 
     Returns the manifest.  Raises AppvaultError naming the first problem found.  Read-only, except that
-    ``extract(manifest)`` may return (member roots, stage directory): the members under those roots (database
-    dumps: regular files and directories only) are then written below the stage directory, without their first
-    path component, by the same pass that hashes them; the caller removes the stage when this raises.
+    ``extract(manifest)`` may return {member root: (stage directory, as_tree)}: the members under those roots
+    are then written below their stage, without their first path component, by the same pass that hashes them
+    (see _StageWriter); the caller removes the stages when this raises.
     """
     side = _manifest.sidecars(archive)
     checksum = 'missing'
@@ -537,7 +538,7 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
                 manifest = _manifest.loads(tar.extractfile(first).read(), where)
                 members = manifest['members']
                 roots = [e['member'] for e in manifest['databases'] + manifest['paths'] if e.get('present', True)]
-                wanted, stage = extract(manifest) if extract else ((), None)
+                writer = _StageWriter(extract(manifest) if extract else {})
                 seen = {}
                 while True:
                     info = tar.next()
@@ -578,22 +579,16 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
                     for field, value in (('mode', stat.S_IMODE(info.mode)), ('uid', info.uid), ('gid', info.gid), ('mtime', mtime)):
                         if field in meta and meta[field] != value:
                             refuse('member %r: %s is %r but the manifest says %r' % (name, field, value, meta[field]))
-                    out = None
-                    if root in wanted:
-                        out = os.path.join(stage, name.split('/', 1)[1]) if '/' in name else stage
-                        if kind == 'dir':
-                            os.makedirs(out, 0o700, exist_ok=True)
-                            out = None
-                        elif kind != 'file':
-                            refuse('member %r: a database dump holds only files and directories, not a %s' % (name, kind))
+                    out, attrs = writer.place(info, kind, root, refuse)
                     if kind == 'file':
                         if info.size != meta['size']:
                             refuse('member %r has %d bytes but the manifest says %d' % (name, info.size, meta['size']))
-                        _hash_member(tar.extractfile(info), meta, name, refuse, out)
+                        _hash_member(tar.extractfile(info), meta, name, refuse, out, writer, attrs)
                     seen[name] = kind
                 missing = sorted(set(members) - set(seen))
                 if missing:
                     refuse('%d member(s) of the manifest are missing from the archive (first: %r)' % (len(missing), missing[0]))
+                writer.finish()
             except (tarfile.TarError, EOFError, OSError, UnicodeError) as exc:
                 try:
                     stream.finish()
@@ -610,10 +605,11 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
     return manifest
 
 
-def _hash_member(fileobj, meta, name, refuse, out=None):
-    """Hash one member's data against the manifest, writing it to the new file ``out`` (mode 0600) as well when given."""
+def _hash_member(fileobj, meta, name, refuse, out=None, writer=None, attrs=None):
+    """Hash one member's data against the manifest; also write it to the new file ``out`` through ``writer``
+    when given, with the owner, mode and mtime of the member ``attrs`` when given (else mode 0600)."""
     digest = hashlib.sha256()
-    target = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600) if out else None
+    target = writer.open(out) if out else None
     try:
         while True:
             chunk = fileobj.read(_common.CHUNK)
@@ -621,14 +617,127 @@ def _hash_member(fileobj, meta, name, refuse, out=None):
                 break
             digest.update(chunk)
             if target is not None:
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(target, view):]
+                writer.write(target, chunk, out)
+        if target is not None:
+            writer.close(target, out, attrs)
+            target = None
     finally:
         if target is not None:
             os.close(target)
     if digest.hexdigest() != meta['sha256']:
         refuse('member %r does not match its sha256 in the manifest' % name)
+
+
+def _mtime_ns(info):
+    """A member's mtime in nanoseconds, exactly as the pax header has it (a float would round it)."""
+    text = info.pax_headers.get('mtime')
+    return int(decimal.Decimal(text) * 1000000000) if text else int(info.mtime) * 1000000000
+
+
+class _StageWriter(object):
+    """Writes the members an archive's verifying pass selects below private stage directories.
+
+    ``targets`` maps a member root to (stage, as_tree).  A member ``<top>/<rest>`` under that root becomes
+    ``<stage>/<rest>``.  A database dump (as_tree false) holds only files (0600) and directories (0700).  A path's
+    tree (as_tree true) comes out as GNU tar ``--extract --same-permissions --delay-directory-restore`` (plus
+    ``--same-owner`` as root, by user and group name where they exist here, else by number) would write it:
+    modes, owners, nanosecond mtimes, symlinks as links, hardlinks, empty directories; directories get their
+    attributes in ``finish``, after their content.  Writing fails with an AppvaultError naming the file.
+    """
+
+    def __init__(self, targets):
+        self.targets = targets
+        self.as_root = os.geteuid() == 0
+        self.dirs = []
+        self.ids = {}
+        self.now = time.time_ns()
+
+    def _fail(self, path, exc):
+        raise AppvaultError('cannot write %s while restoring it: %s; nothing was changed' % (path, exc.strerror or exc))
+
+    def place(self, info, kind, root, refuse):
+        """Create the non-file member ``info`` below its stage.
+
+        Returns (path, attrs) for a file to write (attrs: the member whose attributes it gets, None for a dump),
+        else (None, None).
+        """
+        if root not in self.targets:
+            return None, None
+        stage, as_tree = self.targets[root]
+        name = info.name
+        out = os.path.join(stage, name.split('/', 1)[1]) if '/' in name else stage
+        if not as_tree and kind not in ('file', 'dir'):
+            refuse('member %r: a database dump holds only files and directories, not a %s' % (name, kind))
+        try:
+            if kind == 'dir':
+                os.makedirs(out, 0o700, exist_ok=True)
+                if as_tree:
+                    self.dirs.append((out, info))
+            elif kind == 'symlink':
+                os.symlink(info.linkname, out)
+                self._attrs(out, info, follow=False)
+            elif kind == 'hardlink':
+                linked = info.linkname
+                os.link(os.path.join(stage, linked.split('/', 1)[1]) if '/' in linked else stage, out)
+        except OSError as exc:
+            self._fail(out, exc)
+        if kind != 'file':
+            return None, None
+        return out, (info if as_tree else None)
+
+    def open(self, out):
+        try:
+            return os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            self._fail(out, exc)
+
+    def write(self, fd, chunk, out):
+        view = memoryview(chunk)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as exc:
+            self._fail(out, exc)
+
+    def close(self, fd, out, attrs):
+        """Give a written file the owner, mode and mtime of the member ``attrs`` (if any), then close it."""
+        try:
+            if attrs is not None:
+                self._attrs(fd, attrs)
+            os.close(fd)
+        except OSError as exc:
+            self._fail(out, exc)
+
+    def _owner(self, info):
+        key = (info.uname, info.gname, info.uid, info.gid)
+        if key not in self.ids:
+            try:
+                uid = pwd.getpwnam(info.uname).pw_uid if info.uname else info.uid
+            except KeyError:
+                uid = info.uid
+            try:
+                gid = grp.getgrnam(info.gname).gr_gid if info.gname else info.gid
+            except KeyError:
+                gid = info.gid
+            self.ids[key] = (uid, gid)
+        return self.ids[key]
+
+    def _attrs(self, target, info, follow=True):
+        """Owner (as root), mode (not of a symlink) and mtime of ``target``: a path, or the fd of a file."""
+        if self.as_root:
+            os.chown(target, *self._owner(info), follow_symlinks=follow)
+        if follow:
+            os.chmod(target, stat.S_IMODE(info.mode))
+        os.utime(target, ns=(self.now, _mtime_ns(info)), follow_symlinks=follow)
+
+    def finish(self):
+        """The directories' attributes, deepest first, once nothing more is written into them."""
+        for out, info in reversed(self.dirs):
+            try:
+                self._attrs(out, info)
+            except OSError as exc:
+                self._fail(out, exc)
+        self.dirs = []
 
 
 # -- restore ----------------------------------------------------------------------
@@ -704,17 +813,6 @@ def tree_changes(dest, wanted, uid=-1, gid=-1):
     return dict(added=added, changed=changed, removed=removed)
 
 
-def _extract(archive, identity, members, stage, strip):
-    argv = ['tar', '--extract', '--file=-', '--directory=%s' % stage, '--strip-components=%d' % strip,
-            '--same-permissions', '--delay-directory-restore', '--warning=no-timestamp']
-    argv.append('--same-owner' if os.geteuid() == 0 else '--no-same-owner')
-    argv += ['--'] + list(members)
-    try:
-        _runner.pipeline(_manifest.decompress_stages(archive, identity) + [argv], stdin_path=archive)
-    except _runner.CommandError as exc:
-        raise AppvaultError('extracting %s from %s failed: %s' % (', '.join(members), archive, exc.msg))
-
-
 def _chown_tree(path, uid, gid):
     if uid == -1 and gid == -1:
         return
@@ -771,19 +869,13 @@ def swap_in(new, dest, keep_previous=None):
     return bak, removed
 
 
-def restore_path(archive, identity, root, dest, uid=-1, gid=-1, keep_previous=None):
-    """Extract the member set ``root`` (files/<id>) next to ``dest`` and swap it in."""
-    stage = _stage_dir(dest)
-    try:
-        _extract(archive, identity, [root], stage, strip=1)
-        new = os.path.join(stage, root.split('/', 1)[1])
-        if not os.path.lexists(new):
-            raise AppvaultError('%s holds no %s' % (archive, root))
-        _chown_tree(new, uid, gid)
-        bak, removed = swap_in(new, dest, keep_previous)
-    finally:
-        _common.remove_path(stage)
-    return bak, removed
+def swap_path(stage, root, dest, uid=-1, gid=-1, keep_previous=None):
+    """Swap the tree of the member set ``root`` (files/<id>), written below ``stage`` by restore's verifying pass, into ``dest``."""
+    new = os.path.join(stage, root.split('/', 1)[1])
+    if not os.path.lexists(new):
+        raise AppvaultError('the archive holds no %s' % root)
+    _chown_tree(new, uid, gid)
+    return swap_in(new, dest, keep_previous)
 
 
 def dumps_stage(dumps_dest):
@@ -846,7 +938,13 @@ def _listing(dest, wanted, rels):
 def restore(src, databases=None, paths=None, path_dest=None, dumps_dest=None, owner=None, group=None, keep_previous=None,
             identity=None, require_checksum_file=True, allow_external_symlinks=False, check_mode=False, want_diff=False,
             force=False):
-    """Verify ``src`` completely, then extract the selected databases and paths; returns a result dict."""
+    """Verify ``src`` completely, then put the selected databases' dumps and paths in place; returns a result dict.
+
+    One pass over the archive: once its manifest is read, the plan is made (what each destination gains and
+    loses) and the selected members are written to private stages as they are verified (the dumps to a stage
+    in ``dumps_dest``, each path to a stage beside its destination).  Only once the whole archive is verified
+    are the dumps published and the paths swapped in; a refused archive leaves nothing behind.
+    """
     src = os.path.abspath(src)
     if not os.path.isfile(src):
         raise AppvaultError('archive %s does not exist' % src)
@@ -856,42 +954,90 @@ def restore(src, databases=None, paths=None, path_dest=None, dumps_dest=None, ow
     if dumps_dest is None:
         stem = _catalog.split_suffix(os.path.basename(src))[0]
         dumps_dest = os.path.join(os.path.dirname(src), stem + '.dumps')
-    staged = []
-    made_dumps_dest = not os.path.isdir(dumps_dest)
+    state = dict(plan=None, stages={}, made=[], times={})
 
-    def extract_dumps(manifest):
-        # The verifying pass writes the selected dumps to a private stage as it hashes them: one read of the
-        # archive less. Nothing outside the stage changes before the whole archive is verified.
-        selected = _select(manifest['databases'], databases, 'database', src)
-        if check_mode or not selected:
-            return (), None
-        staged.append(dumps_stage(dumps_dest))
-        return [e['member'] for e in selected], staged[0]
+    def make_room(path):
+        # ``path`` (a stage's parent) and any missing ancestors are about to be made: remember which were
+        # missing, and the times of the directory that gets the first new entry, to put back after a failure.
+        missing = _missing_dirs(path)
+        state['made'] += missing
+        parent = os.path.dirname(missing[0]) if missing else path
+        if parent not in state['times'] and os.path.isdir(parent):
+            st = os.stat(parent)
+            state['times'][parent] = (st.st_atime_ns, st.st_mtime_ns)
 
+    def prepare(manifest):
+        state['plan'] = plan = _restore_plan(src, manifest, databases, paths, path_dest, dumps_dest, uid, gid, want_diff, force)
+        targets = {}
+        if check_mode:
+            return targets
+        if plan['databases']:
+            make_room(dumps_dest)
+            stage = state['stages']['dumps'] = dumps_stage(dumps_dest)
+            for entry in plan['databases']:
+                targets[entry['member']] = (stage, False)
+        for entry, dest, differs in plan['paths']:
+            if differs or force:
+                make_room(os.path.dirname(dest))
+                stage = state['stages'][entry['member']] = _stage_dir(dest)
+                targets[entry['member']] = (stage, True)
+        return targets
+
+    done = False
     try:
-        manifest = verify(src, identity, require_checksum_file, allow_external_symlinks, extract=extract_dumps)
-        return _restore_verified(src, manifest, staged[0] if staged else None, databases, paths, path_dest, dumps_dest, uid,
-                                 gid, keep_previous, identity, check_mode, want_diff, force)
+        manifest = verify(src, identity, require_checksum_file, allow_external_symlinks, extract=prepare)
+        plan = state['plan']
+        result = plan['result']
+        result['checksum'] = manifest.pop('_checksum')
+        if not check_mode:
+            if plan['databases']:
+                extracted = publish_dumps(state['stages']['dumps'], plan['databases'], dumps_dest)
+                for ident, path in extracted.items():
+                    result['databases'][ident]['path'] = path
+            for entry, dest, _differs in plan['paths']:
+                if entry['member'] in state['stages']:
+                    previous, removed = swap_path(state['stages'][entry['member']], entry['member'], dest, uid, gid, keep_previous)
+                    result['paths'][entry['id']].update(previous=previous, removed_copies=removed)
+        done = True
+        return result
     finally:
-        for stage in staged:
+        for stage in state['stages'].values():
             _common.remove_path(stage)
-        if made_dumps_dest and os.path.isdir(dumps_dest) and not os.listdir(dumps_dest):
-            os.rmdir(dumps_dest)  # a failed run leaves no empty dumps directory behind
+        if not done:  # a failed run leaves no directory it made behind, and the times of their parents as they were
+            for path in reversed(state['made']):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
+            for path, times in state['times'].items():
+                try:
+                    os.utime(path, ns=times)
+                except OSError:
+                    pass
 
 
-def _restore_verified(src, manifest, stage, databases, paths, path_dest, dumps_dest, uid, gid, keep_previous, identity,
-                      check_mode, want_diff, force):
-    """restore() once ``src`` is verified and the selected dumps are in ``stage``."""
-    checksum = manifest.pop('_checksum')
+def _missing_dirs(path):
+    """The ancestors of ``path`` (itself included) that do not exist yet, outermost first."""
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.insert(0, path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def _restore_plan(src, manifest, databases, paths, path_dest, dumps_dest, uid, gid, want_diff, force):
+    """What restore() will do with the verified-so-far ``manifest``: the selection, each path's changes, the result."""
     path_dest = path_dest or {}
     db_sel = _select(manifest['databases'], databases, 'database', src)
     path_sel = _select(manifest['paths'], paths, 'path', src)
     unknown = sorted(set(path_dest) - set(p['id'] for p in manifest['paths']))
     if unknown:
         raise AppvaultError('path_dest names %s, not in the archive; nothing was changed' % ', '.join(unknown))
-    summary = dict(manifest)
-    summary.pop('members')
-    result = dict(changed=False, checksum=checksum, manifest=summary, databases={}, paths={}, diff=[])
+    summary = dict((k, v) for k, v in manifest.items() if k != 'members')
+    result = dict(changed=False, manifest=summary, databases={}, paths={}, diff=[])
     plans = []
     for entry in path_sel:
         dest = os.path.normpath(path_dest.get(entry['id']) or entry['source'])
@@ -916,15 +1062,4 @@ def _restore_verified(src, manifest, stage, databases, paths, path_dest, dumps_d
         result['databases'][entry['id']] = info
     result['dumps_dest'] = dumps_dest
     result['changed'] = bool(db_sel) or any(differs or force for _e, _d, differs in plans)
-    if check_mode:
-        return result
-    if db_sel:
-        extracted = publish_dumps(stage, db_sel, dumps_dest)
-        for ident, path in extracted.items():
-            result['databases'][ident]['path'] = path
-    for entry, dest, differs in plans:
-        if not differs and not force:
-            continue
-        previous, removed = restore_path(src, identity, entry['member'], dest, uid, gid, keep_previous)
-        result['paths'][entry['id']].update(previous=previous, removed_copies=removed)
-    return result
+    return dict(result=result, databases=db_sel, paths=plans)

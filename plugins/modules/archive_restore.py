@@ -14,8 +14,10 @@ description:
     target). Refuses absolute member names, C(..), symlinks and hardlinks pointing outside their database or path,
     device files and FIFOs, duplicate members, members missing from or not listed in the manifest, and truncated
     or corrupt archives, each with a message naming the problem; nothing is changed then.
-  - Extracts the selected paths with GNU tar into a staging directory beside each destination, then swaps them; the
-    current destination is moved aside to C(<dest>-bak-<UTC yyyymmddThhmmssZ>) and the staged copy renamed into
+  - The same pass writes the selected paths into a staging directory beside each destination (modes, owners by
+    name or number, nanosecond mtimes, symlinks, hardlinks and empty directories as GNU tar would extract them) and
+    the selected dumps into a stage in O(dumps_dest); only once the whole archive is verified are they swapped in.
+    The current destination is moved aside to C(<dest>-bak-<UTC yyyymmddThhmmssZ>) and the staged copy renamed into
     its place. The moved-aside copy of this run is never deleted; O(keep_previous) bounds how many older copies stay.
   - A path whose destination already matches the archive (same entries, types, sizes, contents, modes and owners)
     is left alone, so running the module twice changes nothing the second time.

@@ -55,9 +55,10 @@ class Case:
 K, KM, STOP, FILL, CTL, KZ, STOP_NOW = 'kill', 'kill_module', 'stop_server', 'fill_disk', 'kill_controller', 'kill_zstd', 'stop_now'
 CTL_BEFORE_DB = 'kill_controller_before_db'  # the controller dies as the host is about to start the database restore
 K_SEAL = 'kill_module_sealing'  # kill -9 the archiving module while it reads the archive tar writes (sha256, flush)
+K_WRITING = 'kill_module_writing'  # kill -9 archive_restore while it writes a path's file to its stage
+K_WRITING_TOOL = 'kill_zstd_writing'  # kill -9 archive_restore's zstd while the module writes a path's file to its stage
 STOP_S3, STOP_SSHD = 'stop_s3', 'stop_sshd'
 OFF_RETRY = 30  # the maintenance module re-arms its timer for at most this long when maintenance_off fails
-DUMP_TAR = 'appvault-stage'  # the dump extraction and the path staging of archive_restore
 CASES = [
     # backup, PostgreSQL (with maintenance: appvault_backup_quiesce)
     Case('b-pg-dump-kill-pg_dump', 'backup', 'postgresql', 'dump', 'kill -9 pg_dump', ('pg_dump', K, {'argv_has': '--format'})),
@@ -85,8 +86,11 @@ CASES = [
     # (filling it when the extracting tar appears came too late once: the small dump was already written).
     Case('r-pg-extract-disk-full', 'restore', 'postgresql', 'verify + extract dumps', 'disk full',
          ('zstd', FILL, {'argv_has': '-d', 'parent_has': 'AnsiballZ_archive_restore'}), ('tmpfs',)),
-    Case('r-pg-swap-kill-tar', 'restore', 'postgresql', 'file swap', 'kill -9 tar', ('tar', K, {'argv_has': '.storage.appvault-stage'})),
-    Case('r-pg-swap-kill-module', 'restore', 'postgresql', 'file swap', 'kill -9 module', ('tar', KM, {'argv_has': '.storage.appvault-stage'})),
+    # archive_restore writes the paths to their stages in its verifying pass: killed there, nothing is swapped in
+    Case('r-pg-extract-kill-zstd', 'restore', 'postgresql', 'verify + extract paths', 'kill -9 zstd',
+         ('zstd', K_WRITING_TOOL, {'argv_has': '-d', 'parent_has': 'AnsiballZ_archive_restore'})),
+    Case('r-pg-extract-kill-module', 'restore', 'postgresql', 'verify + extract paths', 'kill -9 module',
+         ('zstd', K_WRITING, {'argv_has': '-d', 'parent_has': 'AnsiballZ_archive_restore'})),
     Case('r-pg-swap-permission', 'restore', 'postgresql', 'file swap', 'permission denied (storage immutable)', (),
          ('immutable_storage',)),
     Case('r-pg-db-kill-pg_restore', 'restore', 'postgresql', 'database restore', 'kill -9 pg_restore', ('pg_restore', K, {'argv_has': '--dbname'})),
@@ -307,6 +311,8 @@ class Run:
             return procwatch.kill
         if name == K_SEAL:
             return procwatch.kill_module_reading('.partial')
+        if name in (K_WRITING, K_WRITING_TOOL):
+            return procwatch.kill_while_module_writes('.storage.appvault-stage/', 'module' if name == K_WRITING else 'tool')
         if name == CTL_BEFORE_DB:
             return procwatch.kill_controller_before('AnsiballZ_postgresql_restore')
         if name == STOP_S3:
@@ -460,7 +466,7 @@ def test_fault(case, tmp_path, pg_server, mariadb_server, results, golden, reque
             record['failed_at'] = failures[-1][0].split(' : ')[-1]
             record['message'] = short(str(failures[-1][1]).replace(str(base), '<case>').replace(run.dbname, '<db>'), 220)
             record['maintenance_off'] = 'by the role (always:)'
-            if case.trigger and case.trigger[1] == KM:
+            if case.trigger and case.trigger[1] in (KM, K_WRITING):
                 assert 'ended without a result' in str(failures[-1][1]), 'a killed module must be named as such'
         if case.extra.get('lease_off'):
             assert (app.root / 'down').exists(), 'maintenance_off failed, yet the app left maintenance'

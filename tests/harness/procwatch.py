@@ -331,39 +331,54 @@ def kill_controller_before(word):
 def kill_module_reading(suffix, timeout=120):
     """An action on a tool (tar): wait until its module (the parent) opens a file ending in ``suffix`` read-only - it
     reads back what the tool wrote, to checksum and seal it - then freeze and kill -9 the module there."""
-    def watch_module(module, trig):
+    return _kill_on_open(lambda path: path.endswith(suffix), False, 'module', 'read back a %s file' % suffix, timeout)
+
+
+def kill_while_module_writes(part, victim='module', timeout=120):
+    """An action on a tool (zstd): wait until its module (the parent) has a file open for writing whose path holds
+    ``part`` - it writes what the tool decompresses - then freeze and kill -9 the ``victim`` there: the module or
+    the tool."""
+    return _kill_on_open(lambda path: part in path, True, victim, 'write a file in %s' % part, timeout)
+
+
+def _kill_on_open(match, writing, victim, what, timeout):
+    def watch_module(tool, module, trig):
         deadline = time.time() + timeout
+        target = module if victim == 'module' else tool
         while time.time() < deadline:
             if state_of(module) in (None, 'Z', 'X'):
-                trig.error = 'the module (pid %d) ended before it read back a %s file' % (module, suffix)
+                trig.error = 'the module (pid %d) ended before it did %s' % (module, what)
                 return
-            hit = _reading(module, suffix)
+            hit = _open_file(module, match, writing)
             if hit:
                 try:
-                    freeze(module)
-                    if not _reading(module, suffix):
+                    freeze(module)  # the module holds still; the file is still open when the victim dies
+                    if not _open_file(module, match, writing):
+                        os.kill(module, signal.SIGCONT)
                         raise NotInjected('the module closed %s before it was frozen' % hit)
-                    os.kill(module, signal.SIGKILL)
+                    os.kill(target, signal.SIGKILL)
+                    if target != module:
+                        os.kill(module, signal.SIGCONT)
                 except NotInjected as exc:
                     trig.error = repr(exc)
                     return
-                trig.injected = 'kill -9 the module (pid %d) while it read back %s' % (module, os.path.basename(hit))
+                trig.injected = 'kill -9 the %s (pid %d) while the module had %s open' % (victim, target, os.path.basename(hit))
                 return
             time.sleep(0.0005)
-        trig.error = 'the module (pid %d) did not read back a %s file within %d s' % (module, suffix, timeout)
+        trig.error = 'the module (pid %d) did not %s within %d s' % (module, what, timeout)
 
     def action(pid, watch):
         module = ppid_of(pid)
         if not module or not (comm_of(module) or '').startswith('python'):
             raise NotInjected('the parent of %d is %s, not a module' % (pid, comm_of(module) if module else None))
-        thread = threading.Thread(target=watch_module, args=(module, watch.trigger), daemon=True)
+        thread = threading.Thread(target=watch_module, args=(pid, module, watch.trigger), daemon=True)
         watch.trigger.threads.append(thread)
         thread.start()  # it sets Trigger.injected (or error) itself
     return action
 
 
-def _reading(pid, suffix):
-    """The path of a file ending in ``suffix`` that ``pid`` has open read-only, or None."""
+def _open_file(pid, match, writing):
+    """The path of a file that ``pid`` has open read-only (``writing``: for writing) and ``match(path)`` accepts, or None."""
     try:
         fds = os.listdir('/proc/%d/fd' % pid)
     except OSError:
@@ -373,11 +388,11 @@ def _reading(pid, suffix):
             target = os.readlink('/proc/%d/fd/%s' % (pid, fd))
         except OSError:
             continue
-        if not target.endswith(suffix):
+        if not match(target):
             continue
         info = _read('/proc/%d/fdinfo/%s' % (pid, fd)) or ''
         flags = [line.split()[1] for line in info.splitlines() if line.startswith('flags:')]
-        if flags and int(flags[0], 8) & os.O_ACCMODE == os.O_RDONLY:
+        if flags and (int(flags[0], 8) & os.O_ACCMODE != os.O_RDONLY) == writing:
             return target
     return None
 
