@@ -309,9 +309,9 @@ def describe(path, verify=False):
         if container == 'age':
             if not os.path.exists(side['manifest']):
                 raise AppvaultError('encrypted archive without its manifest sidecar %s' % os.path.basename(side['manifest']))
-            manifest = _manifest.load_file(side['manifest'], members_required=False)
+            manifest = _manifest.load_file(side['manifest'], members_required=False, members=False)
         elif container == 'tar':
-            manifest = _manifest.read_from_archive(path)
+            manifest = _manifest.read_from_archive(path, members=False)
         else:
             raise AppvaultError('not an appvault.backup archive (%s file)' % container)
     except (AppvaultError, OSError) as exc:

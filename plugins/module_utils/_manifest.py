@@ -80,8 +80,9 @@ def decompress_stages(path, identity=None):
     return stages
 
 
-def read_from_archive(path, identity=None):
-    """Read the manifest from the first member of ``path``, decompressing only the first bytes of the archive."""
+def read_from_archive(path, identity=None, members=True):
+    """Read the manifest from the first member of ``path``, decompressing only the first bytes of the archive
+    (``members``: see loads)."""
     stages = decompress_stages(path, identity)
     try:
         with _runner.Stream(stages, stdin_path=path) as stream:
@@ -101,23 +102,84 @@ def read_from_archive(path, identity=None):
             # Leaving without finish() stops the decompressor: the rest of the archive is never read.
     except _runner.CommandError as exc:
         raise AppvaultError('%s: %s' % (path, exc.msg))
-    return loads(data, path)
-
-
-def loads(data, where, members_required=True):
     try:
-        manifest = json.loads(data.decode('utf-8') if isinstance(data, bytes) else data)
-    except ValueError as exc:
+        text = data.decode('utf-8')
+    except UnicodeError as exc:
+        raise AppvaultError('%s: the manifest is not valid UTF-8: %s' % (path, exc))
+    del data  # the manifest of many files is large: one copy of it at a time
+    return loads(text, path, members=members)
+
+
+def loads(data, where, members_required=True, members=True):
+    """The manifest in ``data`` (bytes or text), checked against the schema; AppvaultError naming the problems.
+
+    ``members=False``: the member table is checked entry by entry as it is parsed and then left out (the result has
+    ``members_omitted`` and ``member_count``), so a catalogue reads the manifest of a million files in little memory.
+    """
+    member_problems = []
+    try:
+        text = data.decode('utf-8') if isinstance(data, bytes) else data
+        manifest = json.loads(text) if members else _without_members(text, member_problems)
+    except ValueError as exc:  # UnicodeDecodeError too
         raise AppvaultError('%s: the manifest is not valid JSON: %s' % (where, exc))
-    problems = validate(manifest, members_required)
+    problems = validate(manifest, members_required and members) + member_problems
     if problems:
         raise AppvaultError('%s: invalid manifest: %s' % (where, '; '.join(problems)), problems=problems)
     return manifest
 
 
-def load_file(path, members_required=True):
+_SPACE = re.compile(r'[ \t\n\r]*')
+
+
+def _walk_object(decoder, text, pos, value_of):
+    """Parse the JSON object at ``pos`` of ``text``: ``value_of(key, position)`` parses each value and returns the
+    position after it.  Returns the position after the object; ValueError when it is malformed."""
+    pos = _SPACE.match(text, pos).end()
+    if text[pos:pos + 1] != '{':
+        raise ValueError('an object was expected at character %d' % pos)
+    pos = _SPACE.match(text, pos + 1).end()
+    if text[pos:pos + 1] == '}':
+        return pos + 1
+    while True:
+        key, pos = decoder.raw_decode(text, pos)
+        pos = _SPACE.match(text, pos).end()
+        if not isinstance(key, str) or text[pos:pos + 1] != ':':
+            raise ValueError('a key and ":" were expected at character %d' % pos)
+        pos = _SPACE.match(text, value_of(key, _SPACE.match(text, pos + 1).end())).end()
+        if text[pos:pos + 1] == '}':
+            return pos + 1
+        if text[pos:pos + 1] != ',':
+            raise ValueError('"," or "}" was expected at character %d' % pos)
+        pos = _SPACE.match(text, pos + 1).end()
+
+
+def _without_members(text, problems):
+    """The manifest object in ``text`` with its ``members`` table checked one entry at a time, counted, left out."""
+    decoder = json.JSONDecoder()
+    manifest = {}
+
+    def member(name, pos):
+        meta, pos = decoder.raw_decode(text, pos)
+        problems.extend(_member_problems(name, meta))
+        manifest['member_count'] += 1
+        return pos
+
+    def top(key, pos):
+        if key == 'members' and text[pos:pos + 1] == '{':
+            manifest.update(members_omitted=True, member_count=0)
+            return _walk_object(decoder, text, pos, member)
+        manifest[key], pos = decoder.raw_decode(text, pos)
+        return pos
+
+    end = _walk_object(decoder, text, 0, top)
+    if text[end:].strip():
+        raise ValueError('extra data after the manifest at character %d' % end)
+    return manifest
+
+
+def load_file(path, members_required=True, members=True):
     with open(path, 'rb') as fileobj:
-        return loads(fileobj.read(), path, members_required)
+        return loads(fileobj.read(), path, members_required, members)
 
 
 def dumps(manifest):
@@ -179,16 +241,21 @@ def validate(manifest, members_required=True):
         problems.append('manifest.members is missing')
         return problems
     for name, meta in members.items():
-        where = 'members[%r]' % name
-        if not isinstance(meta, dict) or meta.get('type') not in MEMBER_TYPES:
-            problems.append('%s has no valid type' % where)
-            continue
-        if meta['type'] == 'file':
-            if not isinstance(meta.get('size'), int) or not SHA256_RE.match(str(meta.get('sha256', ''))):
-                problems.append('%s needs size and sha256' % where)
-        elif meta['type'] in ('symlink', 'hardlink') and not isinstance(meta.get('target'), str):
-            problems.append('%s needs a target' % where)
+        problems.extend(_member_problems(name, meta))
     return problems
+
+
+def _member_problems(name, meta):
+    """The problems of one entry of the member table (none when it follows the schema)."""
+    where = 'members[%r]' % name
+    if not isinstance(meta, dict) or meta.get('type') not in MEMBER_TYPES:
+        return ['%s has no valid type' % where]
+    if meta['type'] == 'file':
+        if not isinstance(meta.get('size'), int) or not SHA256_RE.match(str(meta.get('sha256', ''))):
+            return ['%s needs size and sha256' % where]
+    elif meta['type'] in ('symlink', 'hardlink') and not isinstance(meta.get('target'), str):
+        return ['%s needs a target' % where]
+    return []
 
 
 # -- checksum sidecar ----------------------------------------------------------

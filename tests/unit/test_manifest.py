@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 
@@ -61,6 +62,27 @@ def test_loads_refuses_bad_json_and_bad_schema():
         _manifest.loads(b'{', 'x')
     with pytest.raises(AppvaultError, match='invalid manifest'):
         _manifest.loads(b'{"format": "appvault.backup", "format_version": 1}', 'x')
+
+
+@pytest.mark.parametrize('text', [_manifest.dumps(GOOD), json.dumps(GOOD).encode(), json.dumps(GOOD, indent='\t').encode()])
+def test_without_members_is_the_manifest_less_its_member_table(text):
+    # what a catalogue reads: everything but the member table, which is checked and counted as it is parsed
+    summary = _manifest.loads(text, 'x', members=False)
+    expected = dict((k, v) for k, v in GOOD.items() if k != 'members')
+    assert summary == dict(expected, members_omitted=True, member_count=3)
+
+
+def test_without_members_still_names_a_bad_member_and_bad_json():
+    manifest = copy.deepcopy(GOOD)
+    manifest['members']['files/attachments/l'] = {'type': 'symlink'}
+    with pytest.raises(AppvaultError, match=re.escape("members['files/attachments/l'] needs a target")):
+        _manifest.loads(_manifest.dumps(manifest), 'x', members=False)
+    text = _manifest.dumps(GOOD).decode()
+    for broken in (text[:-2], text.replace('"members": {', '"members": {,', 1), text + ' {}', '[1]', ''):
+        with pytest.raises(AppvaultError, match='not valid JSON'):
+            _manifest.loads(broken, 'x', members=False)
+    with pytest.raises(AppvaultError, match=re.escape('manifest.members is missing')):
+        _manifest.loads(json.dumps(dict((k, v) for k, v in GOOD.items() if k != 'members')), 'x', members=False)
 
 
 def test_encrypted_sidecar_may_omit_members():
