@@ -540,6 +540,7 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
                 roots = [e['member'] for e in manifest['databases'] + manifest['paths'] if e.get('present', True)]
                 writer = _StageWriter(extract(manifest) if extract else {})
                 seen = {}
+                links = set()  # symlink members: nothing may lie below one (writing it would go through the link)
                 while True:
                     info = tar.next()
                     if info is None:
@@ -551,6 +552,11 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
                         refuse('%s: %r' % (problem, name))
                     if name in seen or name == _manifest.MANIFEST_MEMBER:
                         refuse('duplicate member %r' % name)
+                    parent = name
+                    while links and '/' in parent:
+                        parent = parent.rsplit('/', 1)[0]
+                        if parent in links:
+                            refuse('member %r lies below the symlink %r' % (name, parent))
                     root = _set_root(name, roots)
                     if root is None:
                         refuse('member %r belongs to no database or path of the manifest' % name)
@@ -585,6 +591,8 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
                             refuse('member %r has %d bytes but the manifest says %d' % (name, info.size, meta['size']))
                         _hash_member(tar.extractfile(info), meta, name, refuse, out, writer, attrs)
                     seen[name] = kind
+                    if kind == 'symlink':
+                        links.add(name)
                 missing = sorted(set(members) - set(seen))
                 if missing:
                     refuse('%d member(s) of the manifest are missing from the archive (first: %r)' % (len(missing), missing[0]))

@@ -12,8 +12,9 @@ description:
   - Before anything is touched, checks the whole file against its C(<archive>.sha256) sidecar and reads the whole
     archive once, checking every member against the manifest (type, size, sha256, mode, owner, mtime, link
     target). Refuses absolute member names, C(..), symlinks and hardlinks pointing outside their database or path,
-    device files and FIFOs, duplicate members, members missing from or not listed in the manifest, and truncated
-    or corrupt archives, each with a message naming the problem; nothing is changed then.
+    members below a symlink member, device files and FIFOs, duplicate members, members missing from or not listed
+    in the manifest, and truncated or corrupt archives, each with a message naming the problem; nothing is changed
+    then.
   - The same pass writes the selected paths into a staging directory beside each destination (modes, owners by
     name or number, nanosecond mtimes, symlinks, hardlinks and empty directories as GNU tar would extract them) and
     the selected dumps into a stage in O(dumps_dest); only once the whole archive is verified are they swapped in.

@@ -226,6 +226,8 @@ HOSTILE = {
     'duplicate': ([('files/app/ok.txt', 'file', b'second', None)], 'duplicate member'),
     'unlisted': ([('files/app/extra', 'file', b'x', None)], 'not listed in the manifest'),
     'outside-sets': ([('other/file', 'file', b'x', None)], 'belongs to no database or path'),
+    'below-symlink': ([('files/app/sub', 'dir', b'', None), ('files/app/link', 'symlink', b'', 'sub'),
+                       ('files/app/link/evil', 'file', b'evil', None)], 'lies below the symlink'),
 }
 
 
@@ -298,6 +300,24 @@ def test_hostile_archive_refused_with_nothing_changed(case, tmp_path):
     assert 'nothing was changed' in result['msg']
     assert snapshot(tmp_path / 'site') == before
     assert not os.path.exists('/tmp/appvault-evil')
+
+
+def test_nothing_is_written_through_an_allowed_external_symlink(tmp_path):
+    # allow_external_symlinks lets a link point anywhere, never lets a member be written through it
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    members = [('files/app', 'dir', b'', None), ('files/app/link', 'symlink', b'', str(outside)),
+               ('files/app/link/evil', 'file', b'evil', None)]
+    infos = [(_tarinfo(name, kind, data, target), data) for name, kind, data, target in members]
+    manifest = dict(format='appvault.backup', format_version=1, collection_version='0.1.0', created_at='2025-01-01T00:00:00Z',
+                    app=dict(name='evil'), host={}, databases=[], paths=[dict(id='app', member='files/app', present=True)],
+                    members=dict((info.name, _meta(info, data)) for info, data in infos))
+    archive = _write_with_sidecar(tmp_path / 'evil-through-link.tar.zst', _pack(manifest, infos))
+    target = tmp_path / 'site' / 'app'
+    target.mkdir(parents=True)
+    result = run_module('archive_restore', {'src': str(archive), 'path_dest': {'app': str(target)}, 'allow_external_symlinks': True})
+    assert result.get('failed') and "member 'files/app/link/evil' lies below the symlink 'files/app/link'" in result['msg'], result
+    assert list(outside.iterdir()) == [] and sorted(p.name for p in target.parent.iterdir()) == ['app']
     assert not os.path.exists(tmp_path / 'evil')
 
 
