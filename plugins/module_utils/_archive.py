@@ -642,6 +642,11 @@ def _mtime_ns(info):
     return int(decimal.Decimal(text) * 1000000000) if text else int(info.mtime) * 1000000000
 
 
+def _in_stage(stage, name):
+    """Where the member ``name`` (``<top>/<rest>``) is written below ``stage``: ``<stage>/<rest>``."""
+    return os.path.join(stage, name.split('/', 1)[1]) if '/' in name else stage
+
+
 class _StageWriter(object):
     """Writes the members an archive's verifying pass selects below private stage directories.
 
@@ -673,7 +678,7 @@ class _StageWriter(object):
             return None, None
         stage, as_tree = self.targets[root]
         name = info.name
-        out = os.path.join(stage, name.split('/', 1)[1]) if '/' in name else stage
+        out = _in_stage(stage, name)
         if not as_tree and kind not in ('file', 'dir'):
             refuse('member %r: a database dump holds only files and directories, not a %s' % (name, kind))
         try:
@@ -685,8 +690,7 @@ class _StageWriter(object):
                 os.symlink(info.linkname, out)
                 self._attrs(out, info, follow=False)
             elif kind == 'hardlink':
-                linked = info.linkname
-                os.link(os.path.join(stage, linked.split('/', 1)[1]) if '/' in linked else stage, out)
+                os.link(_in_stage(stage, info.linkname), out)
         except OSError as exc:
             self._fail(out, exc)
         if kind != 'file':
@@ -879,7 +883,7 @@ def swap_in(new, dest, keep_previous=None):
 
 def swap_path(stage, root, dest, uid=-1, gid=-1, keep_previous=None):
     """Swap the tree of the member set ``root`` (files/<id>), written below ``stage`` by restore's verifying pass, into ``dest``."""
-    new = os.path.join(stage, root.split('/', 1)[1])
+    new = _in_stage(stage, root)
     if not os.path.lexists(new):
         raise AppvaultError('the archive holds no %s' % root)
     _chown_tree(new, uid, gid)

@@ -102,12 +102,7 @@ def read_from_archive(path, identity=None, members=True):
             # Leaving without finish() stops the decompressor: the rest of the archive is never read.
     except _runner.CommandError as exc:
         raise AppvaultError('%s: %s' % (path, exc.msg))
-    try:
-        text = data.decode('utf-8')
-    except UnicodeError as exc:
-        raise AppvaultError('%s: the manifest is not valid UTF-8: %s' % (path, exc))
-    del data  # the manifest of many files is large: one copy of it at a time
-    return loads(text, path, members=members)
+    return loads(data, path, members=members)
 
 
 def loads(data, where, members_required=True, members=True):
