@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import datetime
 import decimal
 import fnmatch
+import functools
 import grp
 import hashlib
 import json
 import os
 import pwd
+import queue
 import re
 import shutil
 import stat
 import tarfile
+import threading
 import time
 
 from ansible_collections.appvault.backup.plugins.module_utils import _catalog, _common, _manifest, _runner
@@ -503,25 +507,44 @@ def _member_problem(name):
 
 
 def verify(archive, identity=None, require_checksum_file=True, allow_external_symlinks=False, extract=None):
-    """Check the whole file against its sidecar, then every member against the manifest.
+    """Check the whole file against its sidecar, and every member against the manifest.
 
-    Returns the manifest.  Raises AppvaultError naming the first problem found.  Read-only, except that
-    ``extract(manifest)`` may return {member root: (stage directory, as_tree)}: the members under those roots
-    are then written below their stage, without their first path component, by the same pass that hashes them
-    (see _StageWriter); the caller removes the stages when this raises.
+    Returns the manifest.  Raises AppvaultError naming the first problem found (a whole file that does not match
+    its sidecar before anything else).  Read-only, except that ``extract(manifest)`` may return {member root:
+    (stage directory, as_tree[, decompress])}: the members under those roots are then written below their stage,
+    without their first path component, by the same pass that hashes them (see _StageWriter); the caller removes
+    the stages when this raises.  The whole file's sha256 is computed by a thread beside that pass (the file is
+    read twice, at the same time, not one pass after the other); nothing the pass writes is used before it is known.
     """
     side = _manifest.sidecars(archive)
-    checksum = 'missing'
     if os.path.exists(side['checksum']):
         expected = _manifest.read_checksum_file(side['checksum'])
-        actual = _common.sha256_file(archive)
-        if actual != expected:
-            raise AppvaultError('%s does not match its checksum file %s (expected %s, got %s): the archive is corrupt or was modified; '
-                                'nothing was changed' % (archive, side['checksum'], expected, actual))
-        checksum = 'ok'
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        whole = pool.submit(_common.sha256_file, archive)
+        pool.shutdown(wait=False)
     elif require_checksum_file:
         raise AppvaultError('%s has no checksum file %s; nothing was changed (set require_checksum_file: false to rely on '
                             'the per-member checksums only)' % (archive, side['checksum']))
+    else:
+        whole = None
+
+    def check_whole():
+        if whole is not None and whole.result() != expected:
+            raise AppvaultError('%s does not match its checksum file %s (expected %s, got %s): the archive is corrupt or was modified; '
+                                'nothing was changed' % (archive, side['checksum'], expected, whole.result()))
+
+    try:
+        manifest = _verify_members(archive, identity, allow_external_symlinks, extract)
+    except AppvaultError:
+        check_whole()  # a corrupt file is what to report, not the member it broke
+        raise
+    check_whole()
+    manifest['_checksum'] = 'ok' if whole is not None else 'missing'
+    return manifest
+
+
+def _verify_members(archive, identity, allow_external_symlinks, extract):
+    """The pass of verify() over the archive's members; returns the manifest."""
     stages = _manifest.decompress_stages(archive, identity)
     where = os.path.basename(archive)
 
@@ -529,7 +552,7 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
         raise AppvaultError('%s: %s; nothing was changed' % (where, text))
 
     try:
-        with _runner.Stream(stages, stdin_path=archive) as stream:
+        with _runner.Stream(stages, stdin_path=archive) as stream, contextlib.ExitStack() as stack:
             try:
                 tar = tarfile.open(fileobj=stream.stdout, mode='r|')
                 first = tar.next()
@@ -539,6 +562,7 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
                 members = manifest['members']
                 roots = [e['member'] for e in manifest['databases'] + manifest['paths'] if e.get('present', True)]
                 writer = _StageWriter(extract(manifest) if extract else {})
+                stack.callback(writer.stop)
                 seen = {}
                 links = set()  # symlink members: nothing may lie below one (writing it would go through the link)
                 while True:
@@ -585,11 +609,11 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
                     for field, value in (('mode', stat.S_IMODE(info.mode)), ('uid', info.uid), ('gid', info.gid), ('mtime', mtime)):
                         if field in meta and meta[field] != value:
                             refuse('member %r: %s is %r but the manifest says %r' % (name, field, value, meta[field]))
-                    out, attrs = writer.place(info, kind, root, refuse)
+                    sink = writer.place(info, kind, root, refuse)
                     if kind == 'file':
                         if info.size != meta['size']:
                             refuse('member %r has %d bytes but the manifest says %d' % (name, info.size, meta['size']))
-                        _hash_member(tar.extractfile(info), meta, name, refuse, out, writer, attrs)
+                        _hash_member(tar.extractfile(info), meta, name, refuse, sink)
                     seen[name] = kind
                     if kind == 'symlink':
                         links.add(name)
@@ -609,31 +633,25 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
                 refuse('the archive is truncated or corrupt: %s' % exc.msg)
     except _runner.CommandError as exc:
         refuse(exc.msg)
-    manifest['_checksum'] = checksum
     return manifest
 
 
-def _hash_member(fileobj, meta, name, refuse, out=None, writer=None, attrs=None):
-    """Hash one member's data against the manifest; also write it to the new file ``out`` through ``writer``
-    when given, with the owner, mode and mtime of the member ``attrs`` when given (else mode 0600)."""
+def _hash_member(fileobj, meta, name, refuse, sink=None):
+    """Hash one member's data against the manifest; also write it through ``sink`` (a _Sink of the stage writer)
+    when given. A sink that fails on corrupt data is reported only once the data matched its sha256."""
     digest = hashlib.sha256()
-    target = writer.open(out) if out else None
-    try:
-        while True:
-            chunk = fileobj.read(_common.CHUNK)
-            if not chunk:
-                break
-            digest.update(chunk)
-            if target is not None:
-                writer.write(target, chunk, out)
-        if target is not None:
-            writer.close(target, out, attrs)
-            target = None
-    finally:
-        if target is not None:
-            os.close(target)
+    while True:
+        chunk = fileobj.read(_common.CHUNK)
+        if not chunk:
+            break
+        digest.update(chunk)
+        if sink is not None:
+            sink.write(chunk)
+    failure = sink.close() if sink is not None else None
     if digest.hexdigest() != meta['sha256']:
         refuse('member %r does not match its sha256 in the manifest' % name)
+    if failure:
+        refuse('member %r matches its sha256 but could not be written out decompressed: %s' % (name, failure))
 
 
 def _mtime_ns(info):
@@ -650,13 +668,21 @@ def _in_stage(stage, name):
 class _StageWriter(object):
     """Writes the members an archive's verifying pass selects below private stage directories.
 
-    ``targets`` maps a member root to (stage, as_tree).  A member ``<top>/<rest>`` under that root becomes
-    ``<stage>/<rest>``.  A database dump (as_tree false) holds only files (0600) and directories (0700).  A path's
+    ``targets`` maps a member root to (stage, as_tree) or (stage, as_tree, decompress).  A member ``<top>/<rest>``
+    under that root becomes ``<stage>/<rest>``.  A database dump (as_tree false) holds only files (0600) and
+    directories (0700); with ``decompress`` (an argv such as ``zstd -dc``) its files are written through that
+    command, so a dump compressed as a whole comes out as the plain file a parallel restore seeks in.  A path's
     tree (as_tree true) comes out as GNU tar ``--extract --same-permissions --delay-directory-restore`` (plus
     ``--same-owner`` as root, by user and group name where they exist here, else by number) would write it:
     modes, owners, nanosecond mtimes, symlinks as links, hardlinks, empty directories; directories get their
     attributes in ``finish``, after their content.  Writing fails with an AppvaultError naming the file.
+
+    Files are created, written and closed by a thread of their own, in order, while the caller goes on reading and
+    hashing the next data (the copy into the page cache costs as much as the read and the hash). Its first error is
+    raised in the caller at its next ``submit``, ``drain`` or ``finish``; ``stop`` ends the thread (always call it).
     """
+
+    QUEUED = 16  # chunks (of up to _common.CHUNK bytes) waiting for the writing thread at most
 
     def __init__(self, targets):
         self.targets = targets
@@ -664,19 +690,61 @@ class _StageWriter(object):
         self.dirs = []
         self.ids = {}
         self.now = time.time_ns()
+        self.jobs = queue.Queue(self.QUEUED)
+        self.error = None
+        self.thread = None
+        self.open = set()  # sinks with a file open (the writing thread adds and removes them)
+
+    def _work(self):
+        while True:
+            job = self.jobs.get()
+            try:
+                if job is None:
+                    return
+                if self.error is None:
+                    job()
+            except BaseException as exc:  # handed to the reading thread, which raises it
+                self.error = exc
+            finally:
+                self.jobs.task_done()
+
+    def _raise(self):
+        if self.error is not None:
+            raise self.error  # and it stays: the thread skips every later job
+
+    def submit(self, job):
+        """Run ``job()`` in the writing thread after every job submitted before it."""
+        self._raise()
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._work, name='appvault-stage-writer', daemon=True)
+            self.thread.start()
+        self.jobs.put(job)
+
+    def drain(self):
+        """Wait until every submitted job has run; raise the first error."""
+        if self.thread is not None:
+            self.jobs.join()
+        self._raise()
+
+    def stop(self):
+        """End the writing thread once it has run (or, after an error, skipped) what was submitted; close what a
+        skipped or never submitted job left open."""
+        if self.thread is not None:
+            self.jobs.put(None)
+            self.thread.join()
+            self.thread = None
+        for sink in list(self.open):
+            sink._abort()
 
     def _fail(self, path, exc):
         raise AppvaultError('cannot write %s while restoring it: %s; nothing was changed' % (path, exc.strerror or exc))
 
     def place(self, info, kind, root, refuse):
-        """Create the non-file member ``info`` below its stage.
-
-        Returns (path, attrs) for a file to write (attrs: the member whose attributes it gets, None for a dump),
-        else (None, None).
-        """
+        """Create the non-file member ``info`` below its stage; for a file member return the _Sink that writes
+        it (opened by its first write), else None."""
         if root not in self.targets:
-            return None, None
-        stage, as_tree = self.targets[root]
+            return None
+        stage, as_tree = self.targets[root][:2]
         name = info.name
         out = _in_stage(stage, name)
         if not as_tree and kind not in ('file', 'dir'):
@@ -690,35 +758,15 @@ class _StageWriter(object):
                 os.symlink(info.linkname, out)
                 self._attrs(out, info, follow=False)
             elif kind == 'hardlink':
+                self.drain()  # its target is written by the writing thread
                 os.link(_in_stage(stage, info.linkname), out)
         except OSError as exc:
             self._fail(out, exc)
         if kind != 'file':
-            return None, None
-        return out, (info if as_tree else None)
-
-    def open(self, out):
-        try:
-            return os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as exc:
-            self._fail(out, exc)
-
-    def write(self, fd, chunk, out):
-        view = memoryview(chunk)
-        try:
-            while view:
-                view = view[os.write(fd, view):]
-        except OSError as exc:
-            self._fail(out, exc)
-
-    def close(self, fd, out, attrs):
-        """Give a written file the owner, mode and mtime of the member ``attrs`` (if any), then close it."""
-        try:
-            if attrs is not None:
-                self._attrs(fd, attrs)
-            os.close(fd)
-        except OSError as exc:
-            self._fail(out, exc)
+            return None
+        # only a dump that is one file was compressed as a whole (a directory dump's files are its tool's own)
+        decompress = self.targets[root][2] if len(self.targets[root]) > 2 and name == root else None
+        return _Sink(self, out, info if as_tree else None, decompress)
 
     def _owner(self, info):
         key = (info.uname, info.gname, info.uid, info.gid)
@@ -744,12 +792,102 @@ class _StageWriter(object):
 
     def finish(self):
         """The directories' attributes, deepest first, once nothing more is written into them."""
+        self.drain()
         for out, info in reversed(self.dirs):
             try:
                 self._attrs(out, info)
             except OSError as exc:
                 self._fail(out, exc)
         self.dirs = []
+
+
+class _Sink(object):
+    """One file of a stage, written by the stage writer's thread: created with the first data, given the member's
+    attributes (``attrs``, None for a dump: 0600) when closed; with ``decompress``, written through that command.
+
+    A file's data is handed over a chunk behind, so a file of one chunk (most files) is one job of the thread."""
+
+    def __init__(self, writer, out, attrs, decompress):
+        self.writer = writer
+        self.out = out
+        self.attrs = attrs
+        self.decompress = decompress
+        self.fd = None
+        self.feed = None
+        self.fed = True
+        self.failure = None
+        self.pending = None
+
+    def write(self, chunk):
+        if self.pending is not None:
+            self.writer.submit(functools.partial(self._write, self.pending))
+        self.pending = chunk
+
+    def close(self):
+        """Finish the file; return why a decompressor failed (None when it did not). Write errors are raised."""
+        self.writer.submit(functools.partial(self._close, self.pending))
+        self.pending = None
+        if self.decompress:
+            self.writer.drain()
+        return self.failure
+
+    # -- in the writing thread --
+    def _open(self):
+        try:
+            self.fd = os.open(self.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            self.writer._fail(self.out, exc)
+        self.writer.open.add(self)
+        if self.decompress:
+            try:
+                self.feed = _runner.Feed(self.decompress, stdout_fd=self.fd)
+            except _runner.CommandError as exc:
+                raise AppvaultError('cannot restore %s: %s; nothing was changed' % (self.out, exc.msg))
+
+    def _write(self, chunk):
+        if self.fd is None:
+            self._open()
+        if self.feed is not None:
+            # A decompressor that stops reading failed: the rest is still read (and hashed) by the caller.
+            self.fed = self.fed and self.feed.write(chunk)
+            return
+        view = memoryview(chunk)
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as exc:
+            self.writer._fail(self.out, exc)
+
+    def _close(self, chunk):
+        if chunk is not None:
+            self._write(chunk)
+        elif self.fd is None:
+            self._open()
+        if self.feed is not None:
+            try:
+                self.feed.finish()
+            except _runner.CommandError as exc:
+                self.failure = exc.msg
+            self.feed = None
+        fd, self.fd = self.fd, None
+        self.writer.open.discard(self)
+        try:
+            if self.attrs is not None:
+                self.writer._attrs(fd, self.attrs)
+        except OSError as exc:
+            self.writer._fail(self.out, exc)
+        finally:
+            os.close(fd)
+
+    def _abort(self):
+        """Stop the decompressor and close the file, once the writing thread has ended."""
+        if self.feed is not None:
+            self.feed.kill()
+            self.feed = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        self.writer.open.discard(self)
 
 
 # -- restore ----------------------------------------------------------------------
@@ -890,6 +1028,15 @@ def swap_path(stage, root, dest, uid=-1, gid=-1, keep_previous=None):
     return swap_in(new, dest, keep_previous)
 
 
+def whole_file_decompressor(entry):
+    """The argv that undoes the compression of a manifest's database entry compressed as a whole (its dump is one
+    file piped through zstd or gzip), else None."""
+    compression = (entry.get('options') or {}).get('compression') or {}
+    if entry.get('type') == 'file' and compression.get('how') == 'pipe':
+        return _common.decompress_argv(compression.get('method'))
+    return None
+
+
 def dumps_stage(dumps_dest):
     """An empty private staging directory for database dumps in ``dumps_dest`` (both created 0700)."""
     if not os.path.isdir(dumps_dest):
@@ -949,8 +1096,11 @@ def _listing(dest, wanted, rels):
 
 def restore(src, databases=None, paths=None, path_dest=None, dumps_dest=None, owner=None, group=None, keep_previous=None,
             identity=None, require_checksum_file=True, allow_external_symlinks=False, check_mode=False, want_diff=False,
-            force=False):
+            force=False, decompress=()):
     """Verify ``src`` completely, then put the selected databases' dumps and paths in place; returns a result dict.
+
+    The dumps of the database ids in ``decompress`` that were compressed as a whole come out decompressed (what
+    a parallel PostgreSQL restore needs), by the same pass; each then says ``decompressed: true``.
 
     One pass over the archive: once its manifest is read, the plan is made (what each destination gains and
     loses) and the selected members are written to private stages as they are verified (the dumps to a stage
@@ -987,7 +1137,9 @@ def restore(src, databases=None, paths=None, path_dest=None, dumps_dest=None, ow
             make_room(dumps_dest)
             stage = state['stages']['dumps'] = dumps_stage(dumps_dest)
             for entry in plan['databases']:
-                targets[entry['member']] = (stage, False)
+                unpack = whole_file_decompressor(entry) if entry['id'] in decompress else None
+                targets[entry['member']] = (stage, False, unpack)
+                plan['result']['databases'][entry['id']]['decompressed'] = bool(unpack)
         for entry, dest, differs in plan['paths']:
             if differs or force:
                 make_room(os.path.dirname(dest))

@@ -213,6 +213,55 @@ def detach(work):
     return int(text)
 
 
+class Feed(object):
+    """A command whose stdin the caller writes and whose stdout is the file descriptor ``stdout_fd``, such as a
+    decompressor filling a file with what the caller reads from elsewhere.
+
+    ``write`` returns False once the command has stopped reading (it ended early: ``finish`` says why);
+    ``finish`` closes its stdin, waits and raises CommandError when it failed; ``kill`` stops it.
+    """
+
+    def __init__(self, argv, stdout_fd, env=None):
+        self.argv = [str(a) for a in argv]
+        self._err = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=stdout_fd, stderr=self._err, bufsize=0,
+                                         env=_child_env(env), close_fds=True)
+        except OSError as exc:
+            self._err.close()
+            raise CommandError('cannot start %s: %s' % (self.argv[0], exc))
+
+    def write(self, data):
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[self.proc.stdin.write(view):]
+        except (BrokenPipeError, ValueError):
+            return False
+        return True
+
+    def finish(self):
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        rc = self.proc.wait()
+        detail = _tail(self._err)
+        self._err.close()
+        if rc != 0:
+            raise CommandError('%s failed with exit status %d: %s' % (self.argv[0], rc, detail or 'no error output'))
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        self._err.close()
+
+
 class Session(object):
     """A long-lived command fed line by line, such as psql holding a transaction open.
 

@@ -408,6 +408,25 @@ def test_disk_full_during_create_leaves_nothing(small_disk, tmp_path):
     assert os.listdir(small_disk) == []
 
 
+def test_disk_full_during_extraction_changes_nothing(small_disk, tmp_path):
+    """The files are written by a thread of their own: its 'No space left' ends the restore, names the file, and
+    the stage goes; the current tree is untouched."""
+    data = tmp_path / 'data'
+    data.mkdir()
+    for index in range(6):  # 3 MiB of incompressible files for a 2 MiB disk
+        (data / ('part-%d.bin' % index)).write_bytes(os.urandom(512 * 1024))
+    created = run_module('archive_create', {'dest_dir': str(tmp_path / 'backups'), 'app': {'name': 'full'},
+                                            'paths': [{'id': 'data', 'path': str(data)}]})
+    assert not created.get('failed'), created.get('msg')
+    dest = small_disk / 'data'
+    dest.mkdir()
+    (dest / 'current.txt').write_text('the current tree\n')
+    result = run_module('archive_restore', {'src': created['path'], 'path_dest': {'data': str(dest)}})
+    assert result.get('failed'), result
+    assert 'No space left' in result['msg'] and 'while restoring it' in result['msg'] and 'part-' in result['msg'], result['msg']
+    assert sorted(os.listdir(small_disk)) == ['data'] and os.listdir(dest) == ['current.txt']
+
+
 def test_not_enough_space_refused_before_writing(small_disk, tmp_path):
     data = tmp_path / 'data'
     data.mkdir()

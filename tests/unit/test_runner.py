@@ -68,3 +68,28 @@ def test_as_user_of_the_current_user_switches_nothing():
     me = pwd.getpwuid(os.geteuid()).pw_name
     identity, env = _runner.as_user(me)
     assert identity == {} and env['USER'] == me
+
+
+def test_feed_writes_through_the_command_into_the_file(tmp_path):
+    out = tmp_path / 'out'
+    with open(out, 'wb') as fileobj:
+        feed = _runner.Feed(['tr', 'a-z', 'A-Z'], stdout_fd=fileobj.fileno())
+        assert feed.write(b'hello ') and feed.write(b'feed\n' * 3)
+        feed.finish()
+    assert out.read_bytes() == b'HELLO ' + b'FEED\n' * 3
+
+
+def test_feed_that_stops_reading_says_so_and_finish_names_the_failure(tmp_path):
+    with open(tmp_path / 'out', 'wb') as fileobj:
+        feed = _runner.Feed(['zstd', '-dc', '-q'], stdout_fd=fileobj.fileno())
+        written = [feed.write(b'not zstd data at all ' * 4096) for _round in range(64)]
+        assert written[-1] is False  # the decompressor gave up and closed its end
+        with pytest.raises(_runner.CommandError) as err:
+            feed.finish()
+    assert err.value.msg.startswith('zstd failed with exit status 1'), err.value.msg
+
+
+def test_feed_of_a_missing_program_is_a_command_error(tmp_path):
+    with open(tmp_path / 'out', 'wb') as fileobj, pytest.raises(_runner.CommandError) as err:
+        _runner.Feed(['appvault-no-such-program'], stdout_fd=fileobj.fileno())
+    assert 'cannot start appvault-no-such-program' in err.value.msg
