@@ -29,7 +29,7 @@ import urllib.error
 import urllib.request
 
 from ansible_collections.appvault.backup.plugins.module_utils import (
-    _appdef, _archive, _catalog, _common, _destinations, _mysql, _postgres, _preflight, _runner, _schedule, _sqlite)
+    _appdef, _archive, _catalog, _common, _destinations, _manifest, _mysql, _postgres, _preflight, _runner, _schedule, _sqlite)
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 CONFIG_VERSION = 1
@@ -356,24 +356,62 @@ def open_under(paths):
     return sorted(found)
 
 
-def restore_snapshot(plan):
-    """Put the safety snapshot of an interrupted restore back, as the restore role's rescue does (roles/restore/tasks/
-    apply.yml with the snapshot): its paths swapped in (the current ones moved aside), then each database restored
-    and verified against the snapshot's inventory. ``plan``: ``snapshot`` (archive path), ``app`` (the resolved
-    definition), ``token``, ``keep_previous``, ``in_use`` (what the restore's own jobs read and write; the timer waits
-    until no process has them open, see open_under). Returns a summary; raises AppvaultError."""
-    app, snapshot = plan['app'], plan['snapshot']
-    dumps_dest = os.path.join(os.path.dirname(snapshot), '.rollback-%s' % plan['token'])
+def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, checksums=False, log=None):
+    """Restore the archive ``src`` over the resolved environment ``app``: what the restore role's apply step does
+    (the backup_restore module) and what the lease's rollback does with the safety snapshot.
+
+    The archive is verified completely while its paths are written to stages, then they are swapped in (the current
+    ones moved aside, see _archive.restore); then each database is restored from its dump, extracted to
+    ``dumps_dest``, with its engine's restore code and verified against the inventory recorded at backup time.
+    ``dumps_dest`` is removed whatever happens. A dump compressed as a whole that its restore reads with parallel
+    jobs (pg_restore --jobs seeks in it) comes out of the archive decompressed, by the same pass. Returns
+    {checksum, databases: {id: summary}, paths: {id: what the swap did}}; raises AppvaultError naming the step.
+    """
+    log = log or Collect()
     databases = dict((db['id'], db) for db in app['databases'])
+    if not os.path.isfile(src):
+        raise AppvaultError('archive %s does not exist' % src)
+    manifest = _manifest.read_from_archive(src, identity, members=False)
+    unknown = sorted(entry['id'] for entry in manifest['databases'] if entry['id'] not in databases)
+    if unknown:
+        raise AppvaultError('%s holds database %s, which the environment definition does not name; nothing was changed'
+                            % (os.path.basename(src), ', '.join(unknown)))
+    decompress = [ident for ident, db in databases.items() if db['module'] == 'postgresql'
+                  and (restore_params(db, {'path': None})['jobs'] or _common.cpu_count()) > 1]
+    started = time.monotonic()
     try:
-        extracted = _archive.restore(snapshot, path_dest=dict((p['id'], p['path']) for p in app['paths']), dumps_dest=dumps_dest,
-                                     owner=app.get('owner'), group=app.get('group'), keep_previous=plan.get('keep_previous'))
+        extracted = _archive.restore(src, path_dest=dict((p['id'], p['path']) for p in app['paths']), dumps_dest=dumps_dest,
+                                     owner=app.get('owner'), group=app.get('group'), keep_previous=keep_previous,
+                                     identity=identity, decompress=decompress)
+        log.info('verified %s and restored its paths (%s) in %.1f s' % (os.path.basename(src), ', '.join(sorted(extracted['paths'])) or 'none',
+                                                                      time.monotonic() - started))
+        restored = {}
         for ident, dump in extracted['databases'].items():
             db = databases[ident]
-            ENGINES[db['module']].run_restore(restore_params(db, dump))
+            begun = time.monotonic()
+            try:
+                result = ENGINES[db['module']].run_restore(restore_params(db, dump, checksums), source_facts=False)
+            except AppvaultError as exc:
+                raise AppvaultError('restore of database %s failed: %s' % (ident, exc.msg), **exc.details)
+            restored[ident] = dict(engine=db['engine'], name=db.get('name') or db.get('path'), server_version=result.get('server_version'),
+                                   tool_version=result.get('tool_version'), duration=result.get('duration'),
+                                   created=result.get('database_created'), decompressed=dump.get('decompressed', False))
+            log.info('restored database %s (%s) and verified it against the backup\'s inventory in %.1f s'
+                     % (ident, db['engine'], time.monotonic() - begun))
     finally:
         _common.remove_path(dumps_dest)
-    return dict(snapshot=snapshot, databases=sorted(extracted['databases']), paths=sorted(extracted['paths']))
+    return dict(checksum=extracted['checksum'], databases=restored, paths=extracted['paths'])
+
+
+def restore_snapshot(plan):
+    """Put the safety snapshot of an interrupted restore back, as the restore role's rescue does: restore_archive with
+    the snapshot. ``plan``: ``snapshot`` (archive path), ``app`` (the resolved definition), ``token``, ``keep_previous``,
+    ``in_use`` (what the restore's own jobs read and write; the timer waits until no process has them open, see
+    open_under). Returns a summary; raises AppvaultError."""
+    snapshot = plan['snapshot']
+    dumps_dest = os.path.join(os.path.dirname(snapshot), '.rollback-%s' % plan['token'])
+    done = restore_archive(plan['app'], snapshot, dumps_dest, keep_previous=plan.get('keep_previous'))
+    return dict(snapshot=snapshot, databases=sorted(done['databases']), paths=sorted(done['paths']))
 
 
 def notify(hook, event, log, timeout):

@@ -890,9 +890,10 @@ def _restore_once(conn, params, steps, target, result, alongside=None):
                       ignore=() if params['definer'] == 'keep' else ('definers',))
 
 
-def run_restore(params, check_mode=False):
-    """What the mysql_restore module does, for the module and the host-side rollback alike: ``params`` as the
-    module's argument spec gives them (defaults filled in)."""
+def run_restore(params, check_mode=False, source_facts=True):
+    """What the mysql_restore module does, for the module and _hostrun.restore_archive alike: ``params`` as the
+    module's argument spec gives them (defaults filled in).
+    ``source_facts`` false leaves the dump's size and sha256 out of ``source`` (the caller verified the dump already)."""
     src = params['src']
     if not os.path.isfile(src):
         raise AppvaultError('src %s does not exist or is not a file' % src)
@@ -968,7 +969,8 @@ def run_restore(params, check_mode=False):
         def beside_restore():
             if alongside:
                 validate()
-            facts.update(_common.artefact_facts(src))
+            if source_facts:
+                facts.update(_common.artefact_facts(src))
 
         try:
             _restore_once(conn, params, steps, target, result, beside_restore)

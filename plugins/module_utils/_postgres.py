@@ -787,9 +787,10 @@ def restore_argument_spec():
     return spec
 
 
-def run_restore(params, check_mode=False):
-    """What the postgresql_restore module does, for the module and the host-side rollback alike: ``params`` as the
-    module's argument spec gives them (defaults filled in)."""
+def run_restore(params, check_mode=False, source_facts=True):
+    """What the postgresql_restore module does, for the module and _hostrun.restore_archive alike: ``params`` as the
+    module's argument spec gives them (defaults filled in).
+    ``source_facts`` false leaves the dump's size and sha256 out of ``source`` (the caller verified the dump already)."""
     src = params['src']
     if params['jobs'] < 0:
         raise AppvaultError('jobs must be 0 (one per CPU core) or more, got %d' % params['jobs'])
@@ -872,5 +873,6 @@ def run_restore(params, check_mode=False):
         finally:
             conn.database = params['name']
         result['duration'] = round(time.monotonic() - started, 3)
-        result['source'].update(_common.artefact_facts(src))
+        if source_facts:
+            result['source'].update(_common.artefact_facts(src))
     return result

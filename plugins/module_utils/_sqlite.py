@@ -273,8 +273,9 @@ def restore_argument_spec():
     )
 
 
-def run_restore(params, check_mode=False):
-    """What the sqlite_restore module does, for the module and the host-side rollback alike."""
+def run_restore(params, check_mode=False, source_facts=True):
+    """What the sqlite_restore module does, for the module and _hostrun.restore_archive alike.; ``source_facts``
+    false leaves the dump's size and sha256 out of ``source`` (the caller verified the dump already)."""
     path, src = params['path'], params['src']
     if not os.path.isfile(src):
         raise AppvaultError('src %s does not exist or is not a file' % src)
@@ -310,5 +311,6 @@ def run_restore(params, check_mode=False):
         _common.remove_path(temp)
         remove_sidecars(temp)
     result['duration'] = round(time.monotonic() - started, 3)
-    result['source'].update(_common.artefact_facts(src))
+    if source_facts:
+        result['source'].update(_common.artefact_facts(src))
     return result

@@ -53,10 +53,10 @@ class Case:
 
 
 K, KM, STOP, FILL, CTL, KZ, STOP_NOW = 'kill', 'kill_module', 'stop_server', 'fill_disk', 'kill_controller', 'kill_zstd', 'stop_now'
-CTL_BEFORE_DB = 'kill_controller_before_db'  # the controller dies as the host is about to start the database restore
+CTL_BEFORE_APPLY = 'kill_controller_before_apply'  # the controller dies as the host is about to start the restore job
 K_SEAL = 'kill_module_sealing'  # kill -9 the archiving module while it reads the archive tar writes (sha256, flush)
-K_WRITING = 'kill_module_writing'  # kill -9 archive_restore while it writes a path's file to its stage
-K_WRITING_TOOL = 'kill_zstd_writing'  # kill -9 archive_restore's zstd while the module writes a path's file to its stage
+K_WRITING = 'kill_module_writing'  # kill -9 backup_restore while it writes a path's file to its stage
+K_WRITING_TOOL = 'kill_zstd_writing'  # kill -9 backup_restore's zstd while the module writes a path's file to its stage
 STOP_S3, STOP_SSHD = 'stop_s3', 'stop_sshd'
 OFF_RETRY = 30  # the maintenance module re-arms its timer for at most this long when maintenance_off fails
 CASES = [
@@ -82,15 +82,15 @@ CASES = [
     Case('b-my-dump-server-stopped', 'backup', 'mariadb', 'dump', 'database server stopped (as the dump module starts)',
          ('python*', STOP_NOW, {'argv_has': 'AnsiballZ_backup_create', 'any_owner': True})),
     # restore, PostgreSQL
-    # The disk fills while archive_restore verifies (reads) the archive: its extraction of the dumps then cannot write
+    # The disk fills while backup_restore verifies (reads) the archive: its extraction of the dumps then cannot write
     # (filling it when the extracting tar appears came too late once: the small dump was already written).
     Case('r-pg-extract-disk-full', 'restore', 'postgresql', 'verify + extract dumps', 'disk full',
-         ('zstd', FILL, {'argv_has': '-d', 'parent_has': 'AnsiballZ_archive_restore'}), ('tmpfs',)),
-    # archive_restore writes the paths to their stages in its verifying pass: killed there, nothing is swapped in
+         ('zstd', FILL, {'argv_has': '-d', 'parent_has': 'AnsiballZ_backup_restore'}), ('tmpfs',)),
+    # backup_restore writes the paths to their stages in its verifying pass: killed there, nothing is swapped in
     Case('r-pg-extract-kill-zstd', 'restore', 'postgresql', 'verify + extract paths', 'kill -9 zstd',
-         ('zstd', K_WRITING_TOOL, {'argv_has': '-d', 'parent_has': 'AnsiballZ_archive_restore'})),
+         ('zstd', K_WRITING_TOOL, {'argv_has': '-d', 'parent_has': 'AnsiballZ_backup_restore'})),
     Case('r-pg-extract-kill-module', 'restore', 'postgresql', 'verify + extract paths', 'kill -9 module',
-         ('zstd', K_WRITING, {'argv_has': '-d', 'parent_has': 'AnsiballZ_archive_restore'})),
+         ('zstd', K_WRITING, {'argv_has': '-d', 'parent_has': 'AnsiballZ_backup_restore'})),
     Case('r-pg-swap-permission', 'restore', 'postgresql', 'file swap', 'permission denied (storage immutable)', (),
          ('immutable_storage',)),
     Case('r-pg-db-kill-pg_restore', 'restore', 'postgresql', 'database restore', 'kill -9 pg_restore', ('pg_restore', K, {'argv_has': '--dbname'})),
@@ -111,9 +111,11 @@ CASES = [
          extra={'destination': 'host'}),
     Case('b-pg-transfer-sshd-stopped', 'backup', 'postgresql', 'transfer', 'sshd of the destination host stopped (network cut)',
          ('rsync', STOP_SSHD, {'argv_has': '--append-verify'}), extra={'destination': 'host'}),
-    # restore: the window between the file swap and the database restore; maintenance off
-    Case('r-pg-swap-db-controller-killed', 'restore', 'postgresql', 'between file swap and database restore', 'controller killed',
-         ('python*', CTL_BEFORE_DB, {'argv_has': 'AnsiballZ_postgresql_restore', 'any_owner': True})),
+    # restore: the controller dies with the snapshot made and the rollback armed, as the restore job is about to start
+    # (the file swap and the database restore now run in that one job, so no controller step lies between them);
+    # maintenance off
+    Case('r-pg-apply-controller-killed', 'restore', 'postgresql', 'as the restore job starts', 'controller killed',
+         ('python*', CTL_BEFORE_APPLY, {'argv_has': 'AnsiballZ_backup_restore', 'any_owner': True})),
     Case('r-pg-maintenance-off-fails', 'restore', 'postgresql', 'maintenance off', 'maintenance_off command fails', (),
          ('fail_maintenance_off',), extra={'lease_off': True}),
 ]
@@ -240,7 +242,7 @@ class Run:
         self.sampled = 0
         self.vars = {'appvault_backup_poll': 1, 'appvault_restore_poll': 1, 'appvault_backup_quiesce': True,
                      'appvault_restore_confirm': True}
-        if CTL in case.trigger or CTL_BEFORE_DB in case.trigger:
+        if CTL in case.trigger or CTL_BEFORE_APPLY in case.trigger:
             self.vars.update(appvault_maintenance_lease=CONTROLLER_LEASE[case.operation], appvault_lock_lease=CONTROLLER_LEASE[case.operation])
         if case.extra.get('lease_off'):
             self.vars.update(appvault_maintenance_lease=CONTROLLER_LEASE[case.operation])
@@ -313,8 +315,8 @@ class Run:
             return procwatch.kill_module_reading('.partial')
         if name in (K_WRITING, K_WRITING_TOOL):
             return procwatch.kill_while_module_writes('.storage.appvault-stage/', 'module' if name == K_WRITING else 'tool')
-        if name == CTL_BEFORE_DB:
-            return procwatch.kill_controller_before('AnsiballZ_postgresql_restore')
+        if name == CTL_BEFORE_APPLY:
+            return procwatch.kill_controller_before('AnsiballZ_backup_restore')
         if name == STOP_S3:
             return procwatch.while_stopped(self.s3.stop)
         if name == STOP_SSHD:
@@ -454,7 +456,7 @@ def test_fault(case, tmp_path, pg_server, mariadb_server, results, golden, reque
             injected = trigger.injected
         record['injected'] = injected
         assert injected, 'the fault was not injected'
-        controller_killed = bool(trigger) and case.trigger[1] in (CTL, CTL_BEFORE_DB)
+        controller_killed = bool(trigger) and case.trigger[1] in (CTL, CTL_BEFORE_APPLY)
         assert proc.returncode != 0, 'the run succeeded despite the fault'
         if controller_killed:
             record['failed_at'] = 'controller killed'

@@ -1,0 +1,167 @@
+#!/usr/bin/python
+# Copyright (c) appvault.backup developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: backup_restore
+short_description: Restore every database and path of a backup archive over an application environment, in one step
+version_added: 0.1.0
+description:
+  - Does on the host, in one module call, what the restore role used to do with one call for the archive plus two per
+    database. The archive O(src) is verified completely (the C(.sha256) sidecar, then every member against the
+    manifest) while its paths are written to private stages beside their destinations and its database dumps to
+    O(dumps_dest), as M(appvault.backup.archive_restore) does; only then are the paths swapped in, the current ones
+    moved aside to C(<name>-bak-<timestamp>). Then every database of the archive is restored from its dump with the
+    code of its engine's restore module (as M(appvault.backup.postgresql_restore), M(appvault.backup.mysql_restore)
+    and M(appvault.backup.sqlite_restore) would, with O(app.databases[].options); into a side database that replaces
+    the current one only once verified) and checked against the inventory recorded at backup time. O(dumps_dest) is
+    removed whatever happens.
+  - A PostgreSQL dump compressed as a whole (C(pg_dump | zstd)) that is restored with parallel jobs comes out of the
+    archive already decompressed, by the pass that verifies it, so C(pg_restore --jobs) reads it without a second
+    decompressed copy.
+  - The same steps as the host-side rollback of the maintenance lease (M(appvault.backup.maintenance) with
+    O(appvault.backup.maintenance#module:rollback)), from the same code.
+  - Made to run asynchronously and be followed by M(appvault.backup.job_wait) with
+    O(appvault.backup.job_wait#module:watch) set to O(dumps_dest).
+  - Does not take the run lock, switch maintenance mode or make a safety snapshot; the restore role does that around
+    it, and rolls back to the snapshot when this module fails after it swapped the paths in.
+author:
+  - appvault.backup developers (!UNKNOWN)
+extends_documentation_fragment:
+  - appvault.backup.app
+  - appvault.backup.attributes
+attributes:
+  check_mode:
+    support: none
+    details: Use M(appvault.backup.archive_restore) in check mode (and M(appvault.backup.app_preflight)) to see what a
+      restore would change.
+  diff_mode:
+    support: none
+options:
+  src:
+    description:
+      - The backup archive to restore.
+    type: path
+    required: true
+  dumps_dest:
+    description:
+      - Private directory (0700) the database dumps are extracted to and restored from; removed when the module ends.
+      - Default C(.restore-<random>) beside O(src).
+    type: path
+  keep_previous:
+    description:
+      - How many C(<name>-bak-<timestamp>) copies of each path to keep (the one this run makes always stays).
+      - Default all.
+    type: int
+  identity:
+    description:
+      - age identity file that decrypts an encrypted archive.
+    type: path
+  checksums:
+    description:
+      - Compare per-table content checksums as well as row counts after each database's restore, when the backup
+        recorded them.
+    type: bool
+    default: true
+notes:
+  - Database ids of the archive that O(app) does not name are refused before anything changes.
+requirements:
+  - The client programs of every database engine (C(pg_restore), C(mariadb) or C(mysql)), zstd (or gzip) and, for
+    an encrypted archive, age on the managed host.
+seealso:
+  - module: appvault.backup.archive_restore
+  - module: appvault.backup.backup_create
+  - module: appvault.backup.job_wait
+'''
+
+EXAMPLES = r'''
+- name: Restore in the background
+  appvault.backup.backup_restore:
+    app: "{{ appvault_app | appvault.backup.app_definition }}"
+    src: /var/backups/appvault/exment-20250101T030000Z.tar.zst
+    dumps_dest: /var/backups/appvault/.restore-1
+    keep_previous: 2
+  async: 86400
+  poll: 0
+  register: job
+
+- name: Wait for it, with progress lines
+  appvault.backup.job_wait:
+    jid: "{{ job.ansible_job_id }}"
+    watch: /var/backups/appvault/.restore-1
+    patterns: ["*"]
+    label: restore
+  register: restored
+'''
+
+RETURN = r'''
+checksum:
+  description: Whether the archive's C(.sha256) sidecar was checked (V(ok)) or was missing (V(missing)).
+  returned: success
+  type: str
+  sample: ok
+databases:
+  description: Per database id of the archive, what its restore did.
+  returned: success
+  type: dict
+  sample: {"main": {"engine": "postgresql", "name": "nocobase", "server_version": "15.8", "tool_version": "15.8",
+           "duration": 41.2, "created": false, "decompressed": true}}
+paths:
+  description: Per path id, where it was restored and what was moved aside (as M(appvault.backup.archive_restore)
+    returns it).
+  returned: success
+  type: dict
+  sample: {"attachments": {"dest": "/var/www/exment/storage/app/admin", "changed": true,
+           "previous": "/var/www/exment/storage/app/admin-bak-20250101T031500Z", "removed_copies": []}}
+log:
+  description: What was done, one line per step.
+  returned: success
+  type: list
+  elements: str
+  sample: ["verified exment-20250101T030000Z.tar.zst and restored its paths (attachments) in 3.2 s"]
+duration:
+  description: Seconds the whole restore took.
+  returned: success
+  type: float
+  sample: 52.8
+'''
+
+import os
+import secrets
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.appvault.backup.plugins.module_utils import _appdef, _common, _hostrun
+
+
+def argument_spec():
+    return dict(
+        app=dict(type='dict', required=True, options=_appdef.argument_spec()),
+        src=dict(type='path', required=True),
+        dumps_dest=dict(type='path'),
+        keep_previous=dict(type='int'),
+        identity=dict(type='path'),
+        checksums=dict(type='bool', default=True),
+    )
+
+
+def run(module):
+    p = module.params
+    started = time.monotonic()
+    dumps_dest = p['dumps_dest'] or os.path.join(os.path.dirname(os.path.abspath(p['src'])), '.restore-%s' % secrets.token_hex(8))
+    log = _hostrun.Collect(module.warn)
+    result = _hostrun.restore_archive(p['app'], p['src'], dumps_dest, keep_previous=p['keep_previous'],
+                                      identity=p['identity'], checksums=p['checksums'], log=log)
+    return dict(result, changed=True, log=log.lines, duration=round(time.monotonic() - started, 3))
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=False)
+    _common.finish(module, run)
+
+
+if __name__ == '__main__':
+    main()

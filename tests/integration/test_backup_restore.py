@@ -1,0 +1,133 @@
+"""backup_restore: every database and path of an archive restored over an app in one module call (real servers)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.appvault.backup.plugins.module_utils._appdef import resolve
+from harness.common import run_module
+from harness.compare_mysql import mysql_inventory
+from harness.roles import App, informative
+
+
+@pytest.fixture
+def two_engine_app(tmp_path, pg_source, mysql_source):
+    app = App(tmp_path, 'postgresql', pg_source, 'br_pg')
+    mysql_source.load_fixture('br_my')
+    definition = app.definition()
+    definition['databases'].append(dict(id='shop', engine='mariadb', name='br_my', login_host='127.0.0.1',
+                                        login_port=mysql_source.port, login_user='root', login_password=mysql_source.password))
+    yield app, resolve(definition)
+    pg_source.drop_db('br_pg')
+    mysql_source.drop_db('br_my')
+
+
+def both_states(app, mysql_source):
+    return app.state(), informative(mysql_inventory(mysql_source, 'br_my'))
+
+
+def test_one_call_restores_both_engines_and_the_paths(two_engine_app, pg_source, mysql_source):
+    app, definition = two_engine_app
+    created = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token='b4ckup'))
+    assert not created.get('failed'), created.get('msg')
+    before = both_states(app, mysql_source)
+    app.damage()
+    mysql_source.sql('DELETE FROM audit_log WHERE id % 2 = 0; DROP VIEW project_stats', db='br_my')
+    assert both_states(app, mysql_source) != before
+
+    dumps = app.backups / '.restore-r1'
+    result = run_module('backup_restore', dict(app=definition, src=created['path'], dumps_dest=str(dumps), keep_previous=1))
+    assert not result.get('failed'), result.get('msg')
+    assert result['changed'] is True and result['checksum'] == 'ok'
+    # Both databases and both paths are back exactly, inventories and row counts included.
+    assert both_states(app, mysql_source) == before
+    assert sorted(result['databases']) == ['main', 'shop'] and sorted(result['paths']) == ['config', 'storage']
+    # The PostgreSQL dump (restored with one job per core) came out of the archive decompressed; the MariaDB one did not.
+    parallel = len(os.sched_getaffinity(0)) > 1
+    assert result['databases']['main']['decompressed'] is parallel and result['databases']['main']['engine'] == 'postgresql'
+    assert result['databases']['shop']['decompressed'] is False
+    # The damaged tree was moved aside, not deleted; the dumps directory is gone; no password in the whole output.
+    previous = Path(result['paths']['storage']['previous'])
+    assert previous.name.startswith('storage-bak-') and not (previous / 'app' / 'attachments' / '2026' / 'file-03.txt').exists()
+    assert not dumps.exists()
+    assert [line.split(' (')[0] for line in result['log'] if line.startswith('restored database')] == [
+        'restored database main', 'restored database shop']
+    output = result['_run'].stdout + result['_run'].stderr
+    assert pg_source.password not in output and mysql_source.password not in output
+
+
+def _tarinfo(name, data=b'', kind='file'):
+    info = tarfile.TarInfo(name)
+    info.mtime, info.mode = 1_700_000_000, 0o600 if kind == 'file' else 0o700
+    if kind == 'dir':
+        info.type = tarfile.DIRTYPE
+    else:
+        info.size = len(data)
+    return info
+
+
+def _archive(directory, dump):
+    """An archive whose PostgreSQL dump ``dump`` is declared as piped through zstd, with a valid sidecar."""
+    members = [(_tarinfo('db/main.pgdump', dump), dump), (_tarinfo('files/storage', kind='dir'), b''),
+               (_tarinfo('files/storage/a.txt', b'new\n'), b'new\n')]
+    table = {}
+    for info, data in members:
+        meta = dict(type='dir' if info.isdir() else 'file', mode=info.mode, uid=0, gid=0, mtime=info.mtime)
+        if info.isreg():
+            meta.update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+        table[info.name] = meta
+    manifest = dict(format='appvault.backup', format_version=1, collection_version='0.1.0', created_at='2025-01-01T00:00:00Z',
+                    app=dict(name='fixture'), host={}, paths=[dict(id='storage', member='files/storage', present=True)],
+                    databases=[dict(id='main', member='db/main.pgdump', engine='postgresql', type='file',
+                                    options=dict(format='custom', compression=dict(method='zstd', level=3, how='pipe')),
+                                    inventory={})],
+                    members=table)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode='w', format=tarfile.PAX_FORMAT) as tar:
+        data = json.dumps(manifest).encode()
+        tar.addfile(_tarinfo('manifest.json', data), io.BytesIO(data))
+        for info, payload in members:
+            tar.addfile(info, io.BytesIO(payload) if info.isreg() else None)
+    compressed = subprocess.run(['zstd', '-q', '-c'], input=raw.getvalue(), capture_output=True, check=True).stdout
+    path = Path(directory) / 'fixture-20250101T000000Z.tar.zst'
+    path.write_bytes(compressed)
+    Path(str(path) + '.sha256').write_text('%s  %s\n' % (hashlib.sha256(compressed).hexdigest(), path.name))
+    return path
+
+
+def test_a_dump_that_cannot_be_decompressed_changes_nothing(two_engine_app, pg_source):
+    """Its sha256 matches the manifest, but it is no zstd data: refused in the verifying pass, before any swap."""
+    app, definition = two_engine_app
+    app.backups.mkdir()
+    archive = _archive(app.backups, b'PGDMP but not zstd data\n' * 100)
+    before = app.state()
+    dumps = app.backups / '.restore-r2'
+    parallel = dict(definition['databases'][0], options={'jobs': 2})  # a parallel pg_restore: the dump is decompressed
+    only = dict(definition, databases=[parallel], paths=definition['paths'][:1])
+    result = run_module('backup_restore', dict(app=only, src=str(archive), dumps_dest=str(dumps)))
+    assert result.get('failed')
+    assert "member 'db/main.pgdump' matches its sha256 but could not be written out decompressed" in result['msg'], result['msg']
+    assert 'nothing was changed' in result['msg']
+    assert app.state() == before
+    assert not dumps.exists() and sorted(os.listdir(app.root)) == sorted(['storage', '.env', 'VERSION', 'app-cmd'])
+
+
+def test_a_database_the_definition_does_not_name_is_refused_first(two_engine_app, mysql_source):
+    app, definition = two_engine_app
+    created = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token='b4ckup2'))
+    assert not created.get('failed'), created.get('msg')
+    app.damage()
+    damaged = app.state()
+    result = run_module('backup_restore', dict(app=dict(definition, databases=definition['databases'][:1]), src=created['path']))
+    assert result.get('failed')
+    assert 'holds database shop, which the environment definition does not name; nothing was changed' in result['msg'], result['msg']
+    assert app.state() == damaged
+    assert not [name for name in os.listdir(app.backups) if name.startswith('.restore-')]
