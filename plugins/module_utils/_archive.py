@@ -614,6 +614,7 @@ def _verify_members(archive, identity, allow_external_symlinks, extract):
                         if info.size != meta['size']:
                             refuse('member %r has %d bytes but the manifest says %d' % (name, info.size, meta['size']))
                         _hash_member(tar.extractfile(info), meta, name, refuse, sink)
+                        writer.verified(root, name, sink)
                     seen[name] = kind
                     if kind == 'symlink':
                         links.add(name)
@@ -665,13 +666,25 @@ def _in_stage(stage, name):
     return os.path.join(stage, name.split('/', 1)[1]) if '/' in name else stage
 
 
+class Target(object):
+    """Where the verifying pass writes the members under one member root (see _StageWriter): ``stage``, ``as_tree``
+    (a path's tree, else a database dump), ``decompress`` (an argv a dump that is one file is written through) and
+    ``ready`` (called with that file's path once it is written and matched its sha256, while the pass goes on)."""
+
+    def __init__(self, stage, as_tree, decompress=None, ready=None):
+        self.stage = stage
+        self.as_tree = as_tree
+        self.decompress = decompress
+        self.ready = ready
+
+
 class _StageWriter(object):
     """Writes the members an archive's verifying pass selects below private stage directories.
 
-    ``targets`` maps a member root to (stage, as_tree) or (stage, as_tree, decompress).  A member ``<top>/<rest>``
-    under that root becomes ``<stage>/<rest>``.  A database dump (as_tree false) holds only files (0600) and
-    directories (0700); with ``decompress`` (an argv such as ``zstd -dc``) its files are written through that
-    command, so a dump compressed as a whole comes out as the plain file a parallel restore seeks in.  A path's
+    ``targets`` maps a member root to its Target.  A member ``<top>/<rest>`` under that root becomes
+    ``<stage>/<rest>``.  A database dump (as_tree false) holds only files (0600) and directories (0700); with
+    ``decompress`` (an argv such as ``zstd -dc``) a dump that is one file is written through that command, so a
+    dump compressed as a whole comes out as the plain file a parallel restore seeks in.  A path's
     tree (as_tree true) comes out as GNU tar ``--extract --same-permissions --delay-directory-restore`` (plus
     ``--same-owner`` as root, by user and group name where they exist here, else by number) would write it:
     modes, owners, nanosecond mtimes, symlinks as links, hardlinks, empty directories; directories get their
@@ -744,7 +757,8 @@ class _StageWriter(object):
         it (opened by its first write), else None."""
         if root not in self.targets:
             return None
-        stage, as_tree = self.targets[root][:2]
+        target = self.targets[root]
+        stage, as_tree = target.stage, target.as_tree
         name = info.name
         out = _in_stage(stage, name)
         if not as_tree and kind not in ('file', 'dir'):
@@ -765,8 +779,15 @@ class _StageWriter(object):
         if kind != 'file':
             return None
         # only a dump that is one file was compressed as a whole (a directory dump's files are its tool's own)
-        decompress = self.targets[root][2] if len(self.targets[root]) > 2 and name == root else None
-        return _Sink(self, out, info if as_tree else None, decompress)
+        return _Sink(self, out, info if as_tree else None, target.decompress if name == root else None)
+
+    def verified(self, root, name, sink):
+        """The file member ``name`` matched its sha256: a dump that is one file is handed to its target's ``ready``
+        once it is completely written."""
+        target = self.targets.get(root)
+        if target is not None and target.ready is not None and name == root and sink is not None:
+            self.drain()
+            target.ready(sink.out)
 
     def _owner(self, info):
         key = (info.uname, info.gname, info.uid, info.gid)
@@ -1096,11 +1117,14 @@ def _listing(dest, wanted, rels):
 
 def restore(src, databases=None, paths=None, path_dest=None, dumps_dest=None, owner=None, group=None, keep_previous=None,
             identity=None, require_checksum_file=True, allow_external_symlinks=False, check_mode=False, want_diff=False,
-            force=False, decompress=()):
+            force=False, decompress=(), on_dump=None, before_swap=None):
     """Verify ``src`` completely, then put the selected databases' dumps and paths in place; returns a result dict.
 
     The dumps of the database ids in ``decompress`` that were compressed as a whole come out decompressed (what
     a parallel PostgreSQL restore needs), by the same pass; each then says ``decompressed: true``.
+    ``on_dump(id, path)`` is called, while the pass goes on, as soon as a dump that is one file is written (to a
+    private stage) and matched its sha256 - a caller may start restoring it there; ``before_swap()`` once the
+    whole archive is verified, before any dump is published and any path swapped in: if it raises, nothing is.
 
     One pass over the archive: once its manifest is read, the plan is made (what each destination gains and
     loses) and the selected members are written to private stages as they are verified (the dumps to a stage
@@ -1138,13 +1162,14 @@ def restore(src, databases=None, paths=None, path_dest=None, dumps_dest=None, ow
             stage = state['stages']['dumps'] = dumps_stage(dumps_dest)
             for entry in plan['databases']:
                 unpack = whole_file_decompressor(entry) if entry['id'] in decompress else None
-                targets[entry['member']] = (stage, False, unpack)
+                ready = functools.partial(on_dump, entry['id']) if on_dump else None
+                targets[entry['member']] = Target(stage, False, unpack, ready)
                 plan['result']['databases'][entry['id']]['decompressed'] = bool(unpack)
         for entry, dest, differs in plan['paths']:
             if differs or force:
                 make_room(os.path.dirname(dest))
                 stage = state['stages'][entry['member']] = _stage_dir(dest)
-                targets[entry['member']] = (stage, True)
+                targets[entry['member']] = Target(stage, True)
         return targets
 
     done = False
@@ -1153,6 +1178,8 @@ def restore(src, databases=None, paths=None, path_dest=None, dumps_dest=None, ow
         plan = state['plan']
         result = plan['result']
         result['checksum'] = manifest.pop('_checksum')
+        if before_swap and not check_mode:
+            before_swap()
         if not check_mode:
             if plan['databases']:
                 extracted = publish_dumps(state['stages']['dumps'], plan['databases'], dumps_dest)

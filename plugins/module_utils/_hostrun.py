@@ -15,6 +15,8 @@ journal stores with the unit's SyslogIdentifier; otherwise to syslog through ``/
 from __future__ import annotations
 
 import argparse
+import collections
+import concurrent.futures
 import json
 import os
 import pwd
@@ -360,45 +362,92 @@ def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, che
     """Restore the archive ``src`` over the resolved environment ``app``: what the restore role's apply step does
     (the backup_restore module) and what the lease's rollback does with the safety snapshot.
 
-    The archive is verified completely while its paths are written to stages, then they are swapped in (the current
-    ones moved aside, see _archive.restore); then each database is restored from its dump, extracted to
-    ``dumps_dest``, with its engine's restore code and verified against the inventory recorded at backup time.
-    ``dumps_dest`` is removed whatever happens. A dump compressed as a whole that its restore reads with parallel
-    jobs (pg_restore --jobs seeks in it) comes out of the archive decompressed, by the same pass. Returns
-    {checksum, databases: {id: summary}, paths: {id: what the swap did}}; raises AppvaultError naming the step.
+    The archive is verified completely while its paths and dumps are written to private stages (see
+    _archive.restore). A PostgreSQL dump that is one file is restored into a side database, and verified against
+    the inventory recorded at backup time, as soon as the pass has written it and found its sha256 right, while the
+    pass goes on with the paths; it is swapped in only once the whole archive is verified and the paths are in place.
+    A failure before that changes nothing. Then the paths are swapped in (the current ones moved aside), the
+    PostgreSQL databases swapped in, and every other database restored from its dump (extracted to ``dumps_dest``)
+    with its engine's restore code and verified. ``dumps_dest`` is removed whatever happens. A dump compressed as a
+    whole that its restore reads with parallel jobs (pg_restore --jobs seeks in it) comes out of the archive
+    decompressed, by the same pass. Returns {checksum, databases: {id: summary}, paths: {id: what the swap did}};
+    raises AppvaultError naming the step.
     """
     log = log or Collect()
     databases = dict((db['id'], db) for db in app['databases'])
     if not os.path.isfile(src):
         raise AppvaultError('archive %s does not exist' % src)
     manifest = _manifest.read_from_archive(src, identity, members=False)
-    unknown = sorted(entry['id'] for entry in manifest['databases'] if entry['id'] not in databases)
+    recorded = dict((entry['id'], entry) for entry in manifest['databases'])
+    unknown = sorted(ident for ident in recorded if ident not in databases)
     if unknown:
         raise AppvaultError('%s holds database %s, which the environment definition does not name; nothing was changed'
                             % (os.path.basename(src), ', '.join(unknown)))
     decompress = [ident for ident, db in databases.items() if db['module'] == 'postgresql'
                   and (restore_params(db, {'path': None})['jobs'] or _common.cpu_count()) > 1]
+    early = collections.OrderedDict()  # id -> Future of a _postgres.Restored
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(decompress)))
     started = time.monotonic()
+
+    def on_dump(ident, path):
+        db = databases[ident]
+        if db['module'] == 'postgresql':
+            params = restore_params(db, dict(recorded[ident], path=path), checksums)
+            early[ident] = pool.submit(_postgres.prepare_restore, params, source_facts=False)
+
+    def prepared():
+        """Every early restore's Restored, once all have ended; the first failure is raised after the others are dropped."""
+        done, failures = {}, []
+        for ident, future in early.items():
+            try:
+                done[ident] = future.result()
+            except AppvaultError as exc:
+                failures.append((ident, exc))
+        if failures:
+            for restored in done.values():
+                restored.abort()
+            ident, exc = failures[0]
+            raise AppvaultError('restore of database %s failed: %s; nothing was changed (the paths were not swapped in)'
+                                % (ident, exc.msg), **exc.details)
+        return done
+
+    restored = {}
     try:
-        extracted = _archive.restore(src, path_dest=dict((p['id'], p['path']) for p in app['paths']), dumps_dest=dumps_dest,
-                                     owner=app.get('owner'), group=app.get('group'), keep_previous=keep_previous,
-                                     identity=identity, decompress=decompress)
-        log.info('verified %s and restored its paths (%s) in %.1f s' % (os.path.basename(src), ', '.join(sorted(extracted['paths'])) or 'none',
-                                                                      time.monotonic() - started))
-        restored = {}
+        try:
+            extracted = _archive.restore(src, path_dest=dict((p['id'], p['path']) for p in app['paths']), dumps_dest=dumps_dest,
+                                         owner=app.get('owner'), group=app.get('group'), keep_previous=keep_previous,
+                                         identity=identity, decompress=decompress, on_dump=on_dump, before_swap=prepared)
+        except BaseException:
+            for ident, future in early.items():  # the pass failed: whatever was restored beside it goes
+                try:
+                    future.result().abort()
+                except Exception as exc:  # the pass's failure is the one to report
+                    log.info('the restore of database %s beside it ended too: %s' % (ident, getattr(exc, 'msg', exc)))
+            raise
+        log.info('verified %s and restored its paths (%s) in %.1f s'
+                 % (os.path.basename(src), ', '.join(sorted(extracted['paths'])) or 'none', time.monotonic() - started))
+        ready = prepared()
         for ident, dump in extracted['databases'].items():
             db = databases[ident]
             begun = time.monotonic()
             try:
-                result = ENGINES[db['module']].run_restore(restore_params(db, dump, checksums), source_facts=False)
+                if ident in ready:
+                    result = ready.pop(ident).commit()
+                    how = 'beside the archive\'s verification'
+                else:
+                    result = ENGINES[db['module']].run_restore(restore_params(db, dump, checksums), source_facts=False)
+                    how = 'after it'
             except AppvaultError as exc:
+                for left in ready.values():
+                    left.abort()
                 raise AppvaultError('restore of database %s failed: %s' % (ident, exc.msg), **exc.details)
             restored[ident] = dict(engine=db['engine'], name=db.get('name') or db.get('path'), server_version=result.get('server_version'),
                                    tool_version=result.get('tool_version'), duration=result.get('duration'),
                                    created=result.get('database_created'), decompressed=dump.get('decompressed', False))
-            log.info('restored database %s (%s) and verified it against the backup\'s inventory in %.1f s'
-                     % (ident, db['engine'], time.monotonic() - begun))
+            log.info('restored database %s (%s) %s and verified it against the backup\'s inventory (%.1f s to put in place)'
+                     % (ident, db['engine'], how, time.monotonic() - begun))
     finally:
+        pool.shutdown(wait=True)
         _common.remove_path(dumps_dest)
     return dict(checksum=extracted['checksum'], databases=restored, paths=extracted['paths'])
 

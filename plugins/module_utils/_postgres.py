@@ -9,6 +9,7 @@ password reaches them through a 0600 passfile named by PGPASSFILE, never argv.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -791,6 +792,13 @@ def run_restore(params, check_mode=False, source_facts=True):
     """What the postgresql_restore module does, for the module and _hostrun.restore_archive alike: ``params`` as the
     module's argument spec gives them (defaults filled in).
     ``source_facts`` false leaves the dump's size and sha256 out of ``source`` (the caller verified the dump already)."""
+    prepared = prepare_restore(params, check_mode, source_facts)
+    return prepared if check_mode else prepared.commit()
+
+
+def prepare_restore(params, check_mode=False, source_facts=True):
+    """run_restore up to the swap: the dump restored into its database's side database (or into the database itself
+    when it does not exist yet) and verified; returns a Restored to commit or abort. In check mode, the result."""
     src = params['src']
     if params['jobs'] < 0:
         raise AppvaultError('jobs must be 0 (one per CPU core) or more, got %d' % params['jobs'])
@@ -804,7 +812,8 @@ def run_restore(params, check_mode=False, source_facts=True):
     fmt, outer = detect_format(src)
     if params['jobs'] > 1 and fmt == 'plain':
         raise AppvaultError('jobs: %d needs a custom or directory dump; %s is plain SQL' % (params['jobs'], src))
-    with _common.SecretDir() as secrets:
+    with contextlib.ExitStack() as stack:
+        secrets = stack.enter_context(_common.SecretDir())
         conn = Connection(params, secrets)
         result['server_version'] = conn.connect(params['maintenance_db'])
         if fmt == 'plain':
@@ -864,15 +873,46 @@ def run_restore(params, check_mode=False, source_facts=True):
                                             hashed=hashed_checksums(params['expected_inventory']) if params['expected_inventory'] else None)
             expected, actual = comparable(params['expected_inventory'] or {}, result['inventory'])
             _inventory.verify(result, expected, 'the restored database "%s"' % params['name'], actual=actual)
-            if side:
-                swap_database(conn, side, params['name'], params['terminate_connections'])
         except BaseException:
             if side or not exists:
                 drop_database(conn, target)
             raise
         finally:
             conn.database = params['name']
-        result['duration'] = round(time.monotonic() - started, 3)
-        if source_facts:
-            result['source'].update(_common.artefact_facts(src))
-    return result
+        # the connection's secrets (its passfile) now belong to the Restored, which removes them when it ends
+        return Restored(conn, params, result, side, exists, started, source_facts, stack.pop_all())
+
+
+class Restored(object):
+    """A database restored and verified by prepare_restore, under the side name ``side`` (or under its own name when
+    it did not exist): ``commit`` puts it in place and returns the restore's result, ``abort`` drops it. Either ends
+    the connection's secrets."""
+
+    def __init__(self, conn, params, result, side, exists, started, source_facts, secrets):
+        self.conn, self.params, self.result = conn, params, result
+        self.side, self.exists, self.started, self.source_facts = side, exists, started, source_facts
+        self.secrets = secrets
+        self.aborted = False
+
+    def commit(self):
+        try:
+            if self.side:
+                swap_database(self.conn, self.side, self.params['name'], self.params['terminate_connections'])
+        except BaseException:
+            self.abort()
+            raise
+        self.result['duration'] = round(time.monotonic() - self.started, 3)
+        self.secrets.close()
+        if self.source_facts:
+            self.result['source'].update(_common.artefact_facts(self.params['src']))
+        return self.result
+
+    def abort(self):
+        if self.aborted:
+            return
+        self.aborted = True
+        try:
+            if self.side or not self.exists:
+                drop_database(self.conn, self.side or self.params['name'])
+        finally:
+            self.secrets.close()

@@ -131,3 +131,44 @@ def test_a_database_the_definition_does_not_name_is_refused_first(two_engine_app
     assert 'holds database shop, which the environment definition does not name; nothing was changed' in result['msg'], result['msg']
     assert app.state() == damaged
     assert not [name for name in os.listdir(app.backups) if name.startswith('.restore-')]
+
+
+def _side_databases(pg_source):
+    return pg_source.psql("SELECT datname FROM pg_database WHERE datname LIKE '%appvault%'", db='postgres').split()
+
+
+def test_a_database_restore_that_fails_beside_the_pass_changes_nothing(two_engine_app, pg_source, mysql_source):
+    """The PostgreSQL restore runs while the pass still writes the paths; when it fails, no path is swapped in."""
+    app, definition = two_engine_app
+    created = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token='b4ckup3'))
+    assert not created.get('failed'), created.get('msg')
+    app.damage()
+    damaged = both_states(app, mysql_source)
+    wrong = dict(definition, databases=[dict(definition['databases'][0], login_password='not-the-password-7'), definition['databases'][1]])
+    result = run_module('backup_restore', dict(app=wrong, src=created['path']))
+    assert result.get('failed')
+    assert result['msg'].startswith('restore of database main failed: '), result['msg']
+    assert 'nothing was changed (the paths were not swapped in)' in result['msg'], result['msg']
+    assert both_states(app, mysql_source) == damaged
+    assert not [name for name in os.listdir(app.root) if '-bak-' in name or 'appvault-stage' in name]
+    assert 'not-the-password-7' not in result['_run'].stdout + result['_run'].stderr
+
+
+def test_a_corrupt_archive_drops_what_was_restored_beside_the_pass(two_engine_app, pg_source, mysql_source):
+    """The dump at the start is sound, so its restore starts; a flipped byte near the end (the files) fails the
+    archive: the side database goes, the sidecar mismatch is what is reported, nothing changed."""
+    app, definition = two_engine_app
+    created = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token='b4ckup4'))
+    assert not created.get('failed'), created.get('msg')
+    archive = Path(created['path'])
+    data = bytearray(archive.read_bytes())
+    data[-200] ^= 0x55
+    archive.write_bytes(bytes(data))
+    app.damage()
+    damaged = both_states(app, mysql_source)
+    result = run_module('backup_restore', dict(app=definition, src=str(archive)))
+    assert result.get('failed')
+    assert 'does not match its checksum file' in result['msg'] and 'nothing was changed' in result['msg'], result['msg']
+    assert both_states(app, mysql_source) == damaged
+    assert _side_databases(pg_source) == []
+    assert not [name for name in os.listdir(app.root) if '-bak-' in name or 'appvault-stage' in name]
