@@ -11,8 +11,10 @@ file last, so a listing never sees an archive that is incomplete or unverified. 
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shlex
+import socket
 import time
 
 from ansible_collections.appvault.backup.plugins.module_utils import _common, _manifest, _runner
@@ -180,3 +182,95 @@ def probe(dest, port=22, identity=None, host_keys=None, known_hosts=None, connec
             return result
     result['reachable'] = True
     return result
+
+
+# -- the ephemeral key of a direct transfer ---------------------------------------------------------------------------
+KEY_LINE_RE = re.compile(r'^(?P<type>ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) (?P<data>[A-Za-z0-9+/=]+)(?: (?P<comment>\S+))?$')
+EXPIRY_RE = re.compile(r'^\d{12}Z$')
+ADDRESS_PROBE = '192.0.2.1'  # TEST-NET-1 (RFC 5737): only asks the routing table which address goes out by default
+
+
+def keypair(comment):
+    """A new ed25519 key pair (private key text, public key line), made by ssh-keygen in a private directory that is
+    removed before this returns."""
+    with _common.SecretDir() as secrets:
+        path = os.path.join(secrets.path, 'id_ed25519')
+        _runner.run([_common.find_tool('ssh-keygen', 'openssh-client'), '-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', path])
+        with open(path) as fileobj:
+            private = fileobj.read()
+        with open(path + '.pub') as fileobj:
+            public = fileobj.read().strip()
+    return private, public
+
+
+def access_line(public_key, expiry):
+    """The authorized_keys line of an ephemeral key: no forwarding, no pty, no agent, expiring at ``expiry``
+    (``YYYYMMDDHHMMZ``) even if nobody removes it."""
+    match = KEY_LINE_RE.match((public_key or '').strip())
+    if not match:
+        raise AppvaultError('public_key is not one SSH public key line (type, base64 data, optional comment)')
+    if not EXPIRY_RE.match(expiry or ''):
+        raise AppvaultError('expiry must be a UTC time as YYYYMMDDHHMMZ, got %r' % expiry)
+    return 'restrict,expiry-time="%s" %s' % (expiry, public_key.strip())
+
+
+def host_keys(directory='/etc/ssh'):
+    """This host's SSH public host keys (``type base64 comment`` lines)."""
+    keys = []
+    for name in sorted(os.listdir(directory)):
+        if name.startswith('ssh_host_') and name.endswith('_key.pub'):
+            with open(os.path.join(directory, name)) as fileobj:
+                keys.append(fileobj.read().strip())
+    return keys
+
+
+def default_address():
+    """The IPv4 address this host uses for its default route (what the setup module calls default_ipv4), or None
+    when it has no default route. No packet is sent."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect((ADDRESS_PROBE, 9))
+        return probe.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        probe.close()
+
+
+def grant(user, line, state='present', check_mode=False):
+    """Add (``present``) or remove (``absent``) the authorized_keys ``line`` of ``user``; the file and its .ssh
+    directory are created owned by the user (0600, 0700) and rewritten atomically. Returns whether it changed."""
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise AppvaultError('user %s does not exist on this host' % user)
+    directory = os.path.join(entry.pw_dir, '.ssh')
+    path = os.path.join(directory, 'authorized_keys')
+    try:
+        with open(path) as fileobj:
+            lines = fileobj.read().splitlines()
+    except FileNotFoundError:
+        lines = []
+    if state == 'present':
+        wanted = lines if line in (item.strip() for item in lines) else lines + [line]
+    else:
+        wanted = [item for item in lines if item.strip() != line]
+    if wanted == lines or check_mode:
+        return wanted != lines
+    if not os.path.isdir(directory):
+        os.mkdir(directory, 0o700)
+        os.chown(directory, entry.pw_uid, entry.pw_gid)
+    partial = _common.partial_name(path)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, 'w') as fileobj:
+            fileobj.write(''.join(item + '\n' for item in wanted))
+            fileobj.flush()
+            os.fsync(fileobj.fileno())
+        os.chown(partial, entry.pw_uid, entry.pw_gid)
+        os.rename(partial, path)
+    except BaseException:
+        _common.remove_path(partial)
+        raise
+    _common.fsync_dir(directory)
+    return True

@@ -22,7 +22,8 @@ description:
   - The receiving host needs C(rsync), C(sha256sum) and a POSIX shell for the login user; this host needs C(ssh) and
     C(rsync). Host keys are always checked (O(host_keys) or O(known_hosts)); the connection never prompts.
   - With O(probe=true) only checks that this host can log in to O(dest) and finds the tools there, and reports
-    RV(reachable) instead of failing.
+    RV(reachable) instead of failing. With O(unreachable=report) it checks that first and then sends; a destination it
+    cannot use is reported the same way (nothing is sent), any later failure fails the module.
   - The role entry point C(appvault.backup.migrate) C(tasks_from=transfer) sets up an ephemeral key for this module
     and falls back to a transfer through the controller when the hosts cannot reach each other.
 author:
@@ -55,6 +56,12 @@ options:
     description:
       - Private key file on this host to log in with (only this key is offered).
     type: path
+  identity_key:
+    description:
+      - The private key itself (OpenSSH format), for an ephemeral key made elsewhere (the
+        P(appvault.backup.ssh_keypair#lookup) lookup). Written to a 0600 file in a private directory for this run only.
+      - Mutually exclusive with O(identity).
+    type: str
   host_keys:
     description:
       - The receiving host's SSH public host keys (C(type base64 [comment]), as in C(/etc/ssh/ssh_host_*_key.pub)); they
@@ -85,6 +92,13 @@ options:
       - Only check that O(dest) can be reached and has the tools; RV(reachable) tells, the module does not fail.
     type: bool
     default: false
+  unreachable:
+    description:
+      - What a destination that cannot be logged in to (or lacks rsync or sha256sum) means when sending - V(fail), or
+        V(report) it as RV(reachable=false) with RV(reason) and send nothing, so the caller can take another way.
+    type: str
+    choices: [fail, report]
+    default: fail
 notes:
   - The private key's path is in the command line, never a key or a password.
 seealso:
@@ -111,13 +125,13 @@ EXAMPLES = r'''
 
 RETURN = r'''
 reachable:
-  description: With O(probe=true), whether O(dest) answered and has rsync and sha256sum.
-  returned: with probe
+  description: With O(probe=true) or O(unreachable=report), whether O(dest) answered and has rsync and sha256sum.
+  returned: with probe or unreachable=report
   type: bool
   sample: true
 reason:
-  description: With O(probe=true), why O(dest) cannot be used.
-  returned: with probe, when not reachable
+  description: With O(probe=true) or O(unreachable=report), why O(dest) cannot be used.
+  returned: with probe or unreachable=report, when not reachable
   type: str
   sample: "cannot log in to 10.0.0.12: Connection timed out"
 mode:
@@ -169,28 +183,37 @@ def argument_spec():
         dest=dict(type='str', required=True),
         port=dict(type='int', default=22),
         identity=dict(type='path'),
+        identity_key=dict(type='str', no_log=True),
         host_keys=dict(type='list', elements='str', no_log=False),
         known_hosts=dict(type='path', no_log=False),
         timeout=dict(type='int', default=300),
         connect_timeout=dict(type='int', default=10),
         force=dict(type='bool', default=False),
         probe=dict(type='bool', default=False),
+        unreachable=dict(type='str', choices=['fail', 'report'], default='fail'),
     )
 
 
 def run(module):
     p = module.params
-    connection = dict(port=p['port'], identity=p['identity'], host_keys=p['host_keys'], known_hosts=p['known_hosts'],
-                      connect_timeout=p['connect_timeout'])
-    if p['probe']:
-        return _transfer.probe(p['dest'], **connection)
-    if not p['src']:
+    if not p['probe'] and not p['src']:
         raise AppvaultError('src is required unless probe: true')
-    return _transfer.send(p['src'], p['dest'], timeout=p['timeout'], force=p['force'], check_mode=module.check_mode, **connection)
+    with _common.SecretDir() as secrets:
+        identity = secrets.write('identity', p['identity_key'].rstrip('\n') + '\n') if p['identity_key'] else p['identity']
+        connection = dict(port=p['port'], identity=identity, host_keys=p['host_keys'], known_hosts=p['known_hosts'],
+                          connect_timeout=p['connect_timeout'])
+        if p['probe'] or p['unreachable'] == 'report':
+            reach = _transfer.probe(p['dest'], **connection)
+            if p['probe'] or not reach['reachable']:
+                return reach
+        result = _transfer.send(p['src'], p['dest'], timeout=p['timeout'], force=p['force'], check_mode=module.check_mode, **connection)
+        if p['unreachable'] == 'report':
+            result['reachable'] = True
+        return result
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, mutually_exclusive=[('identity', 'identity_key')])
     _common.finish(module, run)
 
 

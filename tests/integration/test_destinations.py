@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.appvault.backup.plugins.module_utils import _transfer
 from harness.common import REPO, free_port, run_module, run_module_sampling_argv
 import test_roles
 from test_roles import run_book
@@ -286,6 +287,8 @@ def test_host_destination_through_the_migrate_transfer(pg_app, sftp):
         names.append(summary['name'])
     # keep_last 1 there: only the second is left, with its checksum file; the local directory keeps both.
     assert sftp['sh']('ls -A /srv/hostcopies').split() == [names[1], names[1] + '.sha256']
+    # The ephemeral keys were authorized for their transfers only.
+    assert 'appvault-transfer-' not in sftp['sh']('cat /root/.ssh/authorized_keys 2>/dev/null || true')
     assert {names[0], names[1]} <= set(p.name for p in pg_app.backups.iterdir())
     proc, data, failures = run_book('list.yml', pg_app.inventory, {'appvault_destination': 'standby', 'appvault_list_verify': True,
                                                                    'appvault_backup_destinations': destinations})
@@ -306,3 +309,21 @@ def test_host_destination_through_the_migrate_transfer(pg_app, sftp):
                                                                        'appvault_restore_backup': names[0],
                                                                        'appvault_backup_destinations': destinations})
     assert proc.returncode != 0 and 'holds no valid backup %s' % names[0] in str(failures), failures
+
+
+def test_send_reports_a_target_it_cannot_reach_when_asked(tmp_path):
+    """unreachable: report - a closed port is a result (the role then falls back to the controller), not a failure;
+    the private key given as a secret is in no output."""
+    private, public = _transfer.keypair('appvault-transfer-test')
+    archive = tmp_path / 'app-20250101T000000Z.tar.zst'
+    archive.write_bytes(b'not sent\n')
+    args = dict(src=str(archive), dest='root@127.0.0.1:/var/tmp/never', port=free_port(), identity_key=private,
+                host_keys=[public], connect_timeout=5, unreachable='report')
+    result = run_module('backup_send', args)
+    assert not result.get('failed'), result.get('msg')
+    assert result['reachable'] is False and 'cannot log in to 127.0.0.1' in result['reason'], result
+    assert result['changed'] is False
+    output = result['_run'].stdout + result['_run'].stderr
+    assert private.split('\n')[1] not in output and 'BEGIN OPENSSH PRIVATE KEY' not in output
+    failed = run_module('backup_send', dict(args, unreachable='fail'))
+    assert failed.get('failed') and 'connecting to 127.0.0.1' in failed['msg'], failed

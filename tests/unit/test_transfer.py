@@ -81,3 +81,66 @@ def test_a_corrupt_arrival_is_removed_and_nothing_looks_valid(tmp_path):
     assert done.returncode == _transfer.MISMATCH_RC
     assert 'sha256 on arrival is' in done.stderr
     assert os.listdir(tmp_path / 'in') == []
+
+
+# -- the ephemeral key of a direct transfer ---------------------------------------------------------------------------
+def test_keypair_is_a_matching_ed25519_pair(tmp_path):
+    private, public = _transfer.keypair('appvault-transfer-t1')
+    assert public.startswith('ssh-ed25519 ') and public.endswith(' appvault-transfer-t1')
+    key = tmp_path / 'k'
+    key.write_text(private)
+    key.chmod(0o600)
+    derived = subprocess.run(['ssh-keygen', '-y', '-f', str(key)], capture_output=True, text=True, check=True).stdout.split()
+    assert derived[:2] == public.split()[:2]
+    assert _transfer.keypair('x')[1] != public  # a new pair each time
+
+
+def test_access_line_is_restricted_and_expires():
+    public = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG2x appvault-transfer-t1'
+    assert _transfer.access_line(public, '202601011200Z') == 'restrict,expiry-time="202601011200Z" ' + public
+    with pytest.raises(AppvaultError, match='one SSH public key line'):
+        _transfer.access_line('command="sh" ' + public, '202601011200Z')
+    with pytest.raises(AppvaultError, match='YYYYMMDDHHMMZ'):
+        _transfer.access_line(public, '2026-01-01')
+
+
+@pytest.fixture
+def account(tmp_path, monkeypatch):
+    """_transfer.grant's view of a user whose home is tmp_path/home (this process's uid and gid)."""
+    home = tmp_path / 'home'
+    home.mkdir()
+    entry = type('pw', (), dict(pw_dir=str(home), pw_uid=os.getuid(), pw_gid=os.getgid()))
+
+    def getpwnam(name):
+        if name != 'sender':
+            raise KeyError(name)
+        return entry
+
+    monkeypatch.setattr(_transfer.pwd, 'getpwnam', getpwnam)
+    return home
+
+
+def test_grant_adds_once_keeps_other_lines_and_takes_back(account):
+    ssh = account / '.ssh'
+    line = _transfer.access_line('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG2x t1', '202601011200Z')
+    assert _transfer.grant('sender', line) is True
+    assert (ssh / 'authorized_keys').read_text() == line + '\n'
+    assert oct(ssh.stat().st_mode & 0o777) == '0o700' and oct((ssh / 'authorized_keys').stat().st_mode & 0o777) == '0o600'
+    (ssh / 'authorized_keys').write_text('ssh-ed25519 AAAAkeep other\n' + line + '\n')
+    assert _transfer.grant('sender', line) is False  # already there: nothing rewritten
+    assert _transfer.grant('sender', line, 'absent', check_mode=True) is True
+    assert line in (ssh / 'authorized_keys').read_text()  # check mode changed nothing
+    assert _transfer.grant('sender', line, 'absent') is True
+    assert (ssh / 'authorized_keys').read_text() == 'ssh-ed25519 AAAAkeep other\n'
+    assert _transfer.grant('sender', line, 'absent') is False
+    with pytest.raises(AppvaultError, match='user nobody-here does not exist'):
+        _transfer.grant('nobody-here', line)
+
+
+def test_host_keys_and_default_address(tmp_path):
+    (tmp_path / 'ssh_host_ed25519_key.pub').write_text('ssh-ed25519 AAAAhost root@h\n')
+    (tmp_path / 'ssh_host_ed25519_key').write_text('private, never read\n')
+    (tmp_path / 'sshd_config').write_text('Port 22\n')
+    assert _transfer.host_keys(str(tmp_path)) == ['ssh-ed25519 AAAAhost root@h']
+    address = _transfer.default_address()
+    assert address is None or address.count('.') == 3
