@@ -81,14 +81,26 @@ def state_script(directory, paths, create):
         'echo "final=$d partial=$p"'])
 
 
+# The receiving side's sha256: Python's hashlib where python3 is there (OpenSSL, with the CPU's SHA instructions:
+# 1.4 GB/s here, where coreutils' sha256sum does 0.5 GB/s), else sha256sum.
+RECEIVER_SHA256 = ('import hashlib, sys\n'
+                   'h = hashlib.sha256()\n'
+                   'with open(sys.argv[1], "rb") as f:\n'
+                   '    for block in iter(lambda: f.read(1 << 20), b""):\n'
+                   '        h.update(block)\n'
+                   'print(h.hexdigest())\n')
+
+
 def finish_script(paths, digest, archive_name):
     """Receiving side, after: sha256 of the partial against ``digest``; on a match the checksum file is written,
     both are flushed and renamed into place (checksum file last); on a mismatch the partial is removed."""
     quoted = dict((k, shlex.quote(v)) for k, v in paths.items())
-    quoted.update(digest=shlex.quote(digest), line=shlex.quote('%s  %s' % (digest, archive_name)), rc=MISMATCH_RC)
+    quoted.update(digest=shlex.quote(digest), line=shlex.quote('%s  %s' % (digest, archive_name)), rc=MISMATCH_RC,
+                  hasher=shlex.quote(RECEIVER_SHA256))
     return ' '.join([
         'set -e; umask 077;',
-        'got=$(sha256sum < %(partial)s); got=${got%%%% *};' % quoted,
+        'if command -v python3 >/dev/null 2>&1; then got=$(python3 -c %(hasher)s %(partial)s);' % quoted,
+        'else got=$(sha256sum < %(partial)s); fi; got=${got%%%% *};' % quoted,
         'if [ "$got" != %(digest)s ]; then rm -f -- %(partial)s;'
         ' echo "sha256 on arrival is $got, the sender recorded "%(digest)s >&2; exit %(rc)d; fi;' % quoted,
         'printf "%%s\\n" %(line)s > %(sidecar_partial)s;' % quoted,

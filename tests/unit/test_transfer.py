@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -46,26 +47,38 @@ def test_ssh_is_strict_and_batch_and_rsync_does_not_compress():
     assert rsync[-2:] == ['/b/a.tar.zst', 'root@h:/b/.a.tar.zst.partial']
 
 
-def _sh(script):
-    return subprocess.run(['sh', '-c', script], check=False, capture_output=True, text=True)
+def _sh(script, env=None):
+    return subprocess.run(['sh', '-c', script], check=False, capture_output=True, text=True, env=env)
 
 
-def _receive(tmp_path, content, digest):
+def _receive(tmp_path, content, digest, env=None):
     """Run the receiving side's scripts in a real shell, as sshd would, with a partial holding ``content``."""
     paths = _transfer.names(str(tmp_path / 'in'), 'app-20250101T000000Z.tar.zst')
-    state = _sh(_transfer.state_script(str(tmp_path / 'in'), paths, create=True))
+    state = _sh(_transfer.state_script(str(tmp_path / 'in'), paths, create=True), env)
     assert state.returncode == 0, state.stderr
     assert state.stdout.strip() == 'final= partial=0'
     with open(paths['partial'], 'wb') as fileobj:
         fileobj.write(content)
-    done = _sh(_transfer.finish_script(paths, digest, 'app-20250101T000000Z.tar.zst'))
+    done = _sh(_transfer.finish_script(paths, digest, 'app-20250101T000000Z.tar.zst'), env)
     return paths, done
 
 
-def test_a_verified_arrival_is_renamed_checksum_file_last(tmp_path):
+def _without_python(tmp_path):
+    """A PATH with the receiving side's tools but no python3 (links to them in a directory of their own)."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    for tool in ('sh', 'sha256sum', 'head', 'wc', 'mkdir', 'chmod', 'sync', 'mv', 'rm', 'dirname', 'printf', 'cat'):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    return dict(os.environ, PATH=str(bin_dir))
+
+
+@pytest.mark.parametrize('hasher', ['python3', 'sha256sum'])
+def test_a_verified_arrival_is_renamed_checksum_file_last(tmp_path, hasher):
     content = b'archive bytes\n' * 1000
     digest = hashlib.sha256(content).hexdigest()
-    paths, done = _receive(tmp_path, content, digest)
+    paths, done = _receive(tmp_path, content, digest, None if hasher == 'python3' else _without_python(tmp_path))
     assert done.returncode == 0, done.stderr
     assert sorted(os.listdir(tmp_path / 'in')) == ['app-20250101T000000Z.tar.zst', 'app-20250101T000000Z.tar.zst.sha256']
     with open(paths['sidecar']) as fileobj:
@@ -76,8 +89,10 @@ def test_a_verified_arrival_is_renamed_checksum_file_last(tmp_path):
     assert state.stdout.strip() == 'final=%s partial=0' % digest
 
 
-def test_a_corrupt_arrival_is_removed_and_nothing_looks_valid(tmp_path):
-    paths, done = _receive(tmp_path, b'truncated', hashlib.sha256(b'the real archive').hexdigest())
+@pytest.mark.parametrize('hasher', ['python3', 'sha256sum'])
+def test_a_corrupt_arrival_is_removed_and_nothing_looks_valid(tmp_path, hasher):
+    paths, done = _receive(tmp_path, b'truncated', hashlib.sha256(b'the real archive').hexdigest(),
+                           None if hasher == 'python3' else _without_python(tmp_path))
     assert done.returncode == _transfer.MISMATCH_RC
     assert 'sha256 on arrival is' in done.stderr
     assert os.listdir(tmp_path / 'in') == []
