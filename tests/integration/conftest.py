@@ -1,10 +1,13 @@
-"""Real PostgreSQL servers for the integration tests: a source and a target, as two hosts would be."""
+"""Real PostgreSQL and MariaDB servers for the integration tests (a source and a target, as two hosts would be), and
+the fixture app on both engines."""
 
 from __future__ import annotations
 
 import pytest
 
+from ansible_collections.appvault.backup.plugins.module_utils._appdef import resolve
 from harness.pg import PgServer
+from harness.roles import App
 
 FIXTURE_ROWS = 20000
 
@@ -53,3 +56,17 @@ def mysql_target(work_base):
     server = MariaDBServer(work_base, 'mtarget').start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def two_engine_app(tmp_path, pg_source, mysql_source):
+    """The fixture app (harness.roles.App) on PostgreSQL database ``two_pg`` plus a MariaDB database ``two_my`` with
+    id ``shop``: (app, resolved definition). Both databases are dropped afterwards."""
+    app = App(tmp_path, 'postgresql', pg_source, 'two_pg')
+    mysql_source.load_fixture('two_my')
+    definition = app.definition()
+    definition['databases'].append(dict(id='shop', engine='mariadb', name='two_my', login_host='127.0.0.1',
+                                        login_port=mysql_source.port, login_user='root', login_password=mysql_source.password))
+    yield app, resolve(definition)
+    pg_source.drop_db('two_pg')
+    mysql_source.drop_db('two_my')

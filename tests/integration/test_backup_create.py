@@ -6,23 +6,8 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-import pytest
 
-from ansible_collections.appvault.backup.plugins.module_utils._appdef import resolve
 from harness.common import run_module
-from harness.roles import App
-
-
-@pytest.fixture
-def two_engine_app(tmp_path, pg_source, mysql_source):
-    app = App(tmp_path, 'postgresql', pg_source, 'bc_pg')
-    mysql_source.load_fixture('bc_my')
-    definition = app.definition()
-    definition['databases'].append(dict(id='shop', engine='mariadb', name='bc_my', login_host='127.0.0.1',
-                                        login_port=mysql_source.port, login_user='root', login_password=mysql_source.password))
-    yield app, resolve(definition)
-    pg_source.drop_db('bc_pg')
-    mysql_source.drop_db('bc_my')
 
 
 def test_one_call_dumps_both_engines_and_archives_them_with_the_paths(two_engine_app, pg_source, mysql_source):
@@ -42,10 +27,10 @@ def test_one_call_dumps_both_engines_and_archives_them_with_the_paths(two_engine
     databases = dict((db['id'], db) for db in result['manifest']['databases'])
     assert databases['main']['engine'] == 'postgresql' and databases['shop']['engine'] == 'mariadb'
     assert databases['main']['inventory']['rows']['app.audit_log'] == int(
-        pg_source.psql('SELECT count(*) FROM app.audit_log', db='bc_pg').strip())
+        pg_source.psql('SELECT count(*) FROM app.audit_log', db='two_pg').strip())
     shop_rows = databases['shop']['inventory']['rows']
     table = sorted(shop_rows)[0]
-    assert shop_rows[table] == int(mysql_source.sql('SELECT COUNT(*) FROM `%s`' % table, db='bc_my').strip())
+    assert shop_rows[table] == int(mysql_source.sql('SELECT COUNT(*) FROM `%s`' % table, db='two_my').strip())
     assert result['manifest']['app']['version'] == '1.0.0'
     assert [p['id'] for p in result['manifest']['paths']] == ['storage', 'config']
     # One line per dump in the log; the work directory is gone; no password anywhere in the result.

@@ -10,28 +10,14 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-import pytest
 
-from ansible_collections.appvault.backup.plugins.module_utils._appdef import resolve
 from harness.common import run_module
 from harness.compare_mysql import mysql_inventory
-from harness.roles import App, informative
-
-
-@pytest.fixture
-def two_engine_app(tmp_path, pg_source, mysql_source):
-    app = App(tmp_path, 'postgresql', pg_source, 'br_pg')
-    mysql_source.load_fixture('br_my')
-    definition = app.definition()
-    definition['databases'].append(dict(id='shop', engine='mariadb', name='br_my', login_host='127.0.0.1',
-                                        login_port=mysql_source.port, login_user='root', login_password=mysql_source.password))
-    yield app, resolve(definition)
-    pg_source.drop_db('br_pg')
-    mysql_source.drop_db('br_my')
+from harness.roles import informative
 
 
 def both_states(app, mysql_source):
-    return app.state(), informative(mysql_inventory(mysql_source, 'br_my'))
+    return app.state(), informative(mysql_inventory(mysql_source, 'two_my'))
 
 
 def test_one_call_restores_both_engines_and_the_paths(two_engine_app, pg_source, mysql_source):
@@ -40,7 +26,7 @@ def test_one_call_restores_both_engines_and_the_paths(two_engine_app, pg_source,
     assert not created.get('failed'), created.get('msg')
     before = both_states(app, mysql_source)
     app.damage()
-    mysql_source.sql('DELETE FROM audit_log WHERE id % 2 = 0; DROP VIEW project_stats', db='br_my')
+    mysql_source.sql('DELETE FROM audit_log WHERE id % 2 = 0; DROP VIEW project_stats', db='two_my')
     assert both_states(app, mysql_source) != before
 
     dumps = app.backups / '.restore-r1'
