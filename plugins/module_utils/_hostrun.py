@@ -245,6 +245,14 @@ def dump_and_archive(config, app, version, token, log):
         _common.remove_path(work_dir)
 
 
+def retention(backup_dir, keep, log):
+    """Keep the ``keep`` newest valid backups of ``backup_dir`` (pinned ones stay too); returns what prune returns."""
+    pruned = _catalog.prune(backup_dir, keep_last=keep, warn=log.warning)
+    removed = ': ' + ', '.join(pruned['removed']) if pruned['removed'] else ''
+    log.info('retention (keep %d): kept %d, removed %d%s' % (keep, len(pruned['kept']), len(pruned['removed']), removed))
+    return pruned
+
+
 def copy_to_destinations(config, archive, log):
     """Upload the archive to every destination (verified there, as backup_upload does), then apply each one's
     retention; every destination is tried. Returns the failures as lines naming the destination."""
@@ -301,9 +309,7 @@ def backup(config, log):
             app_commands(app, 'maintenance_off', log)
         log.info('archive %s written: %s, sha256 %s' % (archive['name'], _common.human_size(archive['size']), archive['sha256']))
         failures = copy_to_destinations(config, archive['path'], log)
-        pruned = _catalog.prune(backup_dir, keep_last=config['keep'], warn=log.warning)
-        removed = ': ' + ', '.join(pruned['removed']) if pruned['removed'] else ''
-        log.info('retention (keep %d): kept %d, removed %d%s' % (config['keep'], len(pruned['kept']), len(pruned['removed']), removed))
+        pruned = retention(backup_dir, config['keep'], log)
         if failures:
             raise AppvaultError('the backup %s was written here but not copied to every destination: %s'
                                 % (archive['name'], '; '.join(failures)))

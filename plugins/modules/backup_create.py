@@ -19,7 +19,10 @@ description:
   - The same steps as a scheduled backup (the runner the appvault.backup.schedule role installs), from the same code.
   - Made to run asynchronously and be followed by M(appvault.backup.job_wait) with O(appvault.backup.job_wait#module:watch)
     set to O(backup_dir) (the dumps and the archive are written as C(*.partial) files there until they are complete).
-  - Does not switch maintenance mode, take the run lock or apply retention; the backup role does that around it.
+  - With O(keep_last), applies that retention to O(backup_dir) once the archive is written (as
+    M(appvault.backup.backup_prune) with O(appvault.backup.backup_prune#module:keep_last) does - pinned and invalid
+    backups are never removed, the newest valid one always stays).
+  - Does not switch maintenance mode or take the run lock; the backup role does that around it.
 author:
   - appvault.backup developers (!UNKNOWN)
 extends_documentation_fragment:
@@ -69,6 +72,11 @@ options:
         read of every table), so the restore verifies the content too.
     type: bool
     default: true
+  keep_last:
+    description:
+      - Once the archive is written, keep only this many valid backups in O(backup_dir) (the newest; pinned ones do not
+        count and stay). Default no retention.
+    type: int
 notes:
   - Stop writes during the backup (maintenance mode) for one consistent point across databases and files; a file that
     changes while it is archived fails the backup, and nothing is left behind.
@@ -157,6 +165,11 @@ log:
   type: list
   elements: str
   sample: ["dumped database main (postgresql 15.8): 120.0 MiB in 14.2 s"]
+pruned:
+  description: With O(keep_last), the retention's outcome (as M(appvault.backup.backup_prune) returns it).
+  returned: with keep_last
+  type: dict
+  sample: {"kept": ["exment-20250101T030000Z.tar.zst"], "removed": ["exment-20241224T030000Z.tar.zst"], "invalid": []}
 duration:
   description: Seconds the dumps and the archive took.
   returned: success
@@ -184,6 +197,7 @@ def argument_spec():
         compression=dict(type='str', choices=['zstd', 'gzip'], default='zstd'),
         recipients=dict(type='list', elements='str'),
         checksums=dict(type='bool', default=True),
+        keep_last=dict(type='int', no_log=False),
     )
 
 
@@ -199,6 +213,8 @@ def run(module):
     version = p['app_version'] if p['app_version'] is not None else p['app']['version']
     log = _hostrun.Collect(module.warn)
     result = _hostrun.dump_and_archive(config, p['app'], version, token, log)
+    if p['keep_last'] is not None:
+        result['pruned'] = _hostrun.retention(p['backup_dir'], p['keep_last'], log)
     return dict(result, changed=True, log=log.lines)
 
 

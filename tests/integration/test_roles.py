@@ -222,6 +222,15 @@ def test_list_and_prune_playbooks(pg_app):
     assert left == [max(names)]
 
 
+def test_the_backup_applies_its_retention_and_keeps_pinned_backups(pg_app):
+    first = backup(pg_app)['name']
+    pinned = run_module('backup_file', {'path': str(pg_app.backups / first), 'pinned': True})
+    assert not pinned.get('failed'), pinned.get('msg')
+    names = [backup(pg_app, appvault_backup_keep=1)['name'] for _round in range(2)]
+    left = sorted(p.name for p in pg_app.backups.glob('fixture-*.tar.zst'))
+    assert left == sorted([first, names[-1]]), left  # the newest, and the pinned one, which does not count
+
+
 def test_a_failed_rollback_is_reported_with_the_failure(pg_app):
     backup(pg_app)
     (pg_app.root / 'VERSION').write_text('2.0.0\n')  # upgrade runs, and fails after it broke the safety snapshot
