@@ -511,10 +511,11 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
 
     Returns the manifest.  Raises AppvaultError naming the first problem found (a whole file that does not match
     its sidecar before anything else).  Read-only, except that ``extract(manifest)`` may return {member root:
-    (stage directory, as_tree[, decompress])}: the members under those roots are then written below their stage,
-    without their first path component, by the same pass that hashes them (see _StageWriter); the caller removes
-    the stages when this raises.  The whole file's sha256 is computed by a thread beside that pass (the file is
-    read twice, at the same time, not one pass after the other); nothing the pass writes is used before it is known.
+    Target}: the members under those roots are then written below their stage, without their first path component,
+    by the same pass that hashes them (see _StageWriter); the caller removes the stages when this raises.  The whole
+    file's sha256 is computed by a thread beside that pass (the file is read twice, at the same time, not one pass
+    after the other); until it is known, what the pass wrote stays in the stages (a Target's ``ready`` may read a
+    staged dump whose own sha256 matched, into something the caller drops if this raises).
     """
     side = _manifest.sidecars(archive)
     if os.path.exists(side['checksum']):

@@ -401,28 +401,29 @@ def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, che
             params = restore_params(db, dict(recorded[ident], path=path), checksums)
             early[ident] = pool.submit(_postgres.prepare_restore, params, source_facts=False)
 
-    def prepared():
-        """Every early restore's Restored, once all have ended; the first failure is raised after the others are dropped."""
-        done, failures = {}, []
+    ready = {}  # id -> _postgres.Restored, once the whole archive is verified
+
+    def before_swap():
+        """Wait for every early restore; the first failure is raised once the others are dropped."""
+        failures = []
         for ident, future in early.items():
             try:
-                done[ident] = future.result()
-            except AppvaultError as exc:
+                ready[ident] = future.result()
+            except Exception as exc:
                 failures.append((ident, exc))
         if failures:
-            for restored in done.values():
+            for restored in ready.values():
                 restored.abort()
             ident, exc = failures[0]
             raise AppvaultError('restore of database %s failed: %s; nothing was changed (the paths were not swapped in)'
-                                % (ident, exc.msg), **exc.details)
-        return done
+                                % (ident, getattr(exc, 'msg', exc)), **getattr(exc, 'details', {}))
 
     restored = {}
     try:
         try:
             extracted = _archive.restore(src, path_dest=dict((p['id'], p['path']) for p in app['paths']), dumps_dest=dumps_dest,
                                          owner=app.get('owner'), group=app.get('group'), keep_previous=keep_previous,
-                                         identity=identity, decompress=decompress, on_dump=on_dump, before_swap=prepared)
+                                         identity=identity, decompress=decompress, on_dump=on_dump, before_swap=before_swap)
         except BaseException:
             for ident, future in early.items():  # the pass failed: whatever was restored beside it goes
                 try:
@@ -432,7 +433,6 @@ def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, che
             raise
         log.info('verified %s and restored its paths (%s) in %.1f s'
                  % (os.path.basename(src), ', '.join(sorted(extracted['paths'])) or 'none', time.monotonic() - started))
-        ready = prepared()
         for ident, dump in extracted['databases'].items():
             db = databases[ident]
             begun = time.monotonic()
@@ -443,10 +443,12 @@ def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, che
                 else:
                     result = ENGINES[db['module']].run_restore(restore_params(db, dump, checksums), source_facts=False)
                     how = 'after it'
-            except AppvaultError as exc:
-                for left in ready.values():
+            except BaseException as exc:
+                for left in ready.values():  # not swapped in: dropped
                     left.abort()
-                raise AppvaultError('restore of database %s failed: %s' % (ident, exc.msg), **exc.details)
+                if isinstance(exc, AppvaultError):
+                    raise AppvaultError('restore of database %s failed: %s' % (ident, exc.msg), **exc.details)
+                raise
             restored[ident] = dict(engine=db['engine'], name=db.get('name') or db.get('path'), server_version=result.get('server_version'),
                                    tool_version=result.get('tool_version'), duration=result.get('duration'),
                                    created=result.get('database_created'), decompressed=dump.get('decompressed', False))

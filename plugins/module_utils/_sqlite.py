@@ -274,7 +274,7 @@ def restore_argument_spec():
 
 
 def run_restore(params, check_mode=False, source_facts=True):
-    """What the sqlite_restore module does, for the module and _hostrun.restore_archive alike.; ``source_facts``
+    """What the sqlite_restore module does, for the module and _hostrun.restore_archive alike. ``source_facts``
     false leaves the dump's size and sha256 out of ``source`` (the caller verified the dump already)."""
     path, src = params['path'], params['src']
     if not os.path.isfile(src):
