@@ -60,7 +60,8 @@ integration: deps
 	$(BIN)/pytest -q tests/integration $(PYTEST_ARGS)
 
 # Fault injection (root: tmpfs, chattr): every case, then docs/reliability.md regenerated from the results. Not in
-# `make test`: 32 cases took 23:34 on 2 cores shared with other work (docs/reliability.md gives the time of its run).
+# `make test`: 32 cases took 11:31 on a quiet 2-core machine, 23:34 beside other work (docs/reliability.md gives the time
+# of its run).
 faults: deps
 	$(BIN)/pytest -q -p no:cacheprovider tests/faults $(PYTEST_ARGS); status=$$?; \
 	  $(BIN)/python tests/faults/render.py && echo "docs/reliability.md regenerated"; exit $$status
