@@ -135,12 +135,16 @@ class Suite:
         return path
 
     # data -------------------------------------------------------------------------------------------------------
+    # A server started while this process is the subreaper (a part that ran before turned it on) would become its
+    # child, and every run's reap_orphans() would wait its full timeout for it: off while a server starts.
     def start_pg(self):
+        lib.become_subreaper(False)
         self.pg = pgdata.BenchServer(self.data / ('pg-seed%s-%sgb' % (self.args.seed, self.args.size_gb)), self.args.seed,
                                      self.args.size_gb, log=log).start()
         lib.become_subreaper()  # after the server started: the postmaster must not become our child
 
     def start_my(self):
+        lib.become_subreaper(False)
         self.my = mysqldata.BenchServer(self.data / ('my-seed%s-%sgb' % (self.args.seed, self.args.size_gb)), self.args.seed,
                                         self.args.size_gb, log=log)
         self.my.start()
