@@ -10,6 +10,7 @@ first argument (``--defaults-extra-file``), never on argv.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -236,7 +237,8 @@ class Connection(object):
 _INVENTORY_SQL = r"""
 SET SESSION group_concat_max_len = 1048576;
 SELECT JSON_OBJECT('k', 'table', 'name', TABLE_NAME, 'type', TABLE_TYPE, 'engine', ENGINE, 'collation', TABLE_COLLATION,
-  'comment', TABLE_COMMENT, 'auto_increment', AUTO_INCREMENT, 'rows_estimate', TABLE_ROWS)
+  'comment', TABLE_COMMENT, 'auto_increment', AUTO_INCREMENT, 'rows_estimate', TABLE_ROWS,
+  'bytes_estimate', DATA_LENGTH)
   FROM information_schema.TABLES WHERE TABLE_SCHEMA = %(db)s;
 SELECT JSON_OBJECT('k', 'column', 'table', TABLE_NAME, 'pos', ORDINAL_POSITION, 'name', COLUMN_NAME, 'def', CONCAT_WS(' ',
   COLUMN_NAME, COLUMN_TYPE, IF(IS_NULLABLE = 'NO', 'NOT NULL', NULL),
@@ -396,14 +398,18 @@ def inventory(conn, database=None, checksums=False, exclude_tables=(), exclude_t
     counted = sorted(t for t in base if t not in no_data)
     for table in sorted(no_data & set(base)):
         inv['rows'][table] = 0
-    if counted:
+    if checksums:
+        # A checksum counts the rows too (count:sum): one read of every table, not a COUNT(*) pass and then this.
+        sizes = dict((row['name'], row.get('bytes_estimate') or 0) for row in by_kind.get('table', []))
+        inv['checksums'] = table_checksums(conn, database, columns, counted, sizes)
+        for table, checksum in inv['checksums'].items():
+            inv['rows'][table] = int(checksum.split(':', 1)[0])
+        for table in sorted(no_data & set(base)):
+            inv['checksums'][table] = '0:0'
+    elif counted:
         stmts = ["SELECT JSON_OBJECT('t', %s, 'n', COUNT(*)) FROM %s;" % (sql_literal(t), sql_ident(t)) for t in counted]
         for row in conn.json_rows('\n'.join(stmts), database):
             inv['rows'][row['t']] = row['n']
-    if checksums:
-        inv['checksums'] = table_checksums(conn, database, columns, counted)
-        for table in sorted(no_data & set(base)):
-            inv['checksums'][table] = '0:0'
     inv['_server_version'] = conn.server_version
     inv['_flavour'] = conn.flavour
     return inv
@@ -421,14 +427,35 @@ def checksum_sql(table, columns):
             "1, 15), 16, 10) AS UNSIGNED)), 0))) FROM %s;" % (sql_literal(table), parts, sql_ident(table)))
 
 
-def table_checksums(conn, database, columns, tables):
-    if not tables:
-        return {}
-    stmts = ["SET SESSION time_zone = '+00:00';"]
-    for table in tables:
-        names = [c[2] for c in sorted(columns.get(table, []))]
-        stmts.append(checksum_sql(table, names))
-    return dict((row['t'], row['c']) for row in conn.json_rows('\n'.join(stmts), database))
+def table_checksums(conn, database, columns, tables, sizes=None):
+    """{table: checksum} of ``tables``, read over one connection per core, the tables split between them by
+    ``sizes`` (estimated bytes) so that each connection reads about as much: the server hashes every row on a core of
+    its own for each connection."""
+    groups = split_by_size(tables, sizes or {}, _common.cpu_count())
+
+    def read(group):
+        stmts = ["SET SESSION time_zone = '+00:00';"]
+        for table in group:
+            stmts.append(checksum_sql(table, [c[2] for c in sorted(columns.get(table, []))]))
+        return conn.json_rows('\n'.join(stmts), database)
+
+    if len(groups) < 2:
+        return dict((row['t'], row['c']) for group in groups for row in read(group))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        results = list(pool.map(read, groups))
+    return dict((row['t'], row['c']) for rows in results for row in rows)
+
+
+def split_by_size(tables, sizes, count):
+    """``tables`` in at most ``count`` non-empty groups of about equal total size (largest first, each to the
+    lightest group; a table of unknown size counts 1)."""
+    groups = [[] for _index in range(max(1, min(count, len(tables))))]
+    loads = [0] * len(groups)
+    for table in sorted(tables, key=lambda name: (-(sizes.get(name) or 1), name)):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(table)
+        loads[lightest] += sizes.get(table) or 1
+    return [group for group in groups if group]
 
 
 # -- dump -----------------------------------------------------------------

@@ -209,3 +209,13 @@ def test_split_plan_balances_rows_not_bytes():
     four = _mysql.split_plan(dict(scan, lines=[10, 110, 20110, 20120], later_line=40120), 3)
     assert four['ranges'] == [(0, 120100), (120100, 140100), (140100, 160100)]
     assert sum(part['bytes'] for part in four['parts']) == 160100
+
+
+def test_checksum_groups_balance_the_sizes_and_drop_empty_ones():
+    sizes = {'events': 900, 'documents': 500, 'customers': 300, 'attachments': 200, 'settings': 0}
+    groups = _mysql.split_by_size(sorted(sizes), sizes, 2)
+    assert sorted(table for group in groups for table in group) == sorted(sizes)  # every table once
+    assert [sum(sizes[t] or 1 for t in g) for g in groups] == [901, 1000]
+    assert _mysql.split_by_size(['only'], {}, 4) == [['only']]
+    assert _mysql.split_by_size(['a', 'b'], {}, 1) == [['a', 'b']]
+    assert _mysql.split_by_size([], {}, 2) == []
