@@ -324,9 +324,10 @@ def backup(config, log):
 RESTORE_OPTIONS = {'postgresql': ('jobs', 'terminate_connections'), 'mysql': ('definer', 'definer_account', 'jobs'), 'sqlite': ()}
 
 
-def restore_params(db, dump, checksums=False):
+def restore_params(db, dump, checksums=False, rehearse=True):
     """The restore module's parameters for one resolved database and its extracted ``dump`` (as archive_restore
-    returns it), defaults filled in, as roles/restore/tasks/restore_db.yml passes them."""
+    returns it), defaults filled in: clean and create, one PostgreSQL job per core, ``rehearse`` for MySQL/MariaDB
+    (false: the existing database is dropped and restored into once, for a caller that keeps a copy of it)."""
     family = db['module']
     params = dict((key, spec.get('default')) for key, spec in ENGINES[family].restore_argument_spec().items())
     if family == 'sqlite':
@@ -335,6 +336,8 @@ def restore_params(db, dump, checksums=False):
         params.update(_preflight.connection_params(db), create=True, clean=True)
         if family == 'postgresql':
             params.update(terminate_connections=True, schemas=db.get('schemas') or None, jobs=0)
+        else:
+            params['rehearse'] = rehearse
     for key in RESTORE_OPTIONS[family]:
         if db['options'].get(key) is not None:
             params[key] = db['options'][key]
@@ -364,7 +367,7 @@ def open_under(paths):
     return sorted(found)
 
 
-def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, checksums=False, log=None):
+def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, checksums=False, rehearse=True, log=None):
     """Restore the archive ``src`` over the resolved environment ``app``: what the restore role's apply step does
     (the backup_restore module) and what the lease's rollback does with the safety snapshot.
 
@@ -376,8 +379,10 @@ def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, che
     PostgreSQL databases swapped in, and every other database restored from its dump (extracted to ``dumps_dest``)
     with its engine's restore code and verified. ``dumps_dest`` is removed whatever happens. A dump compressed as a
     whole that its restore reads with parallel jobs (pg_restore --jobs seeks in it) comes out of the archive
-    decompressed, by the same pass. Returns {checksum, databases: {id: summary}, paths: {id: what the swap did}};
-    raises AppvaultError naming the step.
+    decompressed, by the same pass. ``rehearse`` false restores a MySQL/MariaDB database straight over the existing
+    one, once, instead of first into a side database (for a caller that keeps a copy of the current state, see
+    mysql_restore). Returns {checksum, databases: {id: summary}, paths: {id: what the swap did}}; raises
+    AppvaultError naming the step.
     """
     log = log or Collect()
     databases = dict((db['id'], db) for db in app['databases'])
@@ -441,7 +446,7 @@ def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, che
                     result = ready.pop(ident).commit()
                     how = 'beside the archive\'s verification'
                 else:
-                    result = ENGINES[db['module']].run_restore(restore_params(db, dump, checksums), source_facts=False)
+                    result = ENGINES[db['module']].run_restore(restore_params(db, dump, checksums, rehearse), source_facts=False)
                     how = 'after it'
             except BaseException as exc:
                 for left in ready.values():  # not swapped in: dropped
@@ -467,7 +472,8 @@ def restore_snapshot(plan):
     open_under). Returns a summary; raises AppvaultError."""
     snapshot = plan['snapshot']
     dumps_dest = os.path.join(os.path.dirname(snapshot), '.rollback-%s' % plan['token'])
-    done = restore_archive(plan['app'], snapshot, dumps_dest, keep_previous=plan.get('keep_previous'))
+    # the app is half restored: nothing of it is worth a side database (rehearse false)
+    done = restore_archive(plan['app'], snapshot, dumps_dest, keep_previous=plan.get('keep_previous'), rehearse=False)
     return dict(snapshot=snapshot, databases=sorted(done['databases']), paths=sorted(done['paths']))
 
 

@@ -879,6 +879,7 @@ def restore_argument_spec():
         charset=dict(type='str', default='utf8mb4'),
         collation=dict(type='str'),
         clean=dict(type='bool', default=False),
+        rehearse=dict(type='bool', default=True),
         definer=dict(type='str', default='keep', choices=['keep', 'strip', 'rewrite']),
         definer_account=dict(type='str'),
         disable_binlog=dict(type='bool', default=True),
@@ -938,7 +939,9 @@ def run_restore(params, check_mode=False, source_facts=True):
         exists = conn.database_exists(name)
         if not exists and not params['create']:
             raise AppvaultError('database "%s" does not exist on %s; set create: true to create it' % (name, conn.where))
-        side = name + '_appvault_new' if exists and params['clean'] else None
+        # clean over an existing database: rehearsed in a side database (restored twice), or replaced in place
+        side = name + '_appvault_new' if exists and params['clean'] and params['rehearse'] else None
+        in_place = exists and params['clean'] and not params['rehearse']
         target = side or name
 
         scan = {}
@@ -951,14 +954,14 @@ def run_restore(params, check_mode=False, source_facts=True):
 
         # Into a database this module creates (a new one, or clean's side database) a failed check stops the
         # restore and that database is dropped: nothing is changed either way, so the check may read the dump on the
-        # core a single-connection restore leaves idle. Into an existing database it must come first. Several
-        # connections need the check's table offsets first.
-        fresh = bool(side or not exists)
+        # core a single-connection restore leaves idle. Into an existing database it must come first, and before
+        # one replaced in place is dropped. Several connections need the check's table offsets first.
+        fresh = bool(side or not exists or in_place)
         jobs = params['jobs'] or (min(2, _common.cpu_count()) if os.path.getsize(src) >= AUTO_JOBS_MIN_BYTES else 1)
         if jobs < 1:
             raise AppvaultError('jobs must be 1 or more, not %d' % jobs)
         parallel = fresh and jobs > 1 and not check_mode
-        alongside = params['validate'] and fresh and not check_mode and not parallel
+        alongside = params['validate'] and fresh and not check_mode and not parallel and not in_place
         if parallel or (params['validate'] and not alongside):
             validate()
         elif not params['validate']:
@@ -967,7 +970,7 @@ def run_restore(params, check_mode=False, source_facts=True):
         result['jobs'], result['ranges'] = (len(plan['ranges']), plan['parts']) if plan else (1, [])
         header = secrets.write('header.sql', '') if plan else None
         charset, collation = params['charset'], params['collation']
-        if side:
+        if side or in_place:
             charset, original_collation = conn.database_charset(name)
             collation = collation or original_collation
         account = parse_account(params['definer_account']) if params['definer'] == 'rewrite' else None
@@ -982,12 +985,15 @@ def run_restore(params, check_mode=False, source_facts=True):
                                       for step in final for stages in step)
         result['changed'] = True
         result['database_created'] = not exists
+        result['replaced_in_place'] = in_place
         if check_mode:
             return result
         started = time.monotonic()
         if side:
             drop_database(conn, side)
-        if side or not exists:
+        if in_place:
+            drop_database(conn, name)
+        if side or not exists or in_place:
             create_database(conn, target, charset, collation)
         if plan:
             write_header(src, outer, plan, header)
@@ -1001,6 +1007,13 @@ def run_restore(params, check_mode=False, source_facts=True):
 
         try:
             _restore_once(conn, params, steps, target, result, beside_restore)
+        except AppvaultError as exc:
+            if side or not exists:
+                drop_database(conn, target)
+            elif in_place:
+                raise AppvaultError('%s. The database "%s" was dropped to be replaced in place and is incomplete; restore '
+                                    'the copy kept of it (rehearse: false)' % (exc.msg, name), **exc.details)
+            raise
         except BaseException:
             if side or not exists:
                 drop_database(conn, target)

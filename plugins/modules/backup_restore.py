@@ -65,6 +65,15 @@ options:
         recorded them.
     type: bool
     default: true
+  rehearse:
+    description:
+      - Restore a MySQL/MariaDB database over an existing one into a side database first and verify it, then once
+        more into the real name (see M(appvault.backup.mysql_restore) O(appvault.backup.mysql_restore#module:rehearse)).
+      - V(false) drops the existing database once the dump is checked and restores into it once - for a caller that
+        keeps a verified copy of the current state; the restore role sets it, it holds a safety snapshot.
+      - PostgreSQL databases are always restored into a side database and swapped in by renaming.
+    type: bool
+    default: true
 notes:
   - Database ids of the archive that O(app) does not name are refused before anything changes.
 requirements:
@@ -145,6 +154,7 @@ def argument_spec():
         keep_previous=dict(type='int'),
         identity=dict(type='path'),
         checksums=dict(type='bool', default=True),
+        rehearse=dict(type='bool', default=True),
     )
 
 
@@ -154,7 +164,7 @@ def run(module):
     dumps_dest = p['dumps_dest'] or os.path.join(os.path.dirname(os.path.abspath(p['src'])), '.restore-%s' % secrets.token_hex(8))
     log = _hostrun.Collect(module.warn)
     result = _hostrun.restore_archive(p['app'], p['src'], dumps_dest, keep_previous=p['keep_previous'],
-                                      identity=p['identity'], checksums=p['checksums'], log=log)
+                                      identity=p['identity'], checksums=p['checksums'], rehearse=p['rehearse'], log=log)
     return dict(result, changed=True, log=log.lines, duration=round(time.monotonic() - started, 3))
 
 

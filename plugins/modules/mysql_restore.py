@@ -29,7 +29,9 @@ description:
     O(expected_inventory) all fail there, with the original database untouched and the side database dropped). Only
     then is the original database dropped, recreated with its character set and collation, and the proven dump
     restored into it and verified again. Should this second pass fail (the server stopping, a full disk), the
-    error says so and the verified copy is kept in C(<name>_appvault_new).
+    error says so and the verified copy is kept in C(<name>_appvault_new). With O(rehearse=false) (a caller that
+    keeps a verified copy of the current state, such as the restore role's safety snapshot) the dump is checked,
+    the original dropped and the dump restored into it once.
   - Without O(clean) an existing database is restored into as it is (the dump's C(DROP TABLE IF EXISTS) replaces
     its tables); DDL commits implicitly, so a failure part-way leaves it partly restored. Prefer O(clean=true).
   - Runs with C(sql_log_bin=0) when O(disable_binlog=true) and the account may set it (checked first; skipped
@@ -79,6 +81,16 @@ options:
         the original is kept unchanged until the dump has been restored and verified on a side database.
     type: bool
     default: false
+  rehearse:
+    description:
+      - With O(clean) over an existing database, restore into a side database first and verify it before the
+        existing one is dropped; MySQL and MariaDB cannot rename a database, so the dump is then restored a second
+        time, into the real name.
+      - V(false) drops the existing database (after the dump has been checked) and restores straight into it, once.
+        Only for a caller that keeps a verified copy of the current state elsewhere, such as the restore role's
+        safety snapshot, from which it rolls back when this fails.
+    type: bool
+    default: true
   definer:
     description:
       - What to do with the DEFINER accounts of views, routines, triggers and events in the dump.
@@ -134,7 +146,8 @@ options:
 notes:
   - Objects whose DEFINER is another account need the C(SET USER) (MariaDB 10.5+) or C(SUPER) privilege;
     O(definer=strip) avoids that.
-  - With O(clean=true) the restore runs twice and the server needs room for a second copy of the database.
+  - With O(clean=true) (and O(rehearse=true)) the restore runs twice and the server needs room for a second copy of
+    the database.
 seealso:
   - module: appvault.backup.mysql_dump
 '''
@@ -220,6 +233,11 @@ database_created:
   returned: always
   type: bool
   sample: true
+replaced_in_place:
+  description: Whether the existing database was dropped and restored into once (O(clean=true), O(rehearse=false)).
+  returned: always
+  type: bool
+  sample: false
 duration:
   description: Seconds the restore took.
   returned: success, not in check mode

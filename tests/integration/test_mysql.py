@@ -147,6 +147,35 @@ def test_clean_replaces_changed_database(source_dump, mysql_source):
     assert_mysql_identical(mysql_source, 'appdb', mysql_source, 'cleaned')
 
 
+def test_clean_without_rehearsal_restores_once_in_place(source_dump, mysql_source, tmp_out):
+    """rehearse: false (the restore role, which holds a safety snapshot): the dump is checked, the database dropped
+    and restored into once over two connections - no side database, no second pass. A dump that fails the check
+    changes nothing; an SQL error after the drop is named as such."""
+    dest, result = source_dump
+    mysql_source.drop_db('in_place')
+    assert not restore(mysql_source, 'in_place', dest).get('failed')
+    mysql_source.sql('DELETE FROM audit_log; DROP VIEW project_stats; CREATE TABLE extra (i INT)', db='in_place')
+    restored = restore(mysql_source, 'in_place', dest, clean=True, rehearse=False, jobs=2, checksums=True,
+                       expected_inventory=result['inventory'])
+    assert not restored.get('failed'), restored.get('msg')
+    assert restored['replaced_in_place'] is True and restored['database_created'] is False
+    assert restored['jobs'] == 2 and len(restored['commands']) == 3  # one restore: two ranges, then the rest
+    assert not mysql_source.has_db('in_place_appvault_new')
+    assert_mysql_identical(mysql_source, 'appdb', mysql_source, 'in_place')
+    truncated = tmp_out / 'truncated-in-place.sql.zst'
+    truncated.write_bytes(dest.read_bytes()[: dest.stat().st_size // 2])
+    before = mysql_inventory(mysql_source, 'in_place', checksums=True)
+    refused = restore(mysql_source, 'in_place', truncated, clean=True, rehearse=False)
+    assert refused.get('failed') and str(truncated) in refused['msg'], refused.get('msg')
+    assert _inventory.compare(before, mysql_inventory(mysql_source, 'in_place', checksums=True)) == []
+    text = subprocess.run(['zstd', '-dc', str(dest)], capture_output=True, check=True).stdout
+    bad = tmp_out / 'late-error-in-place.sql'
+    bad.write_bytes(text.replace(b'-- Dumping events', b'INSERT INTO no_such_table VALUES (1);\n-- Dumping events', 1))
+    failed = restore(mysql_source, 'in_place', bad, clean=True, rehearse=False)
+    assert failed.get('failed') and 'no_such_table' in failed['msg'], failed.get('msg')
+    assert 'was dropped to be replaced in place and is incomplete' in failed['msg'], failed['msg']
+
+
 def test_parallel_restore_is_identical(source_dump, mysql_source, tmp_out):
     """jobs: 2 splits the dump at its tables (header on both), then events, routines and views on one connection."""
     dest, result = source_dump
