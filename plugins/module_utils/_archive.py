@@ -1122,7 +1122,7 @@ def restore(src, databases=None, paths=None, path_dest=None, dumps_dest=None, ow
     """Verify ``src`` completely, then put the selected databases' dumps and paths in place; returns a result dict.
 
     The dumps of the database ids in ``decompress`` that were compressed as a whole come out decompressed (what
-    a parallel PostgreSQL restore needs), by the same pass; each then says ``decompressed: true``.
+    a parallel restore reads best), by the same pass; each then says ``decompressed: true``.
     ``on_dump(id, path)`` is called, while the pass goes on, as soon as a dump that is one file is written (to a
     private stage) and matched its sha256 - a caller may start restoring it there; ``before_swap()`` once the
     whole archive is verified, before any dump is published and any path swapped in: if it raises, nothing is.

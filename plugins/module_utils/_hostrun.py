@@ -367,6 +367,18 @@ def open_under(paths):
     return sorted(found)
 
 
+def reads_in_parallel(db, entry):
+    """Whether the restore of ``db`` reads its dump (manifest ``entry``) in parallel, so that a dump compressed as a
+    whole had better come out of the archive decompressed: pg_restore --jobs seeks in it, and each connection of a
+    MySQL/MariaDB restore reads a range of it (from a compressed dump every range decompresses all before it)."""
+    jobs = restore_params(db, {'path': None})['jobs']
+    if db['module'] == 'postgresql':
+        return (jobs or _common.cpu_count()) > 1
+    if db['module'] == 'mysql':
+        return _mysql.restore_jobs(jobs, entry.get('size') or 0) > 1
+    return False
+
+
 def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, checksums=False, rehearse=True, log=None):
     """Restore the archive ``src`` over the resolved environment ``app``: what the restore role's apply step does
     (the backup_restore module) and what the lease's rollback does with the safety snapshot.
@@ -378,8 +390,8 @@ def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, che
     A failure before that changes nothing. Then the paths are swapped in (the current ones moved aside), the
     PostgreSQL databases swapped in, and every other database restored from its dump (extracted to ``dumps_dest``)
     with its engine's restore code and verified. ``dumps_dest`` is removed whatever happens. A dump compressed as a
-    whole that its restore reads with parallel jobs (pg_restore --jobs seeks in it) comes out of the archive
-    decompressed, by the same pass. ``rehearse`` false restores a MySQL/MariaDB database straight over the existing
+    whole that its restore reads in parallel (reads_in_parallel) comes out of the archive decompressed, by the same
+    pass. ``rehearse`` false restores a MySQL/MariaDB database straight over the existing
     one, once, instead of first into a side database (for a caller that keeps a copy of the current state, see
     mysql_restore). Returns {checksum, databases: {id: summary}, paths: {id: what the swap did}}; raises
     AppvaultError naming the step.
@@ -394,8 +406,7 @@ def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, che
     if unknown:
         raise AppvaultError('%s holds database %s, which the environment definition does not name; nothing was changed'
                             % (os.path.basename(src), ', '.join(unknown)))
-    decompress = [ident for ident, db in databases.items() if db['module'] == 'postgresql'
-                  and (restore_params(db, {'path': None})['jobs'] or _common.cpu_count()) > 1]
+    decompress = [ident for ident, db in databases.items() if ident in recorded and reads_in_parallel(db, recorded[ident])]
     early = collections.OrderedDict()  # id -> Future of a _postgres.Restored
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(decompress)))
     started = time.monotonic()

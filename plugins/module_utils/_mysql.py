@@ -870,6 +870,12 @@ def run_dump(params, check_mode=False, warn=None):
 AUTO_JOBS_MIN_BYTES = 32 * 1024 * 1024  # smaller dumps restore over one connection unless jobs says otherwise
 
 
+def restore_jobs(jobs, size):
+    """How many connections a restore of a dump of ``size`` bytes uses: ``jobs`` when given, else two (one per core,
+    at most two) from AUTO_JOBS_MIN_BYTES on."""
+    return jobs or (min(2, _common.cpu_count()) if size >= AUTO_JOBS_MIN_BYTES else 1)
+
+
 def restore_argument_spec():
     """The options of the mysql_restore module."""
     spec = connection_argument_spec()
@@ -957,7 +963,7 @@ def run_restore(params, check_mode=False, source_facts=True):
         # core a single-connection restore leaves idle. Into an existing database it must come first, and before
         # one replaced in place is dropped. Several connections need the check's table offsets first.
         fresh = bool(side or not exists or in_place)
-        jobs = params['jobs'] or (min(2, _common.cpu_count()) if os.path.getsize(src) >= AUTO_JOBS_MIN_BYTES else 1)
+        jobs = restore_jobs(params['jobs'], os.path.getsize(src))
         if jobs < 1:
             raise AppvaultError('jobs must be 1 or more, not %d' % jobs)
         parallel = fresh and jobs > 1 and not check_mode

@@ -18,9 +18,10 @@ description:
     and M(appvault.backup.sqlite_restore) would, with O(app.databases[].options); into a side database that replaces
     the current one only once verified) and checked against the inventory recorded at backup time. O(dumps_dest) is
     removed whatever happens.
-  - A PostgreSQL dump compressed as a whole (C(pg_dump | zstd)) that is restored with parallel jobs comes out of the
-    archive already decompressed, by the pass that verifies it, so C(pg_restore --jobs) reads it without a second
-    decompressed copy.
+  - A dump compressed as a whole (C(pg_dump | zstd), C(mariadb-dump | zstd)) that is restored in parallel comes out
+    of the archive already decompressed, by the pass that verifies it; C(pg_restore --jobs) seeks in it without a
+    second decompressed copy, and each connection of a MySQL/MariaDB restore (O(appvault.backup.mysql_restore#module:jobs),
+    two from 32 MiB on) reads its own range of it instead of decompressing everything before that range.
   - The same steps as the host-side rollback of the maintenance lease (M(appvault.backup.maintenance) with
     O(appvault.backup.maintenance#module:rollback)), from the same code.
   - Made to run asynchronously and be followed by M(appvault.backup.job_wait) with

@@ -49,6 +49,15 @@ def test_one_call_restores_both_engines_and_the_paths(two_engine_app, pg_source,
     output = result['_run'].stdout + result['_run'].stderr
     assert pg_source.password not in output and mysql_source.password not in output
 
+    # A MariaDB restore over two connections (jobs: 2) reads ranges of the dump: it comes out decompressed too.
+    mysql_source.sql('DELETE FROM audit_log WHERE id % 3 = 0; DROP VIEW project_stats', db='two_my')
+    shop = dict(definition['databases'][1], options={'jobs': 2})
+    parallel_shop = dict(definition, databases=[definition['databases'][0], shop])
+    again = run_module('backup_restore', dict(app=parallel_shop, src=created['path'], dumps_dest=str(dumps)))
+    assert not again.get('failed'), again.get('msg')
+    assert again['databases']['shop']['decompressed'] is True
+    assert both_states(app, mysql_source) == before
+
 
 def _tarinfo(name, data=b'', kind='file'):
     info = tarfile.TarInfo(name)
