@@ -371,12 +371,12 @@ def reads_in_parallel(db, entry):
     """Whether the restore of ``db`` reads its dump (manifest ``entry``) in parallel, so that a dump compressed as a
     whole had better come out of the archive decompressed: pg_restore --jobs seeks in it, and each connection of a
     MySQL/MariaDB restore reads a range of it (from a compressed dump every range decompresses all before it)."""
+    if db['module'] == 'sqlite':  # restored from a copy beside the database, no jobs
+        return False
     jobs = restore_params(db, {'path': None})['jobs']
     if db['module'] == 'postgresql':
         return (jobs or _common.cpu_count()) > 1
-    if db['module'] == 'mysql':
-        return _mysql.restore_jobs(jobs, entry.get('size') or 0) > 1
-    return False
+    return _mysql.restore_jobs(jobs, entry.get('size') or 0) > 1
 
 
 def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, checksums=False, rehearse=True, log=None):
