@@ -36,6 +36,21 @@ def progress_line(label, done, total, elapsed, rate):
     return text + ' after %d s' % int(elapsed)
 
 
+def exception_text(exception):
+    """The message of a module's unhandled exception as its result carries it: ansible-core 2.19 writes a summary
+    ({'event': {'msg': ..., 'chain': {'event': ...}}}), older releases a traceback (its last line is the error)."""
+    if isinstance(exception, dict):
+        messages = []
+        event = exception.get('event', exception)
+        while isinstance(event, dict):
+            if event.get('msg'):
+                messages.append(str(event['msg']))
+            event = (event.get('chain') or {}).get('event')
+        return ': '.join(messages)
+    lines = [line for line in str(exception or '').splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ''
+
+
 class ActionModule(ActionBase):
     _VALID_ARGS = frozenset(('jid', 'watch', 'patterns', 'total', 'label', 'timeout', 'poll', 'renew_lease'))
 
@@ -104,7 +119,11 @@ class ActionModule(ActionBase):
                 return result
             self._execute_module(module_name='ansible.legacy.async_status', module_args=dict(status_args, mode='cleanup'),
                                  task_vars=task_vars)
-        if status.get('failed') and status.get('finished') and 'invocation' not in status:
+        error = exception_text(status.get('exception'))
+        if status.get('failed') and status.get('finished') and 'invocation' not in status and error:
+            # An exception the module did not handle: Ansible wrote only its summary.
+            status['msg'] = '%s: the module stopped on an unexpected error: %s' % (args['label'], error)
+        elif status.get('failed') and status.get('finished') and 'invocation' not in status:
             # The module gave no result of its own: async_wrapper reports only that its output did not parse.
             status['job_output'] = str(status.get('msg', ''))[-4000:]
             status['msg'] = ('%s: the module process ended without a result - killed (kill -9, out of memory) or crashed; '

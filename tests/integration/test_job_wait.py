@@ -54,6 +54,37 @@ def test_a_failing_job_fails_the_wait_with_its_rc(tmp_path):
     assert '"failed": true' in proc.stdout
 
 
+CRASHING_MODULE = """#!/usr/bin/python
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main():
+    AnsibleModule(argument_spec={})
+    {}['jobs']
+
+
+if __name__ == '__main__':
+    main()
+"""
+
+
+def test_a_module_that_crashes_is_named_with_its_error(tmp_path):
+    """An exception the module did not handle: the wait fails with the exception's message, not "without a result"."""
+    library = tmp_path / 'library'
+    library.mkdir()
+    (library / 'crashing.py').write_text(CRASHING_MODULE)
+    play = [{'hosts': 'localhost', 'gather_facts': False, 'connection': 'local', 'tasks': [
+        {'name': 'start', 'crashing': {}, 'async': 60, 'poll': 0, 'register': 'job'},
+        {'name': 'wait', 'appvault.backup.job_wait': {'jid': '{{ job.ansible_job_id }}', 'label': 'crash', 'poll': 0.5}}]}]
+    path = tmp_path / 'play.yml'
+    path.write_text(json.dumps(play))
+    env = dict(ansible_env(), ANSIBLE_LIBRARY=str(library))
+    argv = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', 'localhost,', str(path)]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=300)
+    assert proc.returncode != 0
+    assert "crash: the module stopped on an unexpected error: 'jobs'" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
 def test_waiting_renews_the_maintenance_lease(tmp_path):
     """With renew_lease the host-side timer counts from the controller's last check: a job longer than the lease does
     not see maintenance lifted under it; once nobody checks any more, the lease ends as usual."""
