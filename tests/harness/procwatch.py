@@ -88,7 +88,9 @@ def freeze(pid, timeout=5):
         if state in ('T', 't'):
             return
         time.sleep(0.001)
-    raise NotInjected('%d did not stop within %d s (state %s)' % (pid, timeout, state_of(pid)))
+    state = state_of(pid)
+    thaw(pid)  # not left stopped for the next step to trip over
+    raise NotInjected('%d did not stop within %d s (state %s)' % (pid, timeout, state))
 
 
 def thaw(pid):
@@ -240,7 +242,10 @@ def kill(pid, _watch):
     """kill -9 the process, frozen first: it is known to be alive (mid-work) when the signal lands."""
     name = comm_of(pid)
     freeze(pid)
-    os.kill(pid, signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        raise NotInjected('%s (pid %d) ended before it could be killed' % (name, pid)) from None
     return 'kill -9 %s (pid %d) while it ran' % (name, pid)
 
 
@@ -312,6 +317,7 @@ def kill_controller_before(word):
     def action(pid, watch):
         freeze(pid)
         if watch.controller.poll() is not None:
+            thaw(pid)
             raise NotInjected('ansible-playbook had already ended')
         os.killpg(watch.controller.pid, signal.SIGKILL)
         for other in [int(o) for o in os.listdir('/proc') if o.isdigit()] + [pid]:
@@ -341,30 +347,56 @@ def kill_while_module_writes(part, victim='module', timeout=120):
     return _kill_on_open(lambda path: part in path, True, victim, 'write a file in %s' % part, timeout)
 
 
+STEP = 0.002  # seconds a tool runs between two looks when it is the victim of _kill_on_open
+
+
 def _kill_on_open(match, writing, victim, what, timeout):
     def watch_module(tool, module, trig):
         deadline = time.time() + timeout
-        target = module if victim == 'module' else tool
+        name = comm_of(tool)
         while time.time() < deadline:
             if state_of(module) in (None, 'Z', 'X'):
                 trig.error = 'the module (pid %d) ended before it did %s' % (module, what)
                 return
+            if victim == 'tool':
+                # The tool runs in steps of STEP seconds, frozen in between: on a small archive it could otherwise
+                # finish its whole part before the module is seen with the file open, and there would be nothing
+                # left to kill.  A tool that ends first (the module reads the manifest with a short-lived one
+                # before its main pass) hands over to the module's next child of the same name.
+                try:
+                    freeze(tool)
+                except NotInjected:
+                    tool = next((child for child in _children(module, name) if child != tool), tool)
+                    time.sleep(0.0005)
+                    continue
+            target = module if victim == 'module' else tool
             hit = _open_file(module, match, writing)
             if hit:
                 try:
                     freeze(module)  # the module holds still; the file is still open when the victim dies
-                    if not _open_file(module, match, writing):
-                        os.kill(module, signal.SIGCONT)
-                        raise NotInjected('the module closed %s before it was frozen' % hit)
-                    os.kill(target, signal.SIGKILL)
-                    if target != module:
-                        os.kill(module, signal.SIGCONT)
+                    try:
+                        if not _open_file(module, match, writing):
+                            raise NotInjected('the module closed %s before it was frozen' % hit)
+                        try:
+                            os.kill(target, signal.SIGKILL)
+                        except ProcessLookupError:
+                            raise NotInjected('the %s (pid %d) had ended before it could be killed' % (victim, target)) from None
+                    finally:
+                        thaw(module)  # whatever happened: a module left stopped would hang the run (harmless after SIGKILL)
                 except NotInjected as exc:
+                    if victim == 'tool':
+                        thaw(tool)
                     trig.error = repr(exc)
                     return
                 trig.injected = 'kill -9 the %s (pid %d) while the module had %s open' % (victim, target, os.path.basename(hit))
                 return
-            time.sleep(0.0005)
+            if victim == 'tool':
+                thaw(tool)
+                time.sleep(STEP)
+            else:
+                time.sleep(0.0005)
+        if victim == 'tool':
+            thaw(tool)
         trig.error = 'the module (pid %d) did not %s within %d s' % (module, what, timeout)
 
     def action(pid, watch):
@@ -375,6 +407,16 @@ def _kill_on_open(match, writing, victim, what, timeout):
         watch.trigger.threads.append(thread)
         thread.start()  # it sets Trigger.injected (or error) itself
     return action
+
+
+def _children(pid, name):
+    """Pids of the live children of ``pid`` whose command name is ``name``."""
+    found = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit() and ppid_of(int(entry)) == pid and comm_of(int(entry)) == name \
+                and state_of(int(entry)) not in (None, 'Z', 'X'):
+            found.append(int(entry))
+    return found
 
 
 def _open_file(pid, match, writing):
