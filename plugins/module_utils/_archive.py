@@ -168,12 +168,38 @@ def walk(sources, stats, warnings, skip=()):
                 counts['skipped'] += 1
 
 
-def describe(entries, cores):
+def _identity(st):
+    """What must not have changed for a digest taken earlier to still be the file's: any write moves mtime and ctime."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class KnownDigests(object):
+    """The sha256 of files taken before the archive's walk reaches them - a dump's, hashed as it was written - so the
+    hash pass does not read them again.  ``get()`` gives a digest only while the file's inode, size, mtime and ctime
+    are those it was recorded with (any write moves them); describe() hashes every other file itself."""
+
+    def __init__(self):
+        self._digests = {}
+
+    def add(self, path, digest):
+        path = os.path.normpath(path)
+        self._digests[path] = (_identity(os.lstat(path)), digest)
+
+    def get(self, path, st):
+        found = self._digests.get(path)
+        return found[1] if found and found[0] == _identity(st) else None
+
+    def __len__(self):
+        return len(self._digests)
+
+
+def describe(entries, cores, known=None):
     """Yield (path, member, lstat, meta) for every entry in order, with the sha256 of every regular file.
 
     Files of HASH_THREADED bytes or more are hashed by ``cores`` threads (hashlib and file reads release the GIL)
     while the walk goes on; smaller ones in the walking thread, where a thread hop would cost more than the hash.
-    At most a few entries per core wait in memory.
+    A digest ``known`` (KnownDigests) still holds for is taken from there instead.  At most a few entries per core wait
+    in memory.
     """
     window = collections.deque()
     with concurrent.futures.ThreadPoolExecutor(max_workers=cores) as pool:
@@ -181,7 +207,10 @@ def describe(entries, cores):
             meta = dict(type=kind, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, mtime=int(st.st_mtime))
             if kind == 'file':
                 meta['size'] = st.st_size
-                if st.st_size >= HASH_THREADED and cores > 1:
+                digest = known.get(path, st) if known is not None else None
+                if digest:
+                    meta['sha256'] = digest
+                elif st.st_size >= HASH_THREADED and cores > 1:
                     meta['sha256'] = pool.submit(_common.sha256_file, path)
                 else:
                     meta['sha256'] = _common.sha256_file(path)
@@ -346,8 +375,9 @@ def dump_entry(result, ident=None):
 
 
 def create(dest_dir, app, databases, paths, root=None, label=None, dest=None, compression='zstd', level=None,
-           recipients=None, check_mode=False, now=None, warn=None):
-    """Write one archive; returns a result dict.  Nothing is left behind on failure."""
+           recipients=None, check_mode=False, now=None, warn=None, known=None):
+    """Write one archive; returns a result dict.  Nothing is left behind on failure.  ``known``: KnownDigests of
+    files hashed before (see describe)."""
     warn = warn or (lambda msg: None)
     started = time.monotonic()
     now = now or _catalog.utc_now()
@@ -401,7 +431,8 @@ def create(dest_dir, app, databases, paths, root=None, label=None, dest=None, co
         roots = [s['member'] for s in sources]
         # One pass: walk, hash (threads for large files) and spool the member table to disk.
         spool = Spool(secrets, roots)
-        spool.fill(describe(walk(sources, stats, walk_warnings, skip=[dest_dir]), cores), first_paths=[manifest_path])
+        spool.fill(describe(walk(sources, stats, walk_warnings, skip=[dest_dir]), cores, known),
+                   first_paths=[manifest_path])
         for text in walk_warnings:
             warn(text)
         warnings.extend(walk_warnings)

@@ -221,26 +221,33 @@ def dump_params(db, work_dir, checksums):
     return params
 
 
-def dump_all(app, work_dir, checksums, log):
+def dump_all(app, work_dir, checksums, log, known=None):
+    """Every database of ``app`` dumped into ``work_dir``; returns the archive entries. The sha256 of each dump file,
+    taken as it was written, goes into ``known`` (_archive.KnownDigests), so the archive does not read it again."""
     entries = []
     for db in app['databases']:
         started = time.monotonic()
         result = ENGINES[db['module']].run_dump(dump_params(db, work_dir, checksums), warn=log.warning)
         log.info('dumped database %s (%s %s): %s in %.1f s' % (db['id'], db['engine'], result.get('server_version'),
                                                                _common.human_size(result['artefact']['size']), time.monotonic() - started))
+        artefact = result['artefact']
+        if known is not None and artefact.get('type') == 'file' and artefact.get('sha256'):
+            known.add(artefact['path'], artefact['sha256'])
         entries.append(_archive.dump_entry(result, db['id']))
     return entries
 
 
 def dump_and_archive(config, app, version, token, log):
-    """Every database dumped into a private work directory, then the archive; the work directory is removed."""
+    """Every database dumped into a private work directory, then the archive; the work directory is removed.
+    Each dump's sha256, taken as it was written, goes into the archive's manifest without a second read."""
     work_dir = os.path.join(config['backup_dir'], '.work-%s' % token)
     os.mkdir(work_dir, 0o700)
     try:
-        entries = dump_all(app, work_dir, config['checksums'], log)
+        known = _archive.KnownDigests()
+        entries = dump_all(app, work_dir, config['checksums'], log, known)
         return _archive.create(config['backup_dir'], dict(name=app['name'], profile=app['profile'], version=version), entries,
                                app['paths'], root=app['root'], label=config['label'] or None, compression=config['compression'],
-                               recipients=config['recipients'] or None, warn=log.warning)
+                               recipients=config['recipients'] or None, warn=log.warning, known=known)
     finally:
         _common.remove_path(work_dir)
 

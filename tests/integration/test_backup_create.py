@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from pathlib import Path
 
@@ -31,6 +32,13 @@ def test_one_call_dumps_both_engines_and_archives_them_with_the_paths(two_engine
     shop_rows = databases['shop']['inventory']['rows']
     table = sorted(shop_rows)[0]
     assert shop_rows[table] == int(mysql_source.sql('SELECT COUNT(*) FROM `%s`' % table, db='two_my').strip())
+    # Each dump's sha256 in the member table (taken as the dump was written, not read again) is its content's.
+    members = json.loads(subprocess.run(['tar', '--zstd', '-xOf', str(archive), 'manifest.json'], capture_output=True,
+                                        check=True).stdout)['members']
+    for member in ('db/main.pgdump', 'db/shop.sql'):
+        content = subprocess.run(['tar', '--zstd', '-xOf', str(archive), member], capture_output=True, check=True).stdout
+        assert len(content) == members[member]['size'] > 0
+        assert members[member]['sha256'] == hashlib.sha256(content).hexdigest(), member
     assert result['manifest']['app']['version'] == '1.0.0'
     assert [p['id'] for p in result['manifest']['paths']] == ['storage', 'config']
     # One line per dump in the log; the work directory is gone; no password anywhere in the result.
