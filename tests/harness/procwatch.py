@@ -74,17 +74,21 @@ class NotInjected(RuntimeError):
     """The action could not inject its fault (its process ended first, ...)."""
 
 
+class Ended(NotInjected):
+    """The process ended before it could be frozen: too short-lived to be hit (the trigger waits for the next one)."""
+
+
 def freeze(pid, timeout=5):
     """SIGSTOP ``pid`` and wait until it is stopped; NotInjected when it has already ended (gone or a zombie)."""
     try:
         os.kill(pid, signal.SIGSTOP)
     except ProcessLookupError:
-        raise NotInjected('%d ended before it could be frozen' % pid) from None
+        raise Ended('%d ended before it could be frozen' % pid) from None
     deadline = time.time() + timeout
     while time.time() < deadline:
         state = state_of(pid)
         if state in (None, 'Z', 'X'):
-            raise NotInjected('%d ended before it could be frozen' % pid)
+            raise Ended('%d ended before it could be frozen' % pid)
         if state in ('T', 't'):
             return
         time.sleep(0.001)
@@ -105,6 +109,9 @@ def argv_of(pid):
     return [a.decode(errors='replace') for a in raw.split(b'\0') if a] if raw else []
 
 
+MAX_MISSED = 10  # matching processes a trigger lets go by because they ended before they could be frozen
+
+
 class Trigger:
     """Act once on the first process named ``name`` (with ``argv_has`` in its argv) that belongs to the run."""
 
@@ -119,6 +126,7 @@ class Trigger:
         self.fired = None  # (pid, argv) once it acted
         self.injected = None  # what the action did, once it did it
         self.error = None
+        self.missed = []  # processes that ended before the action could freeze them (a later one is taken)
         self.threads = []  # actions that wait for a later moment of their process run in a thread
 
     def named(self, comm):
@@ -230,6 +238,14 @@ class Watch:
                 done = trig.action(pid, self)
                 if done:  # an action that waits in a thread sets it there
                     trig.injected = done
+            except Ended as exc:
+                # Nothing was done to it: a short-lived process of the same name (the manifest read before a
+                # restore's verifying pass) went by. The next one that matches is the target.
+                trig.missed.append(str(exc))
+                if len(trig.missed) < MAX_MISSED:
+                    trig.fired = None
+                else:
+                    trig.error = 'every one of %d matching processes ended before it could be frozen' % len(trig.missed)
             except Exception as exc:  # reported by the test
                 trig.error = repr(exc)
 
