@@ -119,15 +119,16 @@ class ActionModule(ActionBase):
                 return result
             self._execute_module(module_name='ansible.legacy.async_status', module_args=dict(status_args, mode='cleanup'),
                                  task_vars=task_vars)
-        error = exception_text(status.get('exception'))
-        if status.get('failed') and status.get('finished') and 'invocation' not in status and error:
-            # An exception the module did not handle: Ansible wrote only its summary.
-            status['msg'] = '%s: the module stopped on an unexpected error: %s' % (args['label'], error)
-        elif status.get('failed') and status.get('finished') and 'invocation' not in status:
-            # The module gave no result of its own: async_wrapper reports only that its output did not parse.
-            status['job_output'] = str(status.get('msg', ''))[-4000:]
-            status['msg'] = ('%s: the module process ended without a result - killed (kill -9, out of memory) or crashed; '
-                             'what it left is reported in job_output' % args['label'])
+        if status.get('failed') and status.get('finished') and 'invocation' not in status:
+            error = exception_text(status.get('exception'))
+            if error:
+                # An exception the module did not handle: Ansible wrote only its summary.
+                status['msg'] = '%s: the module stopped on an unexpected error: %s' % (args['label'], error)
+            else:
+                # The module gave no result of its own: async_wrapper reports only that its output did not parse.
+                status['job_output'] = str(status.get('msg', ''))[-4000:]
+                status['msg'] = ('%s: the module process ended without a result - killed (kill -9, out of memory) or '
+                                 'crashed; what it left is reported in job_output' % args['label'])
         for key in ('started', 'finished', 'results_file'):  # async bookkeeping, not the job's result
             status.pop(key, None)
         result.update(status)
