@@ -84,7 +84,8 @@ def _db_inventory(db, secrets, checksums, expected=None):
         conn = _mysql.Connection(_preflight.connection_params(db), secrets)
         conn.connect()
         return _mysql.inventory(conn, db['name'], checksums=checksums, exclude_tables=options.get('exclude_tables') or (),
-                                exclude_table_data=options.get('exclude_table_data') or ())
+                                exclude_table_data=options.get('exclude_table_data') or (),
+                                legacy=_mysql.legacy_checksums(expected))
     return _sqlite.inventory(db['path'], checksums=checksums)
 
 

@@ -297,10 +297,12 @@ def non_transactional_tables(conn, database, exclude=()):
                   if name not in exclude and (engine or '').lower() not in TRANSACTIONAL_ENGINES)
 
 
-def inventory(conn, database=None, checksums=False, exclude_tables=(), exclude_table_data=()):
+def inventory(conn, database=None, checksums=False, exclude_tables=(), exclude_table_data=(), legacy=False):
     """The database's object inventory with exact row counts (and content checksums when asked).
 
     ``exclude_tables`` are left out and ``exclude_table_data`` count 0 rows: the inventory describes the dump.
+    ``legacy``: checksums in the older form (see checksum_sql), to compare with an inventory recorded in it
+    (legacy_checksums()).
     """
     database = database or conn.database
     db = sql_literal(database)
@@ -401,11 +403,11 @@ def inventory(conn, database=None, checksums=False, exclude_tables=(), exclude_t
     if checksums:
         # A checksum counts the rows too (count:sum): one read of every table, not a COUNT(*) pass and then this.
         sizes = dict((row['name'], row.get('bytes_estimate') or 0) for row in by_kind.get('table', []))
-        inv['checksums'] = table_checksums(conn, database, columns, counted, sizes)
+        inv['checksums'] = table_checksums(conn, database, columns, counted, sizes, legacy)
         for table, checksum in inv['checksums'].items():
-            inv['rows'][table] = int(checksum.split(':', 1)[0])
+            inv['rows'][table] = checksum_rows(checksum)
         for table in sorted(no_data & set(base)):
-            inv['checksums'][table] = '0:0'
+            inv['checksums'][table] = '0:0' if legacy else SHA1_FORM + '0:0'
     elif counted:
         stmts = ["SELECT JSON_OBJECT('t', %s, 'n', COUNT(*)) FROM %s;" % (sql_literal(t), sql_ident(t)) for t in counted]
         for row in conn.json_rows('\n'.join(stmts), database):
@@ -415,28 +417,59 @@ def inventory(conn, database=None, checksums=False, exclude_tables=(), exclude_t
     return inv
 
 
-def checksum_sql(table, columns):
-    """Order-independent content checksum of one table: row count and the sum of a 60-bit slice of each row's MD5.
+SHA1_FORM = 's:'  # the prefix of a checksum in the current form
 
-    Every value is cast to its bytes and QUOTE()d (NULL becomes the bare word NULL), so NULL, '' and 'NULL' differ
-    and no collation mix can break the concatenation.  The session time zone is UTC, so TIMESTAMPs compare equal
-    across servers.
+
+def checksum_sql(table, columns, legacy=False):
+    """Order-independent content checksum of one table: ``s:<rows>:<sum>``, the row count and the sum of a 60-bit
+    slice of each row's SHA1.
+
+    A row is its values joined by commas, each value written as its byte length, a colon and its bytes (CAST AS
+    BINARY: no collation or character set conversion), NULL as the bare letter N.  The lengths make the join
+    unambiguous (('a,b', 'c') and ('a', 'b,c') differ), and NULL, '' and 'NULL' differ.  The session time zone is UTC,
+    so TIMESTAMPs compare equal across servers.
+
+    ``legacy``: the older form (``<rows>:<sum>``, no prefix: every value QUOTE()d and the row's MD5), which restores
+    and migrations still compute to compare with an inventory recorded in it (archives written before this form).
+    Quoting copies and escapes every byte of a BLOB: 10.4 s of server time against 2.6 s for the current form on the
+    1.1 GiB benchmark database.
     """
-    parts = ', '.join('QUOTE(CAST(%s AS BINARY))' % sql_ident(c) for c in columns)
-    return ("SELECT JSON_OBJECT('t', %s, 'c', CONCAT(COUNT(*), ':', COALESCE(SUM(CAST(CONV(SUBSTRING(MD5(CONCAT_WS(',', %s)), "
-            "1, 15), 16, 10) AS UNSIGNED)), 0))) FROM %s;" % (sql_literal(table), parts, sql_ident(table)))
+    if legacy:
+        parts = ', '.join('QUOTE(CAST(%s AS BINARY))' % sql_ident(c) for c in columns)
+        digest, form = 'MD5', ''
+    else:
+        # LENGTH() counts the bytes of the value in its character set: those CAST AS BINARY gives.
+        parts = ', '.join("IFNULL(CONCAT(LENGTH(%s), ':', CAST(%s AS BINARY)), 'N')" % (sql_ident(c), sql_ident(c))
+                          for c in columns)
+        digest, form = 'SHA1', SHA1_FORM
+    return ("SELECT JSON_OBJECT('t', %s, 'c', CONCAT(%s, COUNT(*), ':', COALESCE(SUM(CAST(CONV(SUBSTRING(%s(CONCAT_WS(',', %s)), "
+            "1, 15), 16, 10) AS UNSIGNED)), 0))) FROM %s;" % (sql_literal(table), sql_literal(form), digest, parts, sql_ident(table)))
 
 
-def table_checksums(conn, database, columns, tables, sizes=None):
+def checksum_rows(checksum):
+    """The row count a checksum of either form carries."""
+    if checksum.startswith(SHA1_FORM):
+        checksum = checksum[len(SHA1_FORM):]
+    return int(checksum.split(':', 1)[0])
+
+
+def legacy_checksums(expected):
+    """Whether checksums compared with ``expected`` (an inventory recorded at dump time) must be in the legacy form:
+    when it has checksums and none is in the current one."""
+    found = [str(value) for value in ((expected or {}).get('checksums') or {}).values()]
+    return bool(found) and not any(value.startswith(SHA1_FORM) for value in found)
+
+
+def table_checksums(conn, database, columns, tables, sizes=None, legacy=False):
     """{table: checksum} of ``tables``, read over one connection per core, the tables split between them by
     ``sizes`` (estimated bytes) so that each connection reads about as much: the server hashes every row on a core of
-    its own for each connection."""
+    its own for each connection.  ``legacy``: see checksum_sql."""
     groups = split_by_size(tables, sizes or {}, _common.cpu_count())
 
     def read(group):
         stmts = ["SET SESSION time_zone = '+00:00';"]
         for table in group:
-            stmts.append(checksum_sql(table, [c[2] for c in sorted(columns.get(table, []))]))
+            stmts.append(checksum_sql(table, [c[2] for c in sorted(columns.get(table, []))], legacy))
         return conn.json_rows('\n'.join(stmts), database)
 
     if len(groups) < 2:
@@ -919,7 +952,8 @@ def check_definers(conn, params, scan):
 
 def _restore_once(conn, params, steps, target, result, alongside=None):
     restore(conn, steps, params['src'], target, alongside)
-    result['inventory'] = inventory(conn, target, checksums=params['checksums'])
+    result['inventory'] = inventory(conn, target, checksums=params['checksums'],
+                                    legacy=legacy_checksums(params['expected_inventory']))
     _inventory.verify(result, params['expected_inventory'], 'the restored database "%s"' % params['name'],
                       ignore=() if params['definer'] == 'keep' else ('definers',))
 

@@ -97,8 +97,8 @@ options:
     default: true
   checksums:
     description:
-      - Also return a per-table content checksum (row count and an order-independent sum of row hashes). Reads every
-        row once more.
+      - Also return a per-table content checksum (row count and an order-independent sum of row hashes, written
+        C(s:<rows>:<sum>)). Reads every row once more.
     type: bool
     default: false
 notes:

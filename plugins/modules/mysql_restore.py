@@ -140,7 +140,7 @@ options:
   checksums:
     description:
       - Also compute per-table content checksums of the restored database (compared when O(expected_inventory)
-        holds C(checksums)).
+        holds C(checksums); in the older form, without the C(s:) prefix, when those were recorded in it).
     type: bool
     default: false
 notes:

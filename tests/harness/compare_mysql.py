@@ -5,13 +5,13 @@ from __future__ import annotations
 from ansible_collections.appvault.backup.plugins.module_utils import _common, _inventory, _mysql
 
 
-def mysql_inventory(server, database, checksums=True):
+def mysql_inventory(server, database, checksums=True, legacy=False):
     params = dict(_mysql.connection_argument_spec_defaults())
     params.update(server.conn_args(database))
     with _common.SecretDir() as secrets:
         conn = _mysql.Connection(params, secrets)
         conn.connect()
-        return _mysql.inventory(conn, database, checksums=checksums)
+        return _mysql.inventory(conn, database, checksums=checksums, legacy=legacy)
 
 
 def assert_mysql_identical(src_server, src_db, dst_server, dst_db, ignore=()):

@@ -51,7 +51,7 @@ def test_fixture_inventory_is_rich(mysql_source):
     assert 'on update current_timestamp()' in columns and 'VIRTUAL GENERATED' in columns and 'STORED GENERATED' in columns
     assert inv['tables']['legacy_counters']['engine'] == 'Aria'
     assert inv['definers']['view active_users'] == 'app_owner@%'
-    assert inv['checksums']['users'].startswith('20000:')
+    assert inv['checksums']['users'].startswith('s:20000:')
 
 
 def test_dump_result_and_file(source_dump, mysql_source):

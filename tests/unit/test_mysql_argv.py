@@ -145,9 +145,20 @@ def test_definer_filter_strip_and_rewrite():
     assert rewrite.splitlines()[3] == SAMPLE.splitlines()[3]
 
 
-def test_checksum_sql_is_order_independent_and_null_safe():
+def test_checksum_sql_writes_each_value_with_its_length_and_hashes_with_sha1():
     sql = _mysql.checksum_sql('t`x', ['a', 'b'])
-    assert 'SUM(' in sql and 'QUOTE(CAST(`a` AS BINARY))' in sql and 'FROM `t``x`' in sql
+    assert 'SUM(' in sql and "IFNULL(CONCAT(LENGTH(`a`), ':', CAST(`a` AS BINARY)), 'N')" in sql and 'FROM `t``x`' in sql
+    assert 'SHA1(' in sql and "CONCAT('s:', COUNT(*)" in sql and 'QUOTE(' not in sql
+    legacy = _mysql.checksum_sql('t`x', ['a', 'b'], legacy=True)
+    assert 'QUOTE(CAST(`a` AS BINARY))' in legacy and 'MD5(' in legacy and "CONCAT('', COUNT(*)" in legacy
+
+
+def test_legacy_checksums_only_for_an_inventory_recorded_in_the_old_form():
+    assert _mysql.legacy_checksums({'checksums': {'t': '3:123', 'u': '0:0'}}) is True
+    assert _mysql.legacy_checksums({'checksums': {'t': 's:3:123', 'u': 's:0:0'}}) is False
+    assert _mysql.legacy_checksums({'rows': {'t': 3}}) is False
+    assert _mysql.legacy_checksums(None) is False
+    assert _mysql.checksum_rows('s:42:99') == 42 and _mysql.checksum_rows('42:99') == 42
 
 
 def test_restore_stages_have_option_file_first():
