@@ -586,7 +586,7 @@ def _verify_members(archive, identity, allow_external_symlinks, extract):
     try:
         with _runner.Stream(stages, stdin_path=archive) as stream, contextlib.ExitStack() as stack:
             try:
-                tar = tarfile.open(fileobj=stream.stdout, mode='r|')
+                tar = _manifest.open_tar_stream(stream.stdout)
                 first = tar.next()
                 if first is None or first.name != _manifest.MANIFEST_MEMBER or not first.isreg():
                     refuse('the first member is not %s' % _manifest.MANIFEST_MEMBER)

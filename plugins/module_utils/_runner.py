@@ -350,8 +350,9 @@ class Stream(object):
                 errfile = tempfile.TemporaryFile()
                 self.errfiles.append(errfile)
                 try:
+                    # a large read buffer: a reader of many small records (tar headers) makes few syscalls
                     proc = subprocess.Popen([str(a) for a in argv], stdin=prev, stdout=subprocess.PIPE, stderr=errfile,
-                                            env=child_env, cwd=self.cwd, close_fds=True)
+                                            env=child_env, cwd=self.cwd, close_fds=True, bufsize=CHUNK_DRAIN)
                 except OSError as exc:
                     self._kill()
                     raise CommandError('cannot start %s: %s' % (argv[0], exc))

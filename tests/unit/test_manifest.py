@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 import re
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,48 @@ def test_checksum_file_round_trip(tmp_path):
     Path(path).write_text('garbage\n')
     with pytest.raises(AppvaultError, match='does not hold a sha256'):
         _manifest.read_checksum_file(path)
+
+
+class _Pipe(object):
+    """Bytes readable front to back only, as from a pipe: no seek, no tell."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def read(self, size=-1):
+        size = len(self.data) if size is None or size < 0 else size
+        chunk, self.data = self.data[:size], self.data[size:]
+        return chunk
+
+
+def _tar_bytes(entries):
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode='w', format=tarfile.PAX_FORMAT) as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_open_tar_stream_reads_members_in_order_skipping_unread_data():
+    # a long (pax) name, data of exactly one block, an empty file, data never read, and a last member after it
+    entries = [('d/' + 'n' * 150, b'x' * 700), ('d/block', b'b' * 512), ('d/empty', b''), ('d/skipped', b's' * 3000),
+               ('d/last', b'end')]
+    tar = _manifest.open_tar_stream(_Pipe(_tar_bytes(entries)))
+    seen = []
+    while True:
+        info = tar.next()
+        if info is None:
+            break
+        data = None if info.name == 'd/skipped' else tar.extractfile(info).read()
+        seen.append((info.name, info.size, data))
+    assert seen == [(name, len(data), None if name == 'd/skipped' else data) for name, data in entries]
+
+
+def test_open_tar_stream_refuses_to_seek_back():
+    tar = _manifest.open_tar_stream(_Pipe(_tar_bytes([('a', b'1' * 2000), ('b', b'2')])))
+    first = tar.next()
+    assert tar.extractfile(first).read() == b'1' * 2000
+    with pytest.raises(tarfile.StreamError, match='cannot seek back'):
+        tar.extractfile(first).read()
