@@ -9,6 +9,7 @@ password reaches them through a 0600 passfile named by PGPASSFILE, never argv.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import glob
 import json
@@ -389,14 +390,15 @@ def sequence_positions(conn, session):
     return json.loads(out)
 
 
-def settle_sequence_positions(inventory_data, before):
-    """Keep sequence positions as verifiable only when no sequence moved while the dump ran.
+def settle_sequence_positions(inventory_data, other):
+    """Keep sequence positions as verifiable only when no sequence moved while the dump ran: ``other`` holds the
+    positions read at the dump's other end (sequence_positions) than the inventory.
 
     Returns the names of the sequences that moved; their positions (all of them, then) move to the
     informational ``_sequence_positions`` key, which restores do not compare.
     """
     sequences = inventory_data.get('sequences', {})
-    moved = sorted(name for name, seq in sequences.items() if before.get(name) != seq.get('last_value'))
+    moved = sorted(name for name, seq in sequences.items() if other.get(name) != seq.get('last_value'))
     if moved:
         inventory_data['_sequence_positions'] = dict((name, seq.pop('last_value', None)) for name, seq in sequences.items())
     return moved
@@ -729,18 +731,24 @@ def run_dump(params, check_mode=False, warn=None):
         partial = _common.partial_name(dest)
         _common.remove_path(partial)
         started = time.monotonic()
-        # The inventory is read in the snapshot pg_dump uses, so its row counts are exactly the dump's.
+        # The inventory is read in the snapshot pg_dump uses, so its row counts are exactly the dump's, and while
+        # pg_dump runs, so its queries use the CPU the dump leaves idle instead of adding their time after it.
         session = conn.session() if params['inventory'] else None
+        counted = None
         try:
             snapshot = export_snapshot(conn, session) if session else None
-            positions = sequence_positions(conn, session) if session else None
+            if session:
+                pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+                counted = pool.submit(inventory, conn, schemas=params['schemas'], exclude_schemas=params['exclude_schemas'],
+                                      checksums=params['checksums'], session=session)
+                pool.shutdown(wait=False)
             facts = dump(conn, params, partial, cores, snapshot)[3]
             if facts['size'] == 0:
                 raise AppvaultError('pg_dump produced an empty dump of "%s"; nothing was written to %s' % (params['name'], dest))
             if session:
-                result['inventory'] = inventory(conn, schemas=params['schemas'], exclude_schemas=params['exclude_schemas'],
-                                                checksums=params['checksums'], session=session)
-                moved = settle_sequence_positions(result['inventory'], positions)
+                result['inventory'] = counted.result()
+                # sequences are not transactional: the inventory has their positions when it ran, before pg_dump read them
+                moved = settle_sequence_positions(result['inventory'], sequence_positions(conn, session))
                 if moved:
                     warn('sequences advanced while the dump ran (%s): their positions are recorded for information '
                          'only and not verified on restore; stop writes during the backup for exact positions'
@@ -754,6 +762,9 @@ def run_dump(params, check_mode=False, warn=None):
             raise
         finally:
             if session:
+                if counted is not None and not counted.done():
+                    session.kill()  # the dump failed: stop the inventory's query rather than wait for it
+                    concurrent.futures.wait([counted])
                 session.close()
         facts['path'] = dest
         result['artefact'] = facts

@@ -297,6 +297,12 @@ class Session(object):
         rc = self.proc.wait()
         raise CommandError('%s ended with exit status %d: %s' % (self.argv[0], rc, _tail(self._err) or 'no error output'))
 
+    def kill(self):
+        """End the command now, e.g. to stop a query another thread waits for (its readline then fails)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def close(self):
         if self.proc.poll() is None:
             try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from ansible_collections.appvault.backup.plugins.module_utils import _runner
@@ -93,3 +95,20 @@ def test_feed_of_a_missing_program_is_a_command_error(tmp_path):
     with open(tmp_path / 'out', 'wb') as fileobj, pytest.raises(_runner.CommandError) as err:
         _runner.Feed(['appvault-no-such-program'], stdout_fd=fileobj.fileno())
     assert 'cannot start appvault-no-such-program' in err.value.msg
+
+
+def test_session_kill_ends_a_reader_waiting_in_another_thread():
+    session = _runner.Session(['sleep', '30'])
+    errors = []
+
+    def wait_for_answer():
+        try:
+            session.readline()
+        except _runner.CommandError as exc:
+            errors.append(exc.msg)
+    reader = threading.Thread(target=wait_for_answer)
+    reader.start()
+    session.kill()
+    reader.join(10)
+    assert not reader.is_alive() and errors and 'sleep ended with exit status -9' in errors[0]
+    assert session.close() == -9
