@@ -92,7 +92,7 @@ options:
     type: path
   inventory:
     description:
-      - Return the object inventory and exact per-table row counts of the database, read right after the dump.
+      - Return the object inventory and exact per-table row counts of the database, read while the dump runs.
     type: bool
     default: true
   checksums:
@@ -102,7 +102,8 @@ options:
     type: bool
     default: false
 notes:
-  - The inventory is read after the dump. For an exact match with the dump, stop writes first (the
+  - The inventory is read while the dump runs, over connections of its own (MySQL and MariaDB cannot share the dump's
+    snapshot with another session). For an exact match with the dump, stop writes first (the
     C(appvault.backup.backup) role can switch the application to maintenance mode).
   - The dumping account needs C(SELECT), C(SHOW VIEW), C(TRIGGER), C(EVENT) and, for routines on MySQL 8,
     C(SHOW_ROUTINE) (or C(SELECT) on C(mysql.proc) on MariaDB).
