@@ -551,9 +551,7 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
     side = _manifest.sidecars(archive)
     if os.path.exists(side['checksum']):
         expected = _manifest.read_checksum_file(side['checksum'])
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        whole = pool.submit(_common.sha256_file, archive)
-        pool.shutdown(wait=False)
+        whole = _common.in_background(_common.sha256_file, archive)
     elif require_checksum_file:
         raise AppvaultError('%s has no checksum file %s; nothing was changed (set require_checksum_file: false to rely on '
                             'the per-member checksums only)' % (archive, side['checksum']))

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import os
 import shutil
@@ -23,6 +24,15 @@ class AppvaultError(Exception):
         super(AppvaultError, self).__init__(msg)
         self.msg = msg
         self.details = details
+
+
+def in_background(func, *args, **kwargs):
+    """Start ``func(*args, **kwargs)`` in a thread of its own; returns its concurrent.futures.Future."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(func, *args, **kwargs)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def cpu_count():

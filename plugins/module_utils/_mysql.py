@@ -884,10 +884,8 @@ def run_dump(params, check_mode=False, warn=None):
         if params['inventory']:
             # Read while the dump runs, over connections of its own (MySQL cannot share the dump's snapshot): the
             # queries use the CPU the dump leaves idle instead of adding their time after it.
-            pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-            counted = pool.submit(inventory, conn, checksums=params['checksums'], exclude_tables=skipped,
-                                  exclude_table_data=params['exclude_table_data'] or [])
-            pool.shutdown(wait=False)
+            counted = _common.in_background(inventory, conn, checksums=params['checksums'], exclude_tables=skipped,
+                                            exclude_table_data=params['exclude_table_data'] or [])
         try:
             facts = dump(conn, plan, partial)
             if facts['size'] == 0:

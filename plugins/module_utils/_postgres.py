@@ -738,10 +738,9 @@ def run_dump(params, check_mode=False, warn=None):
         try:
             snapshot = export_snapshot(conn, session) if session else None
             if session:
-                pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-                counted = pool.submit(inventory, conn, schemas=params['schemas'], exclude_schemas=params['exclude_schemas'],
-                                      checksums=params['checksums'], session=session)
-                pool.shutdown(wait=False)
+                counted = _common.in_background(inventory, conn, schemas=params['schemas'],
+                                                exclude_schemas=params['exclude_schemas'], checksums=params['checksums'],
+                                                session=session)
             facts = dump(conn, params, partial, cores, snapshot)[3]
             if facts['size'] == 0:
                 raise AppvaultError('pg_dump produced an empty dump of "%s"; nothing was written to %s' % (params['name'], dest))
