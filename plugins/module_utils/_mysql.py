@@ -10,6 +10,7 @@ first argument (``--defaults-extra-file``), never on argv.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import json
@@ -36,6 +37,8 @@ ROW_COST_BYTES = 650
 TABLE_PART = '-- Table structure for table '
 VIEW_STUB_PART = '-- Temporary table structure for view '
 LATER_PARTS = ('-- Dumping events for database ', '-- Dumping routines for database ', '-- Final view structure for view ')
+# The lines a restore over several connections leaves out (see restore_steps).
+LOCK_LINE_RE = r'LOCK TABLES `([^`]|``)+` WRITE;|UNLOCK TABLES;'
 
 
 def connection_argument_spec():
@@ -658,7 +661,8 @@ def scan_dump(src, outer):
     the same pass: mariadb-dump writes one row a line, so a part's lines are about its rows; see split_plan).
     """
     parts = '|'.join('^' + re.escape(marker) for marker in (TABLE_PART, VIEW_STUB_PART) + LATER_PARTS)
-    pattern = '%s|^-- (MySQL|MariaDB) dump .*|^-- Server version.*|^%s.*|%s' % (DEFINER_RE, COMPLETED, parts)
+    pattern = '%s|^-- (MySQL|MariaDB) dump .*|^-- Server version.*|^%s.*|%s|^LOCK TABLES .*|^UNLOCK TABLES;.*' % (
+        DEFINER_RE, COMPLETED, parts)
     decompress = decompress_argv(outer)
     stages = ([decompress] if decompress else []) + [[find_tool('grep'), '-a', '-n', '-b', '-o', '-E', '-e', pattern]]
     try:
@@ -675,9 +679,12 @@ def scan_dump(src, outer):
         raise AppvaultError('%s is not a complete MySQL/MariaDB dump (no "%s" line at its end)' % (src, COMPLETED))
     definers = []
     header = {'tool': None, 'server': None}
-    tables, lines, later, later_line = [], [], None, None
+    tables, lines, later, later_line, locks = [], [], None, None, []
     for number, offset, line in found:
-        if line.startswith('DEFINER='):
+        if re.match(r'(UN)?LOCK TABLES ', line):
+            if re.fullmatch(LOCK_LINE_RE, line):
+                locks.append((offset, len(line.encode('utf-8')) + 1))
+        elif line.startswith('DEFINER='):
             match = re.match(r'^DEFINER=`((?:[^`]|``)*)`@`((?:[^`]|``)*)`$', line)
             account = (match.group(1).replace('``', '`'), match.group(2).replace('``', '`'))
             if account not in definers:
@@ -691,8 +698,24 @@ def scan_dump(src, outer):
             header['tool'] = line[3:].strip()
         elif line.startswith('-- Server version') and not header['server']:
             header['server'] = line.split('version', 1)[1].strip()
+    if outer == 'none':
+        check_lines(src, locks, LOCK_LINE_RE)
     return {'definers': definers, 'header': header, 'tables': tables, 'later': later, 'lines': lines,
-            'later_line': later_line}
+            'later_line': later_line, 'locks': locks}
+
+
+def check_lines(src, lines, regex):
+    """Each (offset, length) of ``lines`` is a whole line of the file ``src`` that ``regex`` matches (a restore
+    leaves these bytes out, so they must be exactly what the scan saw)."""
+    with open(src, 'rb') as fileobj:
+        for offset, length in lines:
+            fileobj.seek(offset)
+            text = fileobj.read(length)
+            if offset:
+                fileobj.seek(offset - 1)
+            if (offset and fileobj.read(1) != b'\n') or not text.endswith(b'\n') or \
+                    not re.fullmatch(regex.encode('utf-8'), text[:-1]):
+                raise AppvaultError('%s: the line at byte %d is not what the scan of the dump read there' % (src, offset))
 
 
 def split_plan(scan, jobs):
@@ -732,7 +755,7 @@ def split_plan(scan, jobs):
     parts = [{'bytes': stop - start, 'lines': (later_line if last == len(tables) else lines[last]) - lines[first],
               'cost': cost(last) - cost(first)}
              for (start, stop), (first, last) in zip(offsets, bounds)]
-    return {'header': tables[0], 'ranges': offsets, 'later': later, 'parts': parts}
+    return {'header': tables[0], 'ranges': offsets, 'later': later, 'parts': parts, 'locks': scan.get('locks') or []}
 
 
 def missing_accounts(conn, accounts):
@@ -762,36 +785,67 @@ def drop_database(conn, name):
     conn.query('DROP DATABASE IF EXISTS %s' % sql_ident(name))
 
 
+# One pipeline of a restore: its stages, and the byte ranges of the dump its first stage reads (None: all of it).
+Pipe = collections.namedtuple('Pipe', 'stages ranges')
+
+
+def _without(skips, start, stop):
+    """The byte ranges of [start, stop) (stop None: to the end) without the (offset, length) ``skips``."""
+    ranges, pos = [], start
+    for offset, length in sorted(skips):
+        if offset < start or (stop is not None and offset >= stop):
+            continue
+        if offset > pos:
+            ranges.append((pos, offset - pos))
+        pos = max(pos, offset + length)
+    if stop is None or stop > pos:
+        ranges.append((pos, None if stop is None else stop - pos))
+    return ranges
+
+
 def restore_steps(conn, outer, database, definer_stage, skip_binlog, plan=None, header_path=None):
-    """The restore as steps run one after the other, each a list of pipelines run side by side.
+    """The restore as steps run one after the other, each a list of Pipes run side by side.
 
     Without a ``plan`` one pipeline reads the whole dump; with one (split_plan) each range goes to its own
-    connection, then the parts after the tables; ``header_path`` holds the dump's header for all but the first.
+    connection, then the parts after the tables; every connection but the first gets the dump's header first.
+    The LOCK TABLES lines are left out: LOCK TABLES fixes the tables a statement may touch when it runs, so a child
+    table with ON DELETE CASCADE that the other connection creates after this one's LOCK TABLES of its parent fails
+    the next INSERT ("was not locked with LOCK TABLES"); InnoDB gains nothing from these locks.  From a plain dump
+    a thread feeds each connection its byte ranges (_runner.RangeFeeder, the lock lines as the scan found them
+    left out); from a compressed one every range decompresses the dump up to its end and cuts it with
+    tail/head, prepends ``header_path`` and drops the lock lines with grep.
     """
     extra = ['--batch', '--max-allowed-packet=1G']
     if skip_binlog:
         extra.append('--init-command=SET SESSION sql_log_bin = 0')
-    client = conn.client_argv(database, extra)
+    tail = ([definer_stage] if definer_stage else []) + [conn.client_argv(database, extra)]
     decompress = decompress_argv(outer)
+    if not plan:
+        return [[Pipe(([decompress] if decompress else []) + tail, None)]]
 
-    def stages(start=0, stop=None):
-        argv = [decompress] if decompress else []
+    def part(start=0, stop=None):
+        if not decompress:
+            return Pipe(tail, ([(0, plan['header'])] if start else []) + _without(plan.get('locks', ()), start, stop))
+        argv = [decompress]
         if start:
             argv.append([find_tool('tail'), '-c', '+%d' % (start + 1)])
         if stop is not None:
             argv.append([find_tool('head'), '-c', '%d' % (stop - start)])
         if start:
             argv.append([find_tool('cat'), header_path, '-'])
-        if plan:
-            # LOCK TABLES fixes the tables a statement may touch when it runs: a child table with ON DELETE CASCADE
-            # that the other connection creates after this one's LOCK TABLES of its parent fails the next INSERT
-            # ("was not locked with LOCK TABLES"). InnoDB gains nothing from these locks; they go.
-            argv.append([find_tool('grep'), '-a', '-v', '-x', '-E', '-e', r'LOCK TABLES `([^`]|``)+` WRITE;',
-                         '-e', 'UNLOCK TABLES;'])
-        return argv + ([definer_stage] if definer_stage else []) + [client]
-    if not plan:
-        return [[stages()]]
-    return [[stages(start, stop) for start, stop in plan['ranges']], [stages(plan['later'])]]
+        argv.append([find_tool('grep'), '-a', '-v', '-x', '-E', '-e', r'LOCK TABLES `([^`]|``)+` WRITE;',
+                     '-e', 'UNLOCK TABLES;'])
+        return Pipe(argv + tail, None)
+    return [[part(start, stop) for start, stop in plan['ranges']], [part(plan['later'])]]
+
+
+def describe_pipe(pipe, src, secrets=()):
+    """A pipe as text for ``commands`` (secrets masked; the ranges a thread feeds it as a first pseudo-stage)."""
+    text = ' | '.join(_runner.mask_argv(stage, secrets) for stage in pipe.stages)
+    if pipe.ranges is None:
+        return text
+    ranges = ', '.join('%d-%s' % (offset, 'end' if count is None else offset + count) for offset, count in pipe.ranges)
+    return 'bytes %s of %s | %s' % (ranges, src, text)
 
 
 def write_header(src, outer, plan, dest):
@@ -810,7 +864,8 @@ def restore(conn, steps, src, database, alongside=None):
     try:
         for index, step in enumerate(steps):
             with contextlib.ExitStack() as stack:
-                streams = [stack.enter_context(_runner.Stream(stages, stdin_path=src)) for stages in step]
+                streams = [stack.enter_context(_runner.Stream(pipe.stages, stdin_path=src, stdin_ranges=pipe.ranges))
+                           for pipe in step]
                 if alongside is not None and index == 0:
                     alongside()
                 for stream in streams:
@@ -1015,7 +1070,7 @@ def run_restore(params, check_mode=False, source_facts=True):
             check_definers(conn, params, {'definers': []})
         plan = split_plan(scan, jobs) if parallel else None
         result['jobs'], result['ranges'] = (len(plan['ranges']), plan['parts']) if plan else (1, [])
-        header = secrets.write('header.sql', '') if plan else None
+        header = secrets.write('header.sql', '') if plan and outer != 'none' else None
         charset, collation = params['charset'], params['collation']
         if side or in_place:
             charset, original_collation = conn.database_charset(name)
@@ -1024,12 +1079,10 @@ def run_restore(params, check_mode=False, source_facts=True):
         filter_stage = definer_filter(params['definer'], account)
         result['binlog_disabled'] = bool(params['disable_binlog'] and conn.can_skip_binlog())
         steps = restore_steps(conn, outer, target, filter_stage, result['binlog_disabled'], plan, header)
-        result['commands'] = [' | '.join(_runner.mask_argv(stage, conn.secrets) for stage in stages)
-                              for step in steps for stages in step]
+        result['commands'] = [describe_pipe(pipe, src, conn.secrets) for step in steps for pipe in step]
         if side:
             final = restore_steps(conn, outer, name, filter_stage, result['binlog_disabled'], plan, header)
-            result['commands'].extend(' | '.join(_runner.mask_argv(stage, conn.secrets) for stage in stages)
-                                      for step in final for stages in step)
+            result['commands'].extend(describe_pipe(pipe, src, conn.secrets) for step in final for pipe in step)
         result['changed'] = True
         result['database_created'] = not exists
         result['replaced_in_place'] = in_place
@@ -1042,7 +1095,7 @@ def run_restore(params, check_mode=False, source_facts=True):
             drop_database(conn, name)
         if side or not exists or in_place:
             create_database(conn, target, charset, collation)
-        if plan:
+        if header:
             write_header(src, outer, plan, header)
         facts = {}
 

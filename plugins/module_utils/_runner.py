@@ -10,11 +10,13 @@ succeeding consumer (what ``set -o pipefail`` does for a shell).
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 STDERR_KEEP = 64 * 1024  # bytes of stderr kept per stage, the tail
@@ -336,21 +338,29 @@ class Stream(object):
     on purpose, for example after the first member of an archive.
     """
 
-    def __init__(self, stages, stdin_path=None, env=None, cwd=None):
+    def __init__(self, stages, stdin_path=None, env=None, cwd=None, stdin_ranges=None):
         if not stages:
             raise ValueError('a stream needs at least one stage')
+        if stdin_ranges is not None and not stdin_path:
+            raise ValueError('stdin_ranges are byte ranges of stdin_path')
         self.stages = stages
         self.stdin_path = stdin_path
+        self.stdin_ranges = stdin_ranges
         self.env = env
         self.cwd = cwd
         self.procs = []
         self.errfiles = []
         self.stdout = None
         self.results = None
+        self._feeder = None
 
     def __enter__(self):
         child_env = _child_env(self.env)
-        prev = open(self.stdin_path or os.devnull, 'rb')
+        if self.stdin_ranges is not None:
+            self._feeder = RangeFeeder(self.stdin_path, self.stdin_ranges)
+            prev = os.fdopen(self._feeder.read_fd, 'rb')
+        else:
+            prev = open(self.stdin_path or os.devnull, 'rb')
         try:
             for argv in self.stages:
                 errfile = tempfile.TemporaryFile()
@@ -368,8 +378,12 @@ class Stream(object):
         except BaseException:
             prev.close()
             self._close_errfiles()
+            if self._feeder is not None:
+                self._feeder.close()
             raise
         self.stdout = prev
+        if self._feeder is not None:
+            self._feeder.start()
         return self
 
     def _kill(self):
@@ -377,6 +391,8 @@ class Stream(object):
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+        if self._feeder is not None:
+            self._feeder.close()  # its reader is gone: a write fails at once
 
     def _close_errfiles(self):
         for errfile in self.errfiles:
@@ -393,7 +409,11 @@ class Stream(object):
             proc.wait()
             results.append({'cmd': argv[0], 'rc': proc.returncode, 'stderr': _tail(errfile)})
         self.results = results
-        return _checked(results)
+        checked = _checked(results)
+        if self._feeder is not None and self._feeder.close():
+            # the stages got less than they should have and may not know it (SQL cut after a statement)
+            raise CommandError(self._feeder.error, results)
+        return checked
 
     def __exit__(self, *exc):
         if self.stdout is not None and not self.stdout.closed:
@@ -404,3 +424,67 @@ class Stream(object):
 
 
 CHUNK_DRAIN = 1024 * 1024
+
+
+class RangeFeeder(object):
+    """A pipe that a thread fills with byte ranges of a file: the stdin of a Stream that reads parts of a file.
+
+    ``ranges`` are (offset, count) pairs, in the order to send; a count of None runs to the end of the file.  The
+    thread writes with os.sendfile (the kernel moves the file's pages into the pipe; nothing passes through this
+    process), or pread and write where sendfile cannot write to a pipe.  ``close()`` waits for the thread and
+    returns its error (a file shorter than a range, a read error), None when all was sent or the reader stopped
+    reading (its exit status tells why).
+    """
+
+    def __init__(self, path, ranges):
+        self.path = path
+        self.ranges = list(ranges)
+        self.error = None
+        self.read_fd, self._write_fd = os.pipe()
+        self._thread = threading.Thread(target=self._run, name='range-feeder')
+        self._thread.daemon = True
+        self._sendfile = hasattr(os, 'sendfile')
+
+    def start(self):
+        self._thread.start()
+
+    def _send(self, src, offset, count):
+        if self._sendfile:
+            try:
+                return os.sendfile(self._write_fd, src, offset, count)
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise
+                self._sendfile = False
+        data = os.pread(src, min(count, CHUNK_DRAIN), offset)
+        return os.write(self._write_fd, data) if data else 0
+
+    def _run(self):
+        try:
+            with open(self.path, 'rb') as src:
+                for offset, count in self.ranges:
+                    end = None if count is None else offset + count
+                    while end is None or offset < end:
+                        sent = self._send(src.fileno(), offset, CHUNK_DRAIN * 64 if end is None else end - offset)
+                        if not sent:
+                            if end is None:
+                                break
+                            self.error = '%s ends at byte %d, before the end of the range it should send (%d)' % (
+                                self.path, offset, end)
+                            return
+                        offset += sent
+        except BrokenPipeError:
+            pass
+        except OSError as exc:
+            self.error = 'reading %s failed: %s' % (self.path, exc)
+        finally:
+            os.close(self._write_fd)
+            self._write_fd = None
+
+    def close(self):
+        if self._thread.ident is not None:
+            self._thread.join()
+        elif self._write_fd is not None:  # never started
+            os.close(self._write_fd)
+            self._write_fd = None
+        return self.error

@@ -202,6 +202,19 @@ def test_parallel_restore_is_identical(source_dump, mysql_source, tmp_out):
     text = subprocess.run(['zstd', '-dc', str(dest)], capture_output=True, check=True).stdout
     marker = b'-- Dumping data for table `users`'
     assert marker in text
+    # from a plain dump (what the restore role extracts) a thread feeds each connection its byte ranges, the
+    # LOCK TABLES lines left out as from the compressed one: no tail, head, cat or grep in between
+    assert text.count(b'\nLOCK TABLES `') >= 4 and text.count(b'\nUNLOCK TABLES;\n') >= 4
+    plain = tmp_out / 'two-jobs-plain.sql'
+    plain.write_bytes(text)
+    mysql_source.drop_db('two_jobs_plain')
+    fed = restore(mysql_source, 'two_jobs_plain', plain, jobs=2, checksums=True, expected_inventory=result['inventory'])
+    assert not fed.get('failed'), fed.get('msg')
+    assert fed['jobs'] == 2 and fed['ranges'] == restored['ranges'] and len(fed['commands']) == 3
+    assert all(command.startswith('bytes 0-') and ' of %s | ' % plain in command for command in fed['commands'])
+    assert not any(tool in ' '.join(fed['commands']) for tool in ('tail ', 'head ', 'cat ', 'grep '))
+    assert_mysql_identical(mysql_source, 'appdb', mysql_source, 'two_jobs_plain')
+    mysql_source.drop_db('two_jobs_plain')
     bad = tmp_out / 'late-error.sql'
     bad.write_bytes(text.replace(marker, b'INSERT INTO no_such_table VALUES (1);\n' + marker, 1))
     mysql_source.drop_db('two_jobs_bad')

@@ -165,11 +165,11 @@ def test_restore_stages_have_option_file_first():
     class Conn(FakeConn):
         def client_argv(self, database=None, extra=()):
             return ['/usr/bin/mariadb'] + self.conn_argv() + list(extra) + [database]
-    [[stages]] = _mysql.restore_steps(Conn(), 'none', 'db', None, True)
-    assert len(stages) == 1 and stages[0][1].startswith('--defaults-extra-file=')
+    [[(stages, ranges)]] = _mysql.restore_steps(Conn(), 'none', 'db', None, True)
+    assert len(stages) == 1 and stages[0][1].startswith('--defaults-extra-file=') and ranges is None
     assert '--init-command=SET SESSION sql_log_bin = 0' in stages[0]
-    [[stages]] = _mysql.restore_steps(Conn(), 'zstd', 'db', ['sed'], False)
-    assert [s[0] for s in stages][1:] == ['sed', '/usr/bin/mariadb']
+    [[(stages, ranges)]] = _mysql.restore_steps(Conn(), 'zstd', 'db', ['sed'], False)
+    assert [s[0] for s in stages][1:] == ['sed', '/usr/bin/mariadb'] and ranges is None
 
 
 def test_parallel_restore_steps_cut_the_plain_sql_at_the_plan():
@@ -178,14 +178,39 @@ def test_parallel_restore_steps_cut_the_plain_sql_at_the_plan():
             return ['/usr/bin/mariadb'] + self.conn_argv() + list(extra) + [database]
     plan = {'header': 100, 'ranges': [(0, 5000), (5000, 9000)], 'later': 9000}
     tables, later = _mysql.restore_steps(Conn(), 'zstd', 'db', ['sed'], True, plan, '/t/header.sql')
-    first, second = tables
+    (first, none1), (second, none2) = tables
+    assert none1 is None and none2 is None
     assert [os.path.basename(s[0]) for s in first] == ['zstd', 'head', 'grep', 'sed', 'mariadb'] and first[1][-1] == '5000'
     assert [os.path.basename(s[0]) for s in second] == ['zstd', 'tail', 'head', 'cat', 'grep', 'sed', 'mariadb']
     assert second[1][-1] == '+5001' and second[2][-1] == '4000' and second[3][1:] == ['/t/header.sql', '-']
-    [last] = later
+    [(last, _ranges)] = later
     assert [os.path.basename(s[0]) for s in last] == ['zstd', 'tail', 'cat', 'grep', 'sed', 'mariadb'] and last[1][-1] == '+9001'
-    [[plain]] = _mysql.restore_steps(Conn(), 'none', 'db', None, True, None)
+    [[(plain, _ranges)]] = _mysql.restore_steps(Conn(), 'none', 'db', None, True, None)
     assert os.path.basename(plain[0][0]) == 'mariadb'
+
+
+def test_parallel_restore_steps_feed_byte_ranges_of_a_plain_dump():
+    """From a plain dump no helper process cuts it: each connection is fed its ranges, without the lock lines, and every
+    connection but the first the header first."""
+    class Conn(FakeConn):
+        def client_argv(self, database=None, extra=()):
+            return ['/usr/bin/mariadb'] + self.conn_argv() + list(extra) + [database]
+    plan = {'header': 100, 'ranges': [(0, 5000), (5000, 9000)], 'later': 9000,
+            'locks': [(200, 30), (4000, 15), (5100, 30), (8900, 15)]}
+    tables, later = _mysql.restore_steps(Conn(), 'none', 'db', ['sed'], True, plan)
+    assert [[os.path.basename(s[0]) for s in pipe.stages] for pipe in tables + later] == [['sed', 'mariadb']] * 3
+    assert tables[0].ranges == [(0, 200), (230, 3770), (4015, 985)]
+    assert tables[1].ranges == [(0, 100), (5000, 100), (5130, 3770), (8915, 85)]
+    assert later[0].ranges == [(0, 100), (9000, None)]
+    text = _mysql.describe_pipe(later[0], '/d/x.sql')
+    assert text.startswith('bytes 0-100, 9000-end of /d/x.sql | sed | /usr/bin/mariadb')
+
+
+def test_without_leaves_out_the_skipped_bytes():
+    assert _mysql._without([], 0, None) == [(0, None)]
+    assert _mysql._without([(30, 2), (10, 5)], 0, 40) == [(0, 10), (15, 15), (32, 8)]
+    assert _mysql._without([(10, 5), (50, 5)], 12, 50) == [(12, 38)]
+    assert _mysql._without([(0, 5), (35, 5)], 0, 40) == [(5, 30)]
 
 
 @pytest.mark.parametrize('tables, later, jobs, expected', [

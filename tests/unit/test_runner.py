@@ -112,3 +112,47 @@ def test_session_kill_ends_a_reader_waiting_in_another_thread():
     reader.join(10)
     assert not reader.is_alive() and errors and 'sleep ended with exit status -9' in errors[0]
     assert session.close() == -9
+
+
+def _ranged(src, argv, ranges):
+    with _runner.Stream([argv], stdin_path=str(src), stdin_ranges=ranges) as stream:
+        out = stream.stdout.read()
+        stream.finish()
+    return out
+
+
+def test_stream_reads_byte_ranges_of_its_file_in_order(tmp_path):
+    src = tmp_path / 'src'
+    src.write_bytes(bytes(range(256)) * 8192)  # 2 MiB
+    data = src.read_bytes()
+    ranges = [(10, 5), (0, 3), (len(data) - 1000, None), (1000, 1048576)]
+    assert _ranged(src, ['cat'], ranges) == data[10:15] + data[0:3] + data[-1000:] + data[1000:1000 + 1048576]
+    assert _ranged(src, ['cat'], []) == b''
+
+
+def test_stream_ranges_beyond_the_end_of_the_file_fail(tmp_path):
+    """A range the file does not hold is an error even when the reader succeeds: it got less than it should."""
+    src = tmp_path / 'src'
+    src.write_bytes(b'x' * 5000)
+    with pytest.raises(_runner.CommandError, match='ends at byte 5000, before the end of the range it should send'):
+        _ranged(src, ['cat'], [(0, 4000), (3000, 4000)])
+
+
+def test_stream_ranges_to_a_reader_that_stops_early(tmp_path):
+    """A reader that ends before its input does is judged by its own exit status, not the broken pipe."""
+    src = tmp_path / 'src'
+    src.write_bytes(b'y' * (4 << 20))
+    assert _ranged(src, ['head', '-c', '10'], [(0, None)]) == b'y' * 10
+    with pytest.raises(_runner.CommandError, match='sh failed with exit status 3'):
+        _ranged(src, ['sh', '-c', 'head -c 1 >/dev/null; exit 3'], [(0, None)])
+
+
+def test_stream_ranges_without_sendfile(tmp_path, monkeypatch):
+    """Where sendfile cannot write to a pipe, the thread reads and writes the ranges itself."""
+    def refuse(*args):
+        raise OSError(22, 'Invalid argument')
+    monkeypatch.setattr(_runner.os, 'sendfile', refuse)
+    src = tmp_path / 'src'
+    src.write_bytes(bytes(range(256)) * 8192)
+    data = src.read_bytes()
+    assert _ranged(src, ['cat'], [(7, len(data) - 7), (0, 7)]) == data[7:] + data[:7]
