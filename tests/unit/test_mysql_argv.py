@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from ansible_collections.appvault.backup.plugins.module_utils import _common, _mysql
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 
 class FakeConn:
@@ -255,3 +256,17 @@ def test_checksum_groups_balance_the_sizes_and_drop_empty_ones():
     assert _mysql.split_by_size(['only'], {}, 4) == [['only']]
     assert _mysql.split_by_size(['a', 'b'], {}, 1) == [['a', 'b']]
     assert _mysql.split_by_size([], {}, 2) == []
+
+
+def test_check_lines_refuses_bytes_that_are_not_the_scanned_line(tmp_path):
+    """The restore leaves the lock lines out by offset: a dump that changed since its scan (or a wrong offset) is
+    refused instead of cutting a statement."""
+    dump = tmp_path / 'd.sql'
+    dump.write_bytes(b'SET x=1;\nLOCK TABLES `t``1` WRITE;\nINSERT INTO `t``1` VALUES (1);\nUNLOCK TABLES;\n')
+    text = dump.read_bytes()
+    lock, unlock = text.index(b'LOCK TABLES'), text.index(b'UNLOCK')
+    size = text.index(b'\n', lock) + 1 - lock
+    _mysql.check_lines(str(dump), [(lock, size), (unlock, 15)], _mysql.LOCK_LINE_RE)
+    for wrong in ([(lock, size - 1)], [(lock + 1, size)], [(unlock - 2, 15)], [(0, 9)]):
+        with pytest.raises(AppvaultError, match='is not what the scan of the dump read there'):
+            _mysql.check_lines(str(dump), wrong, _mysql.LOCK_LINE_RE)
