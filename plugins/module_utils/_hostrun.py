@@ -394,8 +394,10 @@ def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, che
     _archive.restore). A PostgreSQL dump that is one file is restored into a side database, and verified against
     the inventory recorded at backup time, as soon as the pass has written it and found its sha256 right, while the
     pass goes on with the paths; it is swapped in only once the whole archive is verified and the paths are in place.
-    A failure before that changes nothing. Then the paths are swapped in (the current ones moved aside), the
-    PostgreSQL databases swapped in, and every other database restored from its dump (extracted to ``dumps_dest``)
+    A MySQL/MariaDB dump is read by its restore's check (mysql_restore's scan: complete, its DEFINERs, the tables'
+    offsets) at that same moment, beside the rest of the pass. A failure before that changes nothing. Then the
+    paths are swapped in (the current ones moved aside), the PostgreSQL databases swapped in, and every other
+    database restored from its dump (extracted to ``dumps_dest``)
     with its engine's restore code and verified. ``dumps_dest`` is removed whatever happens. A dump compressed as a
     whole that its restore reads in parallel (reads_in_parallel) comes out of the archive decompressed, by the same
     pass. ``rehearse`` false restores a MySQL/MariaDB database straight over the existing
@@ -415,7 +417,8 @@ def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, che
                             % (os.path.basename(src), ', '.join(unknown)))
     decompress = [ident for ident, db in databases.items() if ident in recorded and reads_in_parallel(db, recorded[ident])]
     early = collections.OrderedDict()  # id -> Future of a _postgres.Restored
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(decompress)))
+    scans = collections.OrderedDict()  # id -> Future of the check's scan of a MySQL/MariaDB dump (_mysql.scan_file)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(databases)))
     started = time.monotonic()
 
     def on_dump(ident, path):
@@ -423,15 +426,25 @@ def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, che
         if db['module'] == 'postgresql':
             params = restore_params(db, dict(recorded[ident], path=path), checksums)
             early[ident] = pool.submit(_postgres.prepare_restore, params, source_facts=False)
+        elif db['module'] == 'mysql':
+            # its restore (validate: true here) reads the dump once first, a check that also finds the tables'
+            # offsets: done now, beside the rest of the pass
+            scans[ident] = pool.submit(_mysql.scan_file, path)
 
     ready = {}  # id -> _postgres.Restored, once the whole archive is verified
+    scanned = {}  # id -> the scan of a MySQL/MariaDB dump, for its restore after the swap
 
     def before_swap():
-        """Wait for every early restore; the first failure is raised once the others are dropped."""
+        """Wait for every early restore and scan; the first failure is raised once the restores are dropped."""
         failures = []
         for ident, future in early.items():
             try:
                 ready[ident] = future.result()
+            except Exception as exc:
+                failures.append((ident, exc))
+        for ident, future in scans.items():
+            try:
+                scanned[ident] = future.result()
             except Exception as exc:
                 failures.append((ident, exc))
         if failures:
@@ -464,7 +477,9 @@ def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, che
                     result = ready.pop(ident).commit()
                     how = 'beside the archive\'s verification'
                 else:
-                    result = ENGINES[db['module']].run_restore(restore_params(db, dump, checksums, rehearse), source_facts=False)
+                    extra = {'scanned': scanned[ident]} if ident in scanned else {}
+                    result = ENGINES[db['module']].run_restore(restore_params(db, dump, checksums, rehearse), source_facts=False,
+                                                               **extra)
                     how = 'after it'
             except BaseException as exc:
                 for left in ready.values():  # not swapped in: dropped

@@ -704,6 +704,11 @@ def scan_dump(src, outer):
             'later_line': later_line, 'locks': locks}
 
 
+def scan_file(src):
+    """scan_dump of the dump file ``src``, compressed or not."""
+    return scan_dump(src, detect_compression(src))
+
+
 def check_lines(src, lines, regex):
     """Each (offset, length) of ``lines`` is a whole line of the file ``src`` that ``regex`` matches (a restore
     leaves these bytes out, so they must be exactly what the scan saw)."""
@@ -1020,10 +1025,11 @@ def _restore_once(conn, params, steps, target, result, alongside=None):
                       ignore=() if params['definer'] == 'keep' else ('definers',))
 
 
-def run_restore(params, check_mode=False, source_facts=True):
+def run_restore(params, check_mode=False, source_facts=True, scanned=None):
     """What the mysql_restore module does, for the module and _hostrun.restore_archive alike: ``params`` as the
     module's argument spec gives them (defaults filled in).
-    ``source_facts`` false leaves the dump's size and sha256 out of ``source`` (the caller verified the dump already)."""
+    ``source_facts`` false leaves the dump's size and sha256 out of ``source`` (the caller verified the dump already).
+    ``scanned``: what scan_dump found in this very file, when the caller read it already (the check is not repeated)."""
     src = params['src']
     if not os.path.isfile(src):
         raise AppvaultError('src %s does not exist or is not a file' % src)
@@ -1049,7 +1055,7 @@ def run_restore(params, check_mode=False, source_facts=True):
         scan = {}
 
         def validate():
-            scan.update(scan_dump(src, outer))
+            scan.update(scanned if scanned is not None else scan_dump(src, outer))
             result['source'].update(dumped_from=scan['header']['server'], dumped_by=scan['header']['tool'],
                                     definers=['`%s`@`%s`' % account for account in scan['definers']])
             check_definers(conn, params, scan)

@@ -69,9 +69,15 @@ def _tarinfo(name, data=b'', kind='file'):
     return info
 
 
-def _archive(directory, dump):
-    """An archive whose PostgreSQL dump ``dump`` is declared as piped through zstd, with a valid sidecar."""
-    members = [(_tarinfo('db/main.pgdump', dump), dump), (_tarinfo('files/storage', kind='dir'), b''),
+PG_MAIN = dict(id='main', member='db/main.pgdump', engine='postgresql', type='file',
+               options=dict(format='custom', compression=dict(method='zstd', level=3, how='pipe')), inventory={})
+
+
+def _archive(directory, dump, database=None):
+    """An archive whose database dump ``dump`` (``database``: its manifest entry, by default a PostgreSQL dump
+    declared as piped through zstd) and one small path, with a valid sidecar."""
+    database = database or PG_MAIN
+    members = [(_tarinfo(database['member'], dump), dump), (_tarinfo('files/storage', kind='dir'), b''),
                (_tarinfo('files/storage/a.txt', b'new\n'), b'new\n')]
     table = {}
     for info, data in members:
@@ -81,10 +87,7 @@ def _archive(directory, dump):
         table[info.name] = meta
     manifest = dict(format='appvault.backup', format_version=1, collection_version='0.1.0', created_at='2025-01-01T00:00:00Z',
                     app=dict(name='fixture'), host={}, paths=[dict(id='storage', member='files/storage', present=True)],
-                    databases=[dict(id='main', member='db/main.pgdump', engine='postgresql', type='file',
-                                    options=dict(format='custom', compression=dict(method='zstd', level=3, how='pipe')),
-                                    inventory={})],
-                    members=table)
+                    databases=[database], members=table)
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode='w', format=tarfile.PAX_FORMAT) as tar:
         data = json.dumps(manifest).encode()
@@ -113,6 +116,29 @@ def test_a_dump_that_cannot_be_decompressed_changes_nothing(two_engine_app, pg_s
     assert 'nothing was changed' in result['msg']
     assert app.state() == before
     assert not dumps.exists() and sorted(os.listdir(app.root)) == sorted(['storage', '.env', 'VERSION', 'app-cmd'])
+
+
+def test_an_incomplete_mysql_dump_is_found_before_any_path_is_swapped_in(two_engine_app):
+    """Its sha256 matches, but it lacks the dump tools' completion line. The restore's check reads it beside the
+    rest of the pass, as soon as it is written out: refused before the paths are swapped in, nothing changed."""
+    app, definition = two_engine_app
+    app.backups.mkdir()
+    sql = b'-- MariaDB dump 10.19  Distrib 10.11.6-MariaDB\n-- Server version\t10.11.6-MariaDB\n' + \
+        b'-- Table structure for table `t`\nCREATE TABLE `t` (i INT);\nINSERT INTO `t` VALUES (1);\n' * 2000
+    dump = subprocess.run(['zstd', '-q', '-c'], input=sql, capture_output=True, check=True).stdout
+    shop = dict(id='shop', member='db/shop.sql', engine='mariadb', type='file',
+                options=dict(compression=dict(method='zstd', level=3, how='pipe')), inventory={})
+    archive = _archive(app.backups, dump, shop)
+    before = app.state()
+    only = dict(definition, databases=[definition['databases'][1]], paths=definition['paths'][:1])
+    dumps = app.backups / '.restore-r5'
+    result = run_module('backup_restore', dict(app=only, src=str(archive), dumps_dest=str(dumps)))
+    assert result.get('failed')
+    assert result['msg'].startswith('restore of database shop failed: '), result['msg']
+    assert 'is not a complete MySQL/MariaDB dump' in result['msg'], result['msg']
+    assert 'nothing was changed (the paths were not swapped in)' in result['msg'], result['msg']
+    assert app.state() == before and not dumps.exists()
+    assert not [name for name in os.listdir(app.root) if '-bak-' in name or 'appvault-stage' in name]
 
 
 def test_a_database_the_definition_does_not_name_is_refused_first(two_engine_app, mysql_source):
