@@ -259,7 +259,11 @@ tool_version:
   type: str
   sample: "10.11.6"
 commands:
-  description: The commands run (or that would run), with any secret masked.
+  description:
+    - The commands run (or that would run), with any secret masked.
+    - A connection of a parallel restore from an uncompressed dump starts with C(bytes A-B, C-D of <dump>), the byte
+      ranges a thread of the module feeds it (the dump's header, its part of the tables, without the LOCK TABLES
+      lines).
   returned: always
   type: list
   elements: str
