@@ -838,8 +838,7 @@ def restore_steps(conn, outer, database, definer_stage, skip_binlog, plan=None, 
             argv.append([find_tool('head'), '-c', '%d' % (stop - start)])
         if start:
             argv.append([find_tool('cat'), header_path, '-'])
-        argv.append([find_tool('grep'), '-a', '-v', '-x', '-E', '-e', r'LOCK TABLES `([^`]|``)+` WRITE;',
-                     '-e', 'UNLOCK TABLES;'])
+        argv.append([find_tool('grep'), '-a', '-v', '-x', '-E', '-e', LOCK_LINE_RE])
         return Pipe(argv + tail, None)
     return [[part(start, stop) for start, stop in plan['ranges']], [part(plan['later'])]]
 
