@@ -681,7 +681,7 @@ def scan_dump(src, outer):
     header = {'tool': None, 'server': None}
     tables, lines, later, later_line, locks = [], [], None, None, []
     for number, offset, line in found:
-        if re.match(r'(UN)?LOCK TABLES ', line):
+        if line.startswith(('LOCK TABLES ', 'UNLOCK TABLES')):
             if re.fullmatch(LOCK_LINE_RE, line):
                 locks.append((offset, len(line.encode('utf-8')) + 1))
         elif line.startswith('DEFINER='):

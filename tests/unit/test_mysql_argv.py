@@ -270,3 +270,14 @@ def test_check_lines_refuses_bytes_that_are_not_the_scanned_line(tmp_path):
     for wrong in ([(lock, size - 1)], [(lock + 1, size)], [(unlock - 2, 15)], [(0, 9)]):
         with pytest.raises(AppvaultError, match='is not what the scan of the dump read there'):
             _mysql.check_lines(str(dump), wrong, _mysql.LOCK_LINE_RE)
+
+
+def test_scan_finds_both_lock_lines_of_each_table(tmp_path):
+    """The scan records LOCK TABLES and UNLOCK TABLES lines (a restore over several connections leaves both out)."""
+    dump = tmp_path / 'd.sql'
+    dump.write_bytes(b'-- MariaDB dump 10.19  Distrib 10.11.6-MariaDB\n-- Table structure for table `t`\n'
+                     b'LOCK TABLES `t` WRITE;\nINSERT INTO `t` VALUES (1);\nUNLOCK TABLES;\n'
+                     b'-- Dumping routines for database \'d\'\n-- Dump completed on 2025-01-01\n')
+    text = dump.read_bytes()
+    scan = _mysql.scan_dump(str(dump), 'none')
+    assert scan['locks'] == [(text.index(b'LOCK TABLES'), 23), (text.index(b'UNLOCK'), 15)]
