@@ -460,7 +460,7 @@ def create(dest_dir, app, databases, paths, root=None, label=None, dest=None, co
         try:
             # The last stage writes the file itself (created 0600); a thread hashes and flushes it from the page
             # cache right behind the writer (no tee | sha256sum copy competing with zstd for the cores).
-            with _common.SealWhileWriting(partial) as out:
+            with _common.SealWhileWriting(partial, drop_cache=True) as out:
                 try:
                     _runner.pipeline(stages, stdout_fd=out.fd)
                 except _runner.CommandError as exc:

@@ -197,15 +197,21 @@ class SealWhileWriting(object):
     Only for writers that never go back (never pg_dump ``--file``, which rewrites its table of contents at
     the end); the size read is checked against the file's at the end.  Pass the facts to
     ``publish(..., sealed=True)``.
+
+    ``drop_cache``: once a part is hashed and on disk, drop it from the page cache (POSIX_FADV_DONTNEED). For a
+    file nothing reads soon (a backup archive): a large backup then does not push the host's working set out of
+    memory, and the writer reuses the pages just freed instead of taking fresh ones (on a VM, fresh pages cost
+    the writer 2-3x the system time).  Not for a file read right after (a dump the archive is made from).
     """
 
     READ = 4 * CHUNK
     FLUSH_EVERY = 64 * CHUNK
     IDLE = 0.02
 
-    def __init__(self, path, mode=0o600):
+    def __init__(self, path, mode=0o600, drop_cache=False):
         self.path = path
         self.mode = mode
+        self.drop_cache = drop_cache
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         self._digest = hashlib.sha256()
         self._size = 0
@@ -237,6 +243,8 @@ class SealWhileWriting(object):
                         unflushed += len(chunk)
                         if unflushed >= self.FLUSH_EVERY:
                             os.fdatasync(fileobj.fileno())
+                            if self.drop_cache:
+                                os.posix_fadvise(fileobj.fileno(), self._size - unflushed, unflushed, os.POSIX_FADV_DONTNEED)
                             unflushed = 0
                     elif written:
                         return
@@ -259,6 +267,8 @@ class SealWhileWriting(object):
         if self._errors:
             raise self._errors[0]
         os.fsync(self.fd)
+        if self.drop_cache:
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
         os.fchmod(self.fd, self.mode)
         size = os.fstat(self.fd).st_size
         self._stop()

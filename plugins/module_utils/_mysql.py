@@ -550,10 +550,11 @@ def shown_commands(plan, secrets=()):
     return shown
 
 
-def dump(conn, plan, partial):
+def dump(conn, plan, partial, drop_cache=False):
     """Write the dump to ``partial`` (structure-only part first, then the main dump; compressed frames concatenate)
-    and seal it: hashed and flushed while the dump runs; returns its artefact_facts."""
-    with _common.SealWhileWriting(partial) as out:
+    and seal it: hashed and flushed while the dump runs; returns its artefact_facts.  ``drop_cache``: see
+    _common.SealWhileWriting."""
+    with _common.SealWhileWriting(partial, drop_cache=drop_cache) as out:
         for argv in (plan['structure'], plan['main']):
             if not argv:
                 continue
@@ -900,9 +901,10 @@ def dump_argument_spec():
     return spec
 
 
-def run_dump(params, check_mode=False, warn=None):
+def run_dump(params, check_mode=False, warn=None, drop_cache=False):
     """What the mysql_dump module does, for the module and the host-side runner alike: ``params`` as the
-    module's argument spec gives them (defaults filled in), ``warn`` called with each warning."""
+    module's argument spec gives them (defaults filled in), ``warn`` called with each warning.  ``drop_cache``:
+    the module's dump is dropped from the page cache once on disk; a dump the archive reads next is not."""
     warn = warn or (lambda msg: None)
     result = dict(changed=False)
     dest = params['dest']
@@ -946,7 +948,7 @@ def run_dump(params, check_mode=False, warn=None):
             counted = _common.in_background(inventory, conn, checksums=params['checksums'], exclude_tables=skipped,
                                             exclude_table_data=params['exclude_table_data'] or [])
         try:
-            facts = dump(conn, plan, partial)
+            facts = dump(conn, plan, partial, drop_cache)
             if facts['size'] == 0:
                 raise AppvaultError('the dump of "%s" is empty; nothing was written to %s' % (params['name'], dest))
             if counted is not None:

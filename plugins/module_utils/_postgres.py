@@ -457,8 +457,9 @@ def export_snapshot(conn, session):
                                        'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_export_snapshot();')
 
 
-def dump(conn, params, partial, cores, snapshot=None):
-    """Write the dump to ``partial`` and seal it (mode 0600, sha256, fsync); returns (tool, stages, warnings, facts)."""
+def dump(conn, params, partial, cores, snapshot=None, drop_cache=False):
+    """Write the dump to ``partial`` and seal it (mode 0600, sha256, fsync); returns (tool, stages, warnings, facts).
+    ``drop_cache``: see _common.SealWhileWriting."""
     tool, argv, pipe, warnings = dump_plan(conn, params, cores)
     if snapshot:
         argv = argv + ['--snapshot=%s' % snapshot]
@@ -466,7 +467,7 @@ def dump(conn, params, partial, cores, snapshot=None):
     if pipe:
         # pg_dump writes to the pipe front to back: hash and flush while it runs.
         stages = [argv, pipe]
-        with _common.SealWhileWriting(partial) as out:
+        with _common.SealWhileWriting(partial, drop_cache=drop_cache) as out:
             _runner.pipeline(stages, stdout_fd=out.fd, env=env)
             return tool, stages, warnings, out.seal()
     # pg_dump --file: a custom-format file gets its table of contents rewritten at the end (data offsets
@@ -695,9 +696,10 @@ def dump_argument_spec():
     return spec
 
 
-def run_dump(params, check_mode=False, warn=None):
+def run_dump(params, check_mode=False, warn=None, drop_cache=False):
     """What the postgresql_dump module does, for the module and the host-side runner alike: ``params`` as the
-    module's argument spec gives them (defaults filled in), ``warn`` called with each warning."""
+    module's argument spec gives them (defaults filled in), ``warn`` called with each warning.  ``drop_cache``:
+    the module's dump is dropped from the page cache once on disk; a dump the archive reads next is not."""
     warn = warn or (lambda msg: None)
     result = dict(changed=False, format=params['format'])
     dest = params['dest']
@@ -741,7 +743,7 @@ def run_dump(params, check_mode=False, warn=None):
                 counted = _common.in_background(inventory, conn, schemas=params['schemas'],
                                                 exclude_schemas=params['exclude_schemas'], checksums=params['checksums'],
                                                 session=session)
-            facts = dump(conn, params, partial, cores, snapshot)[3]
+            facts = dump(conn, params, partial, cores, snapshot, drop_cache)[3]
             if facts['size'] == 0:
                 raise AppvaultError('pg_dump produced an empty dump of "%s"; nothing was written to %s' % (params['name'], dest))
             if session:

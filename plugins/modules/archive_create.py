@@ -25,6 +25,8 @@ description:
   - Free space is checked against the sum of the input sizes before anything is written. The archive is written
     to a hidden C(.partial) name, fsynced and renamed, with mode 0600 in a 0700 directory; on any failure (a
     full disk included) nothing is left behind. A C(<archive>.sha256) sidecar in sha256sum format covers the file.
+    What is on disk is dropped from the page cache as the archive grows, so a large backup does not push the host's
+    working set out of memory.
   - With O(recipients) the archive is encrypted with C(age) (C(.tar.zst.age)); the manifest without the member
     table is then also written unencrypted as C(<archive>.manifest.json) so the catalogue can list it.
 author:

@@ -22,7 +22,8 @@ description:
     C(--single-transaction) cannot take at one consistent point in time.
   - Compresses with C(zstd -T<cores> -3) by default (or gzip, or not at all), writes to a hidden C(.partial) name,
     fsyncs and renames it to O(dest) with mode 0600; nothing is left behind on failure. The exit status of every
-    stage of the pipeline is checked and an empty dump is a failure.
+    stage of the pipeline is checked and an empty dump is a failure. What is on disk is dropped from the page cache
+    as the dump goes, so a large dump does not push the host's working set out of memory.
   - Returns the artefact's size and sha256, the versions involved and the database's object inventory with exact
     per-table row counts (and optional content checksums), which M(appvault.backup.mysql_restore) verifies against.
 author:
@@ -235,7 +236,7 @@ def argument_spec():
 
 
 def run(module):
-    return _mysql.run_dump(module.params, check_mode=module.check_mode, warn=module.warn)
+    return _mysql.run_dump(module.params, check_mode=module.check_mode, warn=module.warn, drop_cache=True)
 
 
 def main():

@@ -16,7 +16,8 @@ description:
   - Compresses with zstd by default, natively with C(pg_dump) 16 or newer, otherwise by piping C(--compress=0)
     output through C(zstd -T<cores>).
   - Writes to a hidden C(.partial) name, fsyncs and renames it to O(dest) with mode 0600; nothing is left behind on
-    failure. The exit status of every stage of the pipeline is checked.
+    failure. The exit status of every stage of the pipeline is checked. What is on disk is dropped from the page
+    cache as the dump goes, so a large dump does not push the host's working set out of memory.
   - Returns the artefact's size and sha256, the versions involved and the database's object inventory with
     per-table row counts, which M(appvault.backup.postgresql_restore) can verify against.
 author:
@@ -246,7 +247,7 @@ def argument_spec():
 
 
 def run(module):
-    return _postgres.run_dump(module.params, check_mode=module.check_mode, warn=module.warn)
+    return _postgres.run_dump(module.params, check_mode=module.check_mode, warn=module.warn, drop_cache=True)
 
 
 def main():

@@ -31,6 +31,13 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def cached_bytes(path):
+    """How many bytes of ``path`` are in the page cache (util-linux fincore, which asks mincore(2))."""
+    out = subprocess.run(['fincore', '--bytes', '--noheadings', '--output', 'RES', str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    return int(out.split()[0])
+
+
 def run_as(user, argv, check=True):
     """Run argv as ``user`` (root hands it down with runuser; others run it as themselves)."""
     if os.geteuid() == 0 and user != 'root':

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.appvault.backup.plugins.module_utils import _archive
-from harness.common import run_module
+from harness.common import cached_bytes, run_module
 
 UTC = datetime.timezone.utc
 OWNERS = [(0, 0), (1000, 1000), (1001, 1002), (12345, 54321)]
@@ -119,6 +119,9 @@ def created(env):
 
 def test_create_writes_one_private_archive_with_manifest_first(env, created):
     path = Path(created['path'])
+    # first, before anything reads it: the archive on disk is not left in the page cache (util-linux fincore)
+    resident = cached_bytes(path)
+    assert resident < created['size'] // 8, '%d of %d bytes of the archive still cached' % (resident, created['size'])
     assert path.name.startswith('exment-') and path.name.endswith('-full.tar.zst')
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(env['backups']).st_mode) == 0o700

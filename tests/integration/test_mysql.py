@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from harness.common import free_port, run_module, run_module_sampling_argv, run_playbook
+from harness.common import cached_bytes, free_port, run_module, run_module_sampling_argv, run_playbook
 from ansible_collections.appvault.backup.plugins.module_utils import _inventory, _mysql
 from harness.compare_mysql import assert_mysql_identical, mysql_inventory
 
@@ -61,6 +61,7 @@ def test_dump_result_and_file(source_dump, mysql_source):
     assert result['compression'] == {'method': 'zstd', 'level': 3, 'how': 'pipe'}
     assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
     assert result['artefact']['size'] == os.path.getsize(dest) > 0
+    assert cached_bytes(dest) < result['artefact']['size'] // 8  # dropped from the page cache once on disk
     assert result['artefact']['sha256'] == subprocess.run(['sha256sum', str(dest)], capture_output=True, text=True,
                                                           check=True).stdout.split()[0]
     command = result['commands'][0]

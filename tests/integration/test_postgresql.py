@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from harness.common import run_module, run_module_sampling_argv, run_playbook
+from harness.common import cached_bytes, run_module, run_module_sampling_argv, run_playbook
 from harness.compare import assert_pg_identical, pg_inventory
 
 
@@ -56,6 +56,7 @@ def test_round_trip_identical(pg_source, pg_target, tmp_out):
     assert result['compression'] == {'method': 'zstd', 'level': 3, 'how': 'pipe'}
     assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
     assert result['artefact']['size'] == os.path.getsize(dest) > 0
+    assert cached_bytes(dest) < result['artefact']['size'] // 8  # dropped from the page cache once on disk
     assert result['artefact']['sha256'] == subprocess.run(['sha256sum', str(dest)], capture_output=True, text=True,
                                                           check=True).stdout.split()[0]
     assert result['inventory']['rows']['app.users'] == 20000

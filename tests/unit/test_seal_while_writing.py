@@ -11,6 +11,7 @@ import time
 import pytest
 
 from ansible_collections.appvault.backup.plugins.module_utils import _common, _runner
+from harness.common import cached_bytes
 
 WRITER = r'''
 import os, sys, time
@@ -71,3 +72,19 @@ def test_a_failed_write_stops_the_follower_at_once(tmp_path):
             _runner.pipeline([['sh', '-c', 'head -c 1000000 /dev/zero; exit 3']], stdout_fd=out.fd)
     assert out.fd is None
     assert threading.active_count() == before
+
+
+@pytest.mark.parametrize('drop_cache', [True, False])
+def test_drop_cache_leaves_what_is_on_disk_out_of_the_page_cache(tmp_path, monkeypatch, drop_cache):
+    monkeypatch.setattr(_common.SealWhileWriting, 'FLUSH_EVERY', 1 << 20)
+    path = tmp_path / 'out'
+    size = 32 << 20
+    with _common.SealWhileWriting(str(path), drop_cache=drop_cache) as out:
+        _runner.pipeline([['head', '-c', str(size), '/dev/urandom']], stdout_fd=out.fd)
+        facts = out.seal()
+    resident = cached_bytes(path)  # before the check below reads the file back into the cache
+    assert facts['size'] == size and facts['sha256'] == _common.sha256_file(str(path))
+    if drop_cache:
+        assert resident < size // 8, '%d of %d bytes still cached' % (resident, size)
+    else:  # the same write without the option stays cached: the option is what drops it
+        assert resident > size // 2, 'only %d of %d bytes cached' % (resident, size)
