@@ -1208,9 +1208,25 @@ def restore(src, databases=None, paths=None, path_dest=None, dumps_dest=None, ow
         plan = state['plan']
         result = plan['result']
         result['checksum'] = manifest.pop('_checksum')
-        if before_swap and not check_mode:
-            before_swap()
         if not check_mode:
+            # The trees are written to disk (one syncfs per filesystem) beside whatever before_swap waits for, and
+            # before they are swapped in: a crash after the swap must not leave empty files where the app's were.
+            trees = [state['stages'][entry['member']] for entry, _dest, _differs in plan['paths']
+                     if entry['member'] in state['stages']]
+            synced = _common.in_background(_common.sync_filesystems, trees) if trees else None
+            try:
+                if before_swap:
+                    before_swap()
+            except BaseException:
+                if synced is not None:
+                    concurrent.futures.wait([synced])  # the stages are removed below, after it
+                raise
+            if synced is not None:
+                try:
+                    synced.result()
+                except OSError as exc:
+                    raise AppvaultError('cannot write the restored files to disk: %s; nothing was changed (the paths '
+                                        'were not swapped in)' % exc)
             if plan['databases']:
                 extracted = publish_dumps(state['stages']['dumps'], plan['databases'], dumps_dest)
                 for ident, path in extracted.items():

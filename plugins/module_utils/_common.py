@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import hashlib
 import os
 import shutil
@@ -125,6 +126,35 @@ def fsync_dir(path):
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _syncfs():
+    """The C library's syncfs(2), or None where it has none."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (AttributeError, OSError):
+        return None
+
+
+def sync_filesystems(paths):
+    """Make what was written below ``paths`` durable: one syncfs(2) per filesystem they are on, which writes a tree
+    of many files out at once instead of one fsync per file (sync(2) where the C library has no syncfs)."""
+    syncfs = _syncfs()
+    seen = set()
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            dev = os.fstat(fd).st_dev
+            if dev in seen:
+                continue
+            seen.add(dev)
+            if syncfs is None:
+                os.sync()
+            elif syncfs(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), path)
+        finally:
+            os.close(fd)
 
 
 def check_destination(dest, force):

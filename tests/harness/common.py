@@ -38,6 +38,21 @@ def cached_bytes(path):
     return int(out.split()[0])
 
 
+def delalloc_files(paths):
+    """Which of ``paths`` still have data only in memory: ext4 delays the allocation of written data until it goes
+    to disk, and ``filefrag -v`` flags such extents ``delalloc``; a file that was synced has none."""
+    paths = [str(p) for p in paths]
+    out = ''.join(subprocess.run(['filefrag', '-v'] + paths[i:i + 1000], capture_output=True, text=True, check=True).stdout
+                  for i in range(0, len(paths), 1000))
+    pending, current = [], None
+    for line in out.splitlines():
+        if line.startswith('File size of '):
+            current = line[len('File size of '):].rsplit(' is ', 1)[0]
+        elif 'delalloc' in line and current is not None and current not in pending:
+            pending.append(current)
+    return pending
+
+
 def run_as(user, argv, check=True):
     """Run argv as ``user`` (root hands it down with runuser; others run it as themselves)."""
     if os.geteuid() == 0 and user != 'root':

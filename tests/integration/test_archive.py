@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.appvault.backup.plugins.module_utils import _archive
-from harness.common import cached_bytes, run_module
+from harness.common import cached_bytes, delalloc_files, run_module
 
 UTC = datetime.timezone.utc
 OWNERS = [(0, 0), (1000, 1000), (1001, 1002), (12345, 54321)]
@@ -160,6 +160,23 @@ def test_round_trip_is_exact(env, created, tmp_path):
     again = run_module('archive_restore', {'src': created['path'], 'paths': ['attachments'], 'databases': [],
                                            'path_dest': {'attachments': str(dest)}})
     assert again['changed'] is False and again['paths']['attachments']['counts'] == {'added': 0, 'changed': 0, 'removed': 0}
+
+
+def test_restored_files_are_on_disk_before_they_are_swapped_in(env, created, tmp_path):
+    # A crash right after the swap must not leave empty files where the app's were: the restored tree is written
+    # out (syncfs) before its rename. Written but unsynced files on ext4 have delayed-allocation extents.
+    if subprocess.run(['stat', '-f', '-c', '%T', str(tmp_path)], capture_output=True, text=True, check=True).stdout.strip() != 'ext2/ext3':
+        pytest.skip('needs ext4 (delayed allocation shows unsynced data)')
+    probe = tmp_path / 'probe.bin'
+    probe.write_bytes(os.urandom(300000))
+    assert delalloc_files([probe]) == [str(probe)]  # the check sees data not yet on disk
+    dest = tmp_path / 'restored'
+    result = run_module('archive_restore', {'src': created['path'], 'paths': ['attachments'], 'databases': [],
+                                            'path_dest': {'attachments': str(dest)}})
+    assert not result.get('failed'), result.get('msg')
+    files = [p for p in dest.rglob('*') if p.is_file() and not p.is_symlink() and p.stat().st_size]
+    assert len(files) > 9000  # the non-empty regular files of the 10k-file tree
+    assert delalloc_files(files) == []
 
 
 def test_restore_check_diff_then_swap_keeping_previous(env, created, tmp_path):
