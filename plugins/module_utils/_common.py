@@ -231,7 +231,7 @@ class SealWhileWriting(object):
     ``drop_cache``: once a part is hashed and on disk, drop it from the page cache (POSIX_FADV_DONTNEED). For a
     file nothing reads soon (a backup archive): a large backup then does not push the host's working set out of
     memory, and the writer reuses the pages just freed instead of taking fresh ones (on a VM, fresh pages cost
-    the writer 2-3x the system time).  Not for a file read right after (a dump the archive is made from).
+    the writer about twice the system time).  Not for a file read right after (a dump the archive is made from).
     """
 
     READ = 4 * CHUNK
