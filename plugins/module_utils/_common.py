@@ -43,6 +43,18 @@ def cpu_count():
         return max(1, os.cpu_count() or 1)
 
 
+def cpu_has_aes(cpuinfo='/proc/cpuinfo'):
+    """Whether this host's CPU has AES instructions (the ``aes`` flag: x86 AES-NI, the ARMv8 crypto extension)."""
+    try:
+        with open(cpuinfo) as fileobj:
+            for line in fileobj:
+                if line.startswith(('flags', 'Features')):
+                    return 'aes' in line.split(':', 1)[-1].split()
+    except OSError:
+        pass
+    return False
+
+
 def find_tool(name, package=None):
     """The path of program ``name``, or an error naming the package that provides it."""
     path = shutil.which(name)

@@ -45,11 +45,21 @@ def known_hosts_lines(host, port, host_keys):
     return ''.join(lines)
 
 
-def ssh_argv(port, identity=None, known_hosts=None, connect_timeout=10):
-    """The ssh client: batch mode (never a prompt), strict host key checking, no user or system configuration."""
+# OpenSSH's default ciphers with AES-GCM first. Where the CPU has AES instructions an archive moves about twice as fast
+# as with the default's first choice, chacha20-poly1305 (1.4 GB between two test hosts by rsync: 4.3-5.7 s against
+# 8.9-12.2 s; by ssh alone 2.6 s against 5.8-6.5 s). The same set, only reordered: a server accepts what it did.
+AES_FIRST_CIPHERS = ('aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,'
+                     'aes128-ctr,aes192-ctr,aes256-ctr')
+
+
+def ssh_argv(port, identity=None, known_hosts=None, connect_timeout=10, aes=None):
+    """The ssh client: batch mode (never a prompt), strict host key checking, no user or system configuration; AES-GCM
+    preferred when ``aes`` (default: this host's CPU has AES instructions)."""
     argv = [_common.find_tool('ssh', 'openssh-client'), '-F', '/dev/null', '-p', str(port),
             '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', 'ConnectTimeout=%d' % connect_timeout,
             '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=4', '-o', 'LogLevel=ERROR']
+    if _common.cpu_has_aes() if aes is None else aes:
+        argv += ['-o', 'Ciphers=%s' % AES_FIRST_CIPHERS]
     if identity:
         argv += ['-o', 'IdentitiesOnly=yes', '-i', identity]
     if known_hosts:

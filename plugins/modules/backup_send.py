@@ -21,6 +21,9 @@ description:
     another sha256 is refused unless O(force=true).
   - The receiving host needs C(rsync), C(sha256sum) and a POSIX shell for the login user; this host needs C(ssh) and
     C(rsync). Host keys are always checked (O(host_keys) or O(known_hosts)); the connection never prompts.
+  - When this host's CPU has AES instructions, C(ssh) offers AES-GCM first (OpenSSH's default ciphers, reordered, so a
+    server accepts what it did before). There it moves an archive about twice as fast as chacha20-poly1305, the
+    default's first choice.
   - With O(probe=true) only checks that this host can log in to O(dest) and finds the tools there, and reports
     RV(reachable) instead of failing. With O(unreachable=report) it checks that first and then sends; a destination it
     cannot use is reported the same way (nothing is sent), any later failure fails the module.

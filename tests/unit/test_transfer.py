@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.appvault.backup.plugins.module_utils import _transfer
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _transfer
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 
@@ -45,6 +45,32 @@ def test_ssh_is_strict_and_batch_and_rsync_does_not_compress():
     rsync = _transfer.rsync_argv(ssh, '/b/a.tar.zst', 'root@h', '/b/.a.tar.zst.partial', 60)
     assert '--append-verify' in rsync and '-z' not in rsync and '--compress' not in rsync
     assert rsync[-2:] == ['/b/a.tar.zst', 'root@h:/b/.a.tar.zst.partial']
+
+
+def _effective_ciphers(argv):
+    """The ciphers the real ssh client would offer with ``argv``'s options (``ssh -G`` prints them; no connection)."""
+    out = subprocess.run(argv[:1] + ['-G'] + argv[1:] + ['target.invalid'], check=True, capture_output=True, text=True).stdout
+    return next(line.split(None, 1)[1] for line in out.splitlines() if line.startswith('ciphers ')).split(',')
+
+
+def test_aes_gcm_first_offers_the_default_ciphers_only_reordered():
+    default = _effective_ciphers(_transfer.ssh_argv(22, aes=False))
+    preferred = _effective_ciphers(_transfer.ssh_argv(22, aes=True))
+    assert preferred[0] == 'aes128-gcm@openssh.com' and default[0] != preferred[0]
+    assert sorted(preferred) == sorted(default)  # nothing a server accepted is lost
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('processor\t: 0\nflags\t\t: fpu sse2 aes avx pclmulqdq\n', True),   # x86 with AES-NI
+    ('processor\t: 0\nflags\t\t: fpu sse2 avx aesx\n', False),           # a flag that only starts with aes
+    ('processor\t: 0\nFeatures\t: fp asimd aes pmull sha1 sha2\n', True),  # ARMv8 crypto extension
+    ('processor\t: 0\nFeatures\t: fp asimd\n', False),
+])
+def test_cpu_aes_flag_is_read_from_cpuinfo(tmp_path, text, expected):
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text(text)
+    assert _common.cpu_has_aes(str(cpuinfo)) is expected
+    assert _common.cpu_has_aes(str(tmp_path / 'missing')) is False
 
 
 def _sh(script, env=None):
