@@ -424,13 +424,17 @@ def row(name, runs, bound=None):
     community = summary.get('community', {}).get('seconds')
     vs_hand = lib.ratio(ours, hand)
     faster = lib.ratio(community, ours)
-    floor = lib.ratio(bound['seconds'], hand) if bound else None
+    floor, floor_text, floor_ratio = None, '-', '-'
+    if bound and hand:
+        floor = bound['seconds'] / hand
+        floor_ratio = '%.2fx' % floor
+        floor_text = '%.2f s (%s)' % (bound['seconds'], floor_ratio)
     verdict = []
     if name in HAND_TARGET:
         met = vs_hand is not None and vs_hand <= HAND_TARGET[name]
-        verdict.append('hand %s (≤%.2fx)%s' % ('met' if met else 'MISSED', HAND_TARGET[name],
-                                                ', out of reach here (bound %.2fx)' % floor
-                                                if not met and floor is not None and floor > HAND_TARGET[name] else ''))
+        beyond = not met and floor is not None and floor > HAND_TARGET[name]
+        suffix = ', out of reach here (bound %s)' % floor_ratio if beyond else ''
+        verdict.append('hand %s (≤%.2fx)%s' % ('met' if met else 'MISSED', HAND_TARGET[name], suffix))
     if name in COMMUNITY_TARGET and faster is not None:
         verdict.append('community %s (≥%.1fx)' % ('met' if faster >= COMMUNITY_TARGET[name] else 'MISSED', COMMUNITY_TARGET[name]))
     rss = summary['ours']['module_peak_rss']
@@ -446,8 +450,7 @@ def row(name, runs, bound=None):
     if bound:
         summary['lower_bound'] = bound
     return [name, lib.fmt_num(ours), lib.fmt_num(hand), lib.fmt_num(community), lib.fmt_num(vs_hand, '%.2fx'),
-            lib.fmt_num(faster, '%.2fx'), '-' if floor is None else '%.2f s (%.2fx)' % (bound['seconds'], floor),
-            lib.fmt_bytes(rss), through, '; '.join(verdict)], summary
+            lib.fmt_num(faster, '%.2fx'), floor_text, lib.fmt_bytes(rss), through, '; '.join(verdict)], summary
 
 
 def fmt_size(value):
