@@ -58,7 +58,9 @@ def ssh_argv(port, identity=None, known_hosts=None, connect_timeout=10, aes=None
     argv = [_common.find_tool('ssh', 'openssh-client'), '-F', '/dev/null', '-p', str(port),
             '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', 'ConnectTimeout=%d' % connect_timeout,
             '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=4', '-o', 'LogLevel=ERROR']
-    if _common.cpu_has_aes() if aes is None else aes:
+    if aes is None:
+        aes = _common.cpu_has_aes()
+    if aes:
         argv += ['-o', 'Ciphers=%s' % AES_FIRST_CIPHERS]
     if identity:
         argv += ['-o', 'IdentitiesOnly=yes', '-i', identity]
