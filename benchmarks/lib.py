@@ -454,7 +454,7 @@ def machine_facts(extra=None):
     facts = {
         'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
         'nproc': os.cpu_count(),
-        'affinity_cpus': len(os.sched_getaffinity(0)),
+        'affinity_cpus': cores(),
         'cpu_model': cpu[0] if cpu else None,
         'mem_total_bytes': int(meminfo.get('MemTotal', '0 kB').split()[0]) * 1024,
         'mem_available_bytes': int(meminfo.get('MemAvailable', '0 kB').split()[0]) * 1024,
