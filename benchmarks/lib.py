@@ -288,6 +288,26 @@ def run_playbook(tasks, match=None, extra_env=None):
     return res
 
 
+def task_times(plays):
+    """{task name without its role prefix: wall seconds, summed over its runs} from the json callback's task times."""
+    def parse(stamp):
+        return datetime.datetime.fromisoformat(stamp.replace('Z', '+00:00'))
+
+    out = {}
+    for play in plays:
+        for task in play.get('tasks', []):
+            span = task['task'].get('duration') or {}
+            if span.get('start') and span.get('end'):
+                name = task['task']['name'].split(' : ', 1)[-1]
+                out[name] = out.get(name, 0.0) + (parse(span['end']) - parse(span['start'])).total_seconds()
+    return out
+
+
+def slowest(times, count=12):
+    """The ``count`` longest of task_times()' tasks, longest first."""
+    return dict(sorted(times.items(), key=lambda item: -item[1])[:count])
+
+
 # -- lower bounds ----------------------------------------------------------------------------------------------
 GIB = 1024 * MIB
 NOOP_TASKS = [{'ansible.builtin.ping': {}}]  # the cheapest ansible-playbook run: Ansible's fixed cost

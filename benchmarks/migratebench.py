@@ -18,7 +18,6 @@ traffic between this machine and the containers, not what the containers send ea
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import secrets
@@ -246,9 +245,9 @@ class MigrateBench:
         res['transfer_mode'] = result.get('transfer')
         res['archive_size'] = int(result.get('size') or 0)
         res['verified'] = result.get('verified')
-        times = task_times(res['plays'])
+        times = lib.task_times(res['plays'])
         res['transfer_seconds'] = sum(times.get(task) or 0 for task in TRANSFER_TASKS) or None
-        res['slowest_tasks'] = dict(sorted(times.items(), key=lambda item: -item[1])[:12])
+        res['slowest_tasks'] = lib.slowest(times)
         del res['plays']
         if res['transfer_mode'] != 'direct':
             raise RuntimeError('the migration did not transfer directly: %s' % result.get('transfer_reason'))
@@ -293,21 +292,6 @@ def modules(samplers):
         for info in sampler.procs.values():
             if 'AnsiballZ_' in info['cmdline'] and info['name'].startswith('python'):
                 yield info
-
-
-def task_times(plays):
-    """{task name without its role prefix: wall seconds, summed over its runs} from the json callback's task times."""
-    def parse(stamp):
-        return datetime.datetime.fromisoformat(stamp.replace('Z', '+00:00'))
-
-    out = {}
-    for play in plays:
-        for task in play.get('tasks', []):
-            span = task['task'].get('duration') or {}
-            if span.get('start') and span.get('end'):
-                name = task['task']['name'].split(' : ', 1)[-1]
-                out[name] = out.get(name, 0.0) + (parse(span['end']) - parse(span['start'])).total_seconds()
-    return out
 
 
 def migrate_scenario(suite_module, suite, args, log):

@@ -77,7 +77,7 @@ def role_playbook(name, host_vars, match='AnsiballZ_'):
     inventory = {'all': {'children': {'appvault': {'hosts': {'localhost': dict(
         {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}, **host_vars)}}}}}
     res = playbook(lib.REPO / 'playbooks' / name, inventory, match=match)
-    del res['plays']
+    res['slowest_tasks'] = lib.slowest(lib.task_times(res.pop('plays')))
     return res
 
 
@@ -519,6 +519,10 @@ def scenario_suite(args):
         md.append('Fixed overhead: the backup playbook on a 10 MB app takes %s s (an ansible-playbook with one ping: %s s); '
                   'one backup makes %d module calls on the host.' % (lib.fmt_num(tiny['ours']['seconds']),
                                                                      lib.fmt_num(tiny['noop']['seconds']), payload['overhead']['module_calls']))
+    slow = ['%s: %s' % (name, ', '.join('%s %.1f s' % item for item in list(runs['ours'][-1]['slowest_tasks'].items())[:4]))
+            for name, runs in payload['scenarios'].items() if name != 'S4' and runs['ours'][-1].get('slowest_tasks')]
+    if slow:
+        md.append('Ours\' slowest tasks (last round) - %s.' % '; '.join(slow))
     if 'S4' in payload['scenarios']:
         md.append(migratebench.describe(payload['scenarios']['S4']))
     md.append('Medians of %d interleaved rounds; %s GiB database and storage%s; machine: %s.' % (
