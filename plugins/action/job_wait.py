@@ -14,6 +14,7 @@ from ansible.utils.display import Display
 display = Display()
 MARK = '--appvault-job-wait--'
 LEASE_NAME = '.appvault-maintenance.json'  # _maintenance.STATE_NAME
+HOST_STEP = 0.1  # seconds between the host-side checks of a job's end
 
 
 def human(size):
@@ -51,6 +52,18 @@ def exception_text(exception):
     return lines[-1].strip() if lines else ''
 
 
+def wait_command(status, wait, step=HOST_STEP):
+    """The shell words that wait, up to ``wait`` seconds, while the job's status file ``status`` still says
+    "started" (async_wrapper rewrites it whole with the job's result when the job ends): checked every ``step``
+    seconds by grep and sleep, both in every base system. Empty for no wait. A file that cannot be read ends
+    the wait at once; the caller reads the file itself and decides."""
+    steps = round(wait / step)
+    if steps < 1:
+        return ''
+    return ('n=0; while [ "$n" -lt %d ] && grep -qsF %s %s; do sleep %s; n=$((n+1)); done; '
+            % (steps, shlex.quote('"started"'), shlex.quote(status), step))
+
+
 class ActionModule(ActionBase):
     _VALID_ARGS = frozenset(('jid', 'watch', 'patterns', 'total', 'label', 'timeout', 'poll', 'renew_lease'))
 
@@ -70,17 +83,21 @@ class ActionModule(ActionBase):
         status_args = dict(jid=args['jid'], _async_dir=async_dir)
         started = time.monotonic()
         poll = max(0.2, args['poll'])
-        # Checks start 0.2 s apart and back off to ``poll``, so a short job is not waited for a whole ``poll``;
-        # progress lines come every ``poll`` seconds.
+        # Each check waits on the host, up to ``poll`` seconds, for the job to end (HOST_STEP apart), so the wait ends
+        # within HOST_STEP of the job instead of up to a whole ``poll`` later; progress lines come every ``poll``
+        # seconds. A check that returns at once while the job runs (its status file not written yet, or a ``sleep``
+        # without fractions) is followed by a pause on the controller: 0.2 s, backing off to ``poll``.
         interval = min(0.2, poll)
         last = (started, 0)
         shown = started
         unreadable = None
         host = (task_vars or {}).get('inventory_hostname', '')
         while True:
-            # One light command per poll (cat and find, no Python module): the job's status file and the sizes of
-            # the files it writes. The host's cores belong to the job; a module per poll would cost it ~0.3 s each.
-            state, done = self._peek(async_dir, args)
+            # One light command per check (cat and find, no Python module): the job's status file and the sizes of
+            # the files it writes. The host's cores belong to the job; a module per check would cost it ~0.3 s each.
+            asked = max(0.0, min(poll, args['timeout'] - (time.monotonic() - started)))
+            began = time.monotonic()
+            state, done = self._peek(async_dir, args, asked)
             if state is not None and 'started' not in state:
                 break
             if state is None:
@@ -93,8 +110,9 @@ class ActionModule(ActionBase):
             if elapsed > args['timeout']:
                 result.update(failed=True, msg='%s did not finish within %d s (job %s)' % (args['label'], args['timeout'], args['jid']))
                 return result
-            time.sleep(interval)
-            interval = min(poll, interval * 2)
+            if time.monotonic() - began < asked / 2:
+                time.sleep(interval)
+                interval = min(poll, interval * 2)
             now = time.monotonic()
             if now - shown < poll - 0.05:
                 continue
@@ -135,10 +153,11 @@ class ActionModule(ActionBase):
         result['waited'] = round(time.monotonic() - started, 1)
         return result
 
-    def _peek(self, async_dir, args):
-        """(the job's status file as a dict, or None while it cannot be read; bytes in the watched files)."""
-        argv = ['cat', async_dir.rstrip('/') + '/' + args['jid']]
-        command = ' '.join(shlex.quote(a) for a in argv) + ' 2>/dev/null; echo; echo ' + MARK
+    def _peek(self, async_dir, args, wait=0):
+        """(the job's status file as a dict, or None while it cannot be read; bytes in the watched files), read once
+        the job has ended or ``wait`` seconds have passed (wait_command)."""
+        status = async_dir.rstrip('/') + '/' + args['jid']
+        command = wait_command(status, wait) + 'cat %s 2>/dev/null; echo; echo %s' % (shlex.quote(status), MARK)
         if args['watch']:
             names = []
             for pattern in args['patterns']:

@@ -111,3 +111,20 @@ def test_waiting_renews_the_maintenance_lease(tmp_path):
     job_end, off = float((marks / 'job').read_text()), float((marks / 'off').read_text())
     assert off > job_end, 'the timer lifted maintenance %.1f s before the job it guarded ended' % (job_end - off)
     assert off - job_end < 4 + 6, 'the lease ended %.1f s after the last check' % (off - job_end)
+
+
+def test_the_wait_ends_with_the_job_not_a_poll_later(tmp_path):
+    """With poll 10 the old checks (0.2, 0.6, 1.4, 3.0, 6.2 s ...) would have seen a 3.5 s job end at 6.2 s; the
+    host-side wait notices the end within its 0.1 s step. The margin (2 s) is for a busy machine."""
+    play = [{'hosts': 'localhost', 'gather_facts': False, 'connection': 'local', 'tasks': [
+        {'name': 'start', 'ansible.builtin.command': {'argv': ['sleep', '3.5']}, 'async': 60, 'poll': 0, 'register': 'job'},
+        {'name': 'wait', 'appvault.backup.job_wait': {'jid': '{{ job.ansible_job_id }}', 'poll': 10}, 'register': 'waited'},
+        {'name': 'show', 'ansible.builtin.debug': {'msg': 'waited={{ waited.waited }} rc={{ waited.rc }}'}}]}]
+    path = tmp_path / 'play.yml'
+    path.write_text(json.dumps(play))
+    argv = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', 'localhost,', str(path)]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), check=False, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    waited = float(proc.stdout.split('waited=')[1].split()[0])
+    assert 'rc=0' in proc.stdout
+    assert 3.0 <= waited < 5.5, 'the job (3.5 s) was seen to end after %.1f s of waiting' % waited
