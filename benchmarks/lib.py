@@ -308,6 +308,12 @@ def slowest(times, count=12):
     return dict(sorted(times.items(), key=lambda item: -item[1])[:count])
 
 
+def slowest_text(times, count=4):
+    """'task 12.3 s, task 4.5 s, ...': the ``count`` longest tasks of ``times`` (sorted again: a result read back
+    from its JSON has its keys in name order)."""
+    return ', '.join('%s %.1f s' % item for item in slowest(times, count).items())
+
+
 # -- lower bounds ----------------------------------------------------------------------------------------------
 GIB = 1024 * MIB
 NOOP_TASKS = [{'ansible.builtin.ping': {}}]  # the cheapest ansible-playbook run: Ansible's fixed cost

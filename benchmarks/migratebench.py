@@ -321,7 +321,7 @@ def describe(runs):
     ours = runs['ours']
     transfer = lib.median([r.get('transfer_seconds') for r in ours])
     role_bytes = lib.median([r.get('role_controller_bytes') for r in ours])
-    slowest = ', '.join('%s %.1f s' % item for item in list(ours[-1]['slowest_tasks'].items())[:4])
+    slowest = lib.slowest_text(ours[-1]['slowest_tasks'])
     archive = lib.median([r.get('archive_size') for r in ours])
     return ('S4: of ours, the host-to-host transfer step (backup_send, %s of archive) took %s s (median); the role reports '
             '%s archive bytes through the controller (transfer mode %s).  "through controller" is what the run\'s podman '

@@ -519,7 +519,7 @@ def scenario_suite(args):
         md.append('Fixed overhead: the backup playbook on a 10 MB app takes %s s (an ansible-playbook with one ping: %s s); '
                   'one backup makes %d module calls on the host.' % (lib.fmt_num(tiny['ours']['seconds']),
                                                                      lib.fmt_num(tiny['noop']['seconds']), payload['overhead']['module_calls']))
-    slow = ['%s: %s' % (name, ', '.join('%s %.1f s' % item for item in list(runs['ours'][-1]['slowest_tasks'].items())[:4]))
+    slow = ['%s: %s' % (name, lib.slowest_text(runs['ours'][-1]['slowest_tasks']))
             for name, runs in payload['scenarios'].items() if name != 'S4' and runs['ours'][-1].get('slowest_tasks')]
     if slow:
         md.append('Ours\' slowest tasks (last round) - %s.' % '; '.join(slow))
