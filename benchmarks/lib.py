@@ -303,6 +303,29 @@ def task_times(plays):
     return out
 
 
+# Actions that run on the controller alone: no module is sent to a host for them.
+CONTROLLER_ACTIONS = frozenset(('add_host', 'assert', 'debug', 'fail', 'group_by', 'import_role', 'import_tasks',
+                                'include_role', 'include_tasks', 'include_vars', 'meta', 'pause', 'set_fact', 'set_stats',
+                                'validate_argument_spec'))
+
+
+def host_tasks(plays):
+    """How many task results of the json callback's ``plays`` ran on a managed host: not skipped, not an action of
+    the controller alone (set_fact, assert, include_* ...), not delegated to localhost.  Each one is a module (or an
+    action plugin's commands) sent over the connection."""
+    count = 0
+    for play in plays:
+        for task in play.get('tasks', []):
+            for result in task.get('hosts', {}).values():
+                items = result.get('results') if isinstance(result.get('results'), list) else [result]
+                for item in items:
+                    action = (item.get('action') or result.get('action') or '').rsplit('.', 1)[-1]
+                    delegated = (item.get('_ansible_delegated_vars') or {}).get('ansible_delegated_host')
+                    if not item.get('skipped') and action not in CONTROLLER_ACTIONS and delegated != 'localhost':
+                        count += 1
+    return count
+
+
 def slowest(times, count=12):
     """The ``count`` longest of task_times()' tasks, longest first."""
     return dict(sorted(times.items(), key=lambda item: -item[1])[:count])

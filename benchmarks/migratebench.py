@@ -323,9 +323,14 @@ def describe(runs):
     role_bytes = lib.median([r.get('role_controller_bytes') for r in ours])
     slowest = lib.slowest_text(ours[-1]['slowest_tasks'])
     archive = lib.median([r.get('archive_size') for r in ours])
+    sent = lib.median([r.get('controller_bytes_out') for r in ours])
+    calls = lib.median([r.get('module_calls') for r in ours])
+    per_call = ('%s per task' % lib.fmt_bytes(sent / calls)) if sent and calls else 'n/a per task'
     return ('S4: of ours, the host-to-host transfer step (backup_send, %s of archive) took %s s (median); the role reports '
             '%s archive bytes through the controller (transfer mode %s).  "through controller" is what the run\'s podman '
-            'bridge exchanged with this machine (Ansible\'s own SSH traffic included), median per variant.  Ours\' slowest '
-            'tasks (last round): %s.' % (
+            'bridge exchanged with this machine (Ansible\'s own SSH traffic included), median per variant; of ours\', %s '
+            'went to the hosts over %s tasks that ran on them (lib.host_tasks: %s, each its module\'s payload).  '
+            'Ours\' slowest tasks (last round): %s.' % (
                 lib.fmt_bytes(archive), lib.fmt_num(transfer), lib.fmt_num(role_bytes, '%d'),
-                ', '.join(sorted({str(r.get('transfer_mode')) for r in ours})), slowest))
+                ', '.join(sorted({str(r.get('transfer_mode')) for r in ours})), lib.fmt_bytes(sent),
+                lib.fmt_num(calls, '%d'), per_call, slowest))

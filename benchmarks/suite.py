@@ -65,7 +65,8 @@ def playbook(path, inventory, match='AnsiballZ_', extra_env=None):
                     failed.append('%s: %s' % (task['task']['name'], result.get('msg')))
     if res['rc'] or failed:
         raise RuntimeError('%s failed (rc %s): %s' % (Path(path).name, res['rc'], failed or res['stderr'][-2000:]))
-    res['module_calls'] = calls
+    res['task_results'] = calls
+    res['module_calls'] = lib.host_tasks(data.get('plays', []))
     res['stats'] = data.get('global_custom_stats') or data.get('custom_stats') or {}
     res['plays'] = data.get('plays', [])
     del res['stdout']
