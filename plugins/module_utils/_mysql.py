@@ -36,6 +36,11 @@ DATA_LINE_RE = r'^(INSERT|REPLACE) INTO '
 ROW_COST_BYTES = 650
 TABLE_PART = '-- Table structure for table '
 VIEW_STUB_PART = '-- Temporary table structure for view '
+# The comment line a table's rows section starts with (it ends with that table's UNLOCK TABLES line); a dump's
+# lines that start a row statement, where a parallel restore of a plain dump may cut a table's rows.
+DATA_PART = '-- Dumping data for table '
+ROW_STATEMENT = re.compile(b'\n(?:INSERT|REPLACE) INTO ')
+CHUNK_SEARCH = 1 << 20  # bytes next_row_statement reads at a time
 LATER_PARTS = ('-- Dumping events for database ', '-- Dumping routines for database ', '-- Final view structure for view ')
 # The lines a restore over several connections leaves out (see restore_steps).
 LOCK_LINE_RE = r'LOCK TABLES `([^`]|``)+` WRITE;|UNLOCK TABLES;'
@@ -658,10 +663,13 @@ def scan_dump(src, outer):
 
     Returns {'definers': [(user, host), ...], 'header': first lines (tool and server version), 'tables': byte
     offsets (in the plain SQL) of the tables' parts, 'later': offset of the first part after them or None,
-    'lines': line numbers of the tables' parts, 'later_line': line number of ``later``} (grep counts the lines in
-    the same pass: mariadb-dump writes one row a line, so a part's lines are about its rows; see split_plan).
+    'lines': line numbers of the tables' parts, 'later_line': line number of ``later``, 'rows': per table part
+    its rows section as [offset, line, end, end line] (from its DATA_PART line to the end of its UNLOCK TABLES
+    line; end None when that line was not found) or None, 'banner': offset of the main dump's first line (the
+    tool's banner; after a structure-only dump written before it)} (grep counts the lines in the same pass:
+    mariadb-dump writes one row a line, so a part's lines are about its rows; see split_plan).
     """
-    parts = '|'.join('^' + re.escape(marker) for marker in (TABLE_PART, VIEW_STUB_PART) + LATER_PARTS)
+    parts = '|'.join('^' + re.escape(marker) for marker in (TABLE_PART, VIEW_STUB_PART, DATA_PART) + LATER_PARTS)
     pattern = '%s|^-- (MySQL|MariaDB) dump .*|^-- Server version.*|^%s.*|%s|^LOCK TABLES .*|^UNLOCK TABLES;.*' % (
         DEFINER_RE, COMPLETED, parts)
     decompress = decompress_argv(outer)
@@ -680,11 +688,16 @@ def scan_dump(src, outer):
         raise AppvaultError('%s is not a complete MySQL/MariaDB dump (no "%s" line at its end)' % (src, COMPLETED))
     definers = []
     header = {'tool': None, 'server': None}
-    tables, lines, later, later_line, locks = [], [], None, None, []
+    tables, lines, later, later_line, locks, rows, banner = [], [], None, None, [], [], 0
     for number, offset, line in found:
         if line.startswith(('LOCK TABLES ', 'UNLOCK TABLES')):
             if re.fullmatch(LOCK_LINE_RE, line):
                 locks.append((offset, len(line.encode('utf-8')) + 1))
+                if line.startswith('UNLOCK') and rows and rows[-1] and rows[-1][2] is None:
+                    rows[-1][2:] = [locks[-1][0] + locks[-1][1], number + 1]
+        elif line == DATA_PART:
+            if rows and rows[-1] is None and later is None:
+                rows[-1] = [offset, number, None, None]
         elif line.startswith('DEFINER='):
             match = re.match(r'^DEFINER=`((?:[^`]|``)*)`@`((?:[^`]|``)*)`$', line)
             account = (match.group(1).replace('``', '`'), match.group(2).replace('``', '`'))
@@ -693,16 +706,18 @@ def scan_dump(src, outer):
         elif line in (TABLE_PART, VIEW_STUB_PART):
             tables.append(offset)
             lines.append(number)
+            rows.append(None)
         elif line in LATER_PARTS and later is None:
             later, later_line = offset, number
-        elif re.match(r'^-- (MySQL|MariaDB) dump', line) and not header['tool']:
-            header['tool'] = line[3:].strip()
+        elif re.match(r'^-- (MySQL|MariaDB) dump', line):
+            header['tool'] = header['tool'] or line[3:].strip()
+            banner = offset if not tables else banner
         elif line.startswith('-- Server version') and not header['server']:
             header['server'] = line.split('version', 1)[1].strip()
     if outer == 'none':
         check_lines(src, locks, LOCK_LINE_RE)
     return {'definers': definers, 'header': header, 'tables': tables, 'later': later, 'lines': lines,
-            'later_line': later_line, 'locks': locks}
+            'later_line': later_line, 'locks': locks, 'rows': rows, 'banner': banner}
 
 
 def scan_file(src):
@@ -764,6 +779,94 @@ def split_plan(scan, jobs):
     return {'header': tables[0], 'ranges': offsets, 'later': later, 'parts': parts, 'locks': scan.get('locks') or []}
 
 
+def next_row_statement(fileobj, offset, end):
+    """Offset of the first line at or after ``offset`` and before ``end`` in the plain dump ``fileobj`` that starts a
+    row statement (INSERT or REPLACE), else ``end``. The dump tools escape a newline inside a value, so a line's
+    start is a statement's start."""
+    pos = max(offset - 1, 0)
+    while pos < end:
+        fileobj.seek(pos)
+        chunk = fileobj.read(min(CHUNK_SEARCH, end - pos) + 16)
+        found = ROW_STATEMENT.search(chunk)
+        if found:
+            return min(pos + found.start() + 1, end)
+        if len(chunk) <= 16:
+            break
+        pos += len(chunk) - 16
+    return end
+
+
+def _merge(ranges):
+    """Byte ranges (start, stop) with the adjacent ones joined and the empty ones left out."""
+    merged = []
+    for start, stop in ranges:
+        if stop is not None and stop <= start:
+            continue
+        if merged and merged[-1][1] == start:
+            merged[-1] = (merged[-1][0], stop)
+        else:
+            merged.append((start, stop))
+    return merged
+
+
+def row_plan(scan, jobs, src):
+    """A restore of the plain dump ``src`` over ``jobs`` connections that cuts inside a table: None when its scan
+    (scan_dump) does not show every table's rows section, else a plan in three steps of (start, stop) byte ranges:
+
+    1. one connection: the dump's header and every table's part without its rows section (DROP and CREATE TABLE, the
+       views' stand-ins);
+    2. ``jobs`` connections side by side: the header (from the main dump's banner), then a contiguous share of all
+       the tables' rows sections of about the same estimated cost (split_plan's: bytes plus ROW_COST_BYTES a line,
+       spread evenly over a table's section), cut where a row statement starts (next_row_statement), so one large
+       table is restored by several connections;
+    3. one connection: the header, what follows each table's rows (its triggers: none fires while rows go in, as in
+       the dump), then the events, routines and final views.
+
+    Returns {'steps': [[ranges], ...], 'parts': per connection of step 2 {bytes, lines (estimated), cost},
+    'locks': the lock lines to leave out}.
+    """
+    tables, later, sections = scan['tables'], scan['later'], scan.get('rows') or []
+    if jobs < 2 or not tables or later is None or tables[-1] > later or len(sections) != len(tables):
+        return None
+    header = (scan.get('banner') or 0, tables[0])
+    structure, rows, after = [(0, tables[0])], [], []
+    for start, stop, section in zip(tables, tables[1:] + [later], sections):
+        if section is None:
+            structure.append((start, stop))
+            continue
+        begin, line, end, end_line = section
+        if end is None or not start < begin < end <= stop:
+            return None  # where its rows end is unknown: a trigger after them could fire on another connection's rows
+        structure.append((start, begin))
+        rows.append((begin, end, end_line - line, end - begin + ROW_COST_BYTES * (end_line - line)))
+        after.append((end, stop))
+    total = sum(row[3] for row in rows)
+    if not total:
+        return None
+    cuts, done = [rows[0][0]], 0
+    with open(src, 'rb') as fileobj:
+        for begin, end, _lines, cost in rows:
+            while len(cuts) < jobs and done + cost >= total * len(cuts) / jobs:
+                guess = begin + int((end - begin) * (total * len(cuts) / jobs - done) / cost)
+                cuts.append(max(cuts[-1], next_row_statement(fileobj, guess, end)))
+            done += cost
+    cuts = cuts[:jobs] + [rows[-1][1]]
+    shares, parts = [], []
+    for low, high in zip(cuts, cuts[1:]):
+        pieces = [(max(begin, low), min(end, high), lines, cost, end - begin) for begin, end, lines, cost in rows
+                  if max(begin, low) < min(end, high)]
+        if not pieces:
+            continue
+        shares.append([header] + [(start, stop) for start, stop, _l, _c, _s in pieces])
+        parts.append({'bytes': sum(stop - start for start, stop, _l, _c, _s in pieces),
+                      'lines': int(sum(lines * (stop - start) / size for start, stop, lines, _c, size in pieces)),
+                      'cost': int(sum(cost * (stop - start) / size for start, stop, _l, cost, size in pieces))})
+    if len(shares) < 2:
+        return None
+    return {'steps': [[_merge(structure)], shares, [[header] + _merge(after + [(later, None)])]], 'parts': parts,
+            'locks': scan.get('locks') or []}
+
+
 def missing_accounts(conn, accounts):
     """Accounts from ``accounts`` that do not exist on the server; None when this user may not tell."""
     missing = []
@@ -812,8 +915,9 @@ def _without(skips, start, stop):
 def restore_steps(conn, outer, database, definer_stage, skip_binlog, plan=None, header_path=None):
     """The restore as steps run one after the other, each a list of Pipes run side by side.
 
-    Without a ``plan`` one pipeline reads the whole dump; with one (split_plan) each range goes to its own
-    connection, then the parts after the tables; every connection but the first gets the dump's header first.
+    Without a ``plan`` one pipeline reads the whole dump; with one of row_plan (a plain dump) each step's
+    connections are fed their ranges; with one of split_plan each range goes to its own connection, then the parts
+    after the tables; every connection but the first gets the dump's header first.
     The LOCK TABLES lines are left out: LOCK TABLES fixes the tables a statement may touch when it runs, so a child
     table with ON DELETE CASCADE that the other connection creates after this one's LOCK TABLES of its parent fails
     the next INSERT ("was not locked with LOCK TABLES"); InnoDB gains nothing from these locks.  From a plain dump
@@ -828,6 +932,10 @@ def restore_steps(conn, outer, database, definer_stage, skip_binlog, plan=None, 
     decompress = decompress_argv(outer)
     if not plan:
         return [[Pipe(([decompress] if decompress else []) + tail, None)]]
+    if plan.get('steps'):  # row_plan's, of a plain dump
+        locks = plan.get('locks', ())
+        return [[Pipe(tail, [piece for start, stop in ranges for piece in _without(locks, start, stop)])
+                 for ranges in step] for step in plan['steps']]
 
     def part(start=0, stop=None):
         if not decompress:
@@ -861,17 +969,19 @@ def write_header(src, outer, plan, dest):
 
 
 def restore(conn, steps, src, database, alongside=None):
-    """Run the restore ``steps`` (restore_steps); ``alongside`` (a callable) runs while the first step restores.
+    """Run the restore ``steps`` (restore_steps); ``alongside`` (a callable) runs while the step of the most
+    connections (the first of them) restores.
 
     When ``alongside`` raises, or one connection fails, the clients are killed and the error propagates (the
     caller drops what the unfinished restore wrote); a client's own failure is reported after ``alongside``.
     """
+    widest = max(range(len(steps)), key=lambda index: len(steps[index]))
     try:
         for index, step in enumerate(steps):
             with contextlib.ExitStack() as stack:
                 streams = [stack.enter_context(_runner.Stream(pipe.stages, stdin_path=src, stdin_ranges=pipe.ranges))
                            for pipe in step]
-                if alongside is not None and index == 0:
+                if alongside is not None and index == widest:
                     alongside()
                 for stream in streams:
                     stream.finish()
@@ -1075,8 +1185,8 @@ def run_restore(params, check_mode=False, source_facts=True, scanned=None):
             validate()
         elif not params['validate']:
             check_definers(conn, params, {'definers': []})
-        plan = split_plan(scan, jobs) if parallel else None
-        result['jobs'], result['ranges'] = (len(plan['ranges']), plan['parts']) if plan else (1, [])
+        plan = ((row_plan(scan, jobs, src) if outer == 'none' else None) or split_plan(scan, jobs)) if parallel else None
+        result['jobs'], result['ranges'] = (len(plan['parts']), plan['parts']) if plan else (1, [])
         header = secrets.write('header.sql', '') if plan and outer != 'none' else None
         charset, collation = params['charset'], params['collation']
         if side or in_place:

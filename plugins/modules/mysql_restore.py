@@ -120,11 +120,16 @@ options:
     default: true
   jobs:
     description:
-      - Connections that restore the dump's tables side by side, each a contiguous run of whole tables of about the
-        same estimated restore cost (the dump's bytes plus a fixed cost per row, so a run of small rows counts for more
-        than a run of hex-encoded BLOBs of the same size; see RV(ranges)); the first also runs the dump's header, the
-        others get it too; the events, routines and final view definitions follow on one connection once all of them
-        are done.
+      - Connections that restore the dump's rows side by side, each a contiguous share of about the same estimated
+        restore cost (the dump's bytes plus a fixed cost per row, so a run of small rows counts for more than a run of
+        hex-encoded BLOBs of the same size; see RV(ranges)); every connection runs the dump's header of session
+        settings first.
+      - From an uncompressed dump (what the restore role extracts) the shares may cut inside a table, where an
+        C(INSERT) statement starts, so one large table is restored by several connections. One connection first
+        creates every table, then the connections restore the rows, then one connection creates the triggers (none
+        fires on the restored rows, as in the dump), events, routines and final view definitions.
+      - From a compressed dump each share is a contiguous run of whole tables (with their triggers); the events,
+        routines and final view definitions follow on one connection once all of them are done.
       - Only into a database the module creates (a new one, or the side database of O(clean=true)); an existing
         database is always restored over one connection. The dump is read once first to find its tables (this is
         the O(validate) check, done before the restore then).
@@ -224,6 +229,7 @@ ranges:
       estimated it. Empty for a single connection.
     - C(bytes) of the plain SQL, C(lines) of it (mariadb-dump writes one row a line; mysqldump one statement a line),
       C(cost) the estimate the split balanced (bytes plus 650 per line, calibrated on the benchmark data).
+    - A share that cuts inside a table estimates its lines from its bytes (the table's lines spread evenly).
   returned: always
   type: list
   elements: dict

@@ -281,3 +281,86 @@ def test_scan_finds_both_lock_lines_of_each_table(tmp_path):
     text = dump.read_bytes()
     scan = _mysql.scan_dump(str(dump), 'none')
     assert scan['locks'] == [(text.index(b'LOCK TABLES'), 23), (text.index(b'UNLOCK'), 15)]
+
+
+def _synthetic_dump(path, tables):
+    """A dump as mariadb-dump writes it: a banner and header, per table its structure, rows section and a trigger,
+    then routines. ``tables``: {name: row count}. Returns its bytes."""
+    out = [b'-- MariaDB dump 10.19  Distrib 10.11.6-MariaDB\n/*!40101 SET NAMES utf8mb4 */;\n']
+    for name, count in tables.items():
+        table = name.encode()
+        out.append(b'--\n-- Table structure for table `%s`\n--\n\nDROP TABLE IF EXISTS `%s`;\nCREATE TABLE `%s` (i INT);\n\n'
+                   % (table, table, table))
+        out.append(b'--\n-- Dumping data for table `%s`\n--\n\nLOCK TABLES `%s` WRITE;\n' % (table, table))
+        out.extend(b"INSERT INTO `%s` VALUES (%d,'a\\nINSERT INTO `x` VALUES (1);');\n" % (table, i) for i in range(count))
+        out.append(b'UNLOCK TABLES;\n/*!50003 CREATE TRIGGER `%s_t` BEFORE INSERT ON `%s` FOR EACH ROW SET @x = 1 */;;\n'
+                   % (table, table))
+    out.append(b"--\n-- Dumping routines for database 'd'\n--\n-- Dump completed on 2025-01-01\n")
+    path.write_bytes(b''.join(out))
+    return path.read_bytes()
+
+
+def test_row_plan_cuts_inside_a_table_and_keeps_every_byte_once(tmp_path):
+    """One large table and a small one over two connections: the structure first, the rows split inside the large
+    table at a row statement's start, the triggers and routines last; apart from the headers prepended and the
+    lock lines left out, every byte of the dump is read exactly once."""
+    dump = tmp_path / 'd.sql'
+    text = _synthetic_dump(dump, {'big': 3000, 'small': 10})
+    scan = _mysql.scan_dump(str(dump), 'none')
+    assert [section is not None for section in scan['rows']] == [True, True] and scan['banner'] == 0
+    plan = _mysql.row_plan(scan, 2, str(dump))
+    structure, shares, last = plan['steps']
+    assert len(structure) == 1 and len(shares) == 2 and len(last) == 1
+    header = (0, scan['tables'][0])
+    assert shares[0][0] == shares[1][0] == last[0][0] == header
+    cut = shares[1][1][0]
+    big_rows, small_rows = scan['rows']
+    assert big_rows[0] < cut < big_rows[2] and text[cut - 1:cut] == b'\n' and text[cut:].startswith(b'INSERT INTO `big`')
+    assert 0.9 < plan['parts'][0]['cost'] / plan['parts'][1]['cost'] < 1.1
+    assert sum(part['bytes'] for part in plan['parts']) == big_rows[2] - big_rows[0] + small_rows[2] - small_rows[0]
+    read = list(structure[0]) + [piece for share in shares for piece in share[1:]] + last[0][1:]
+    read = [(start, len(text) if stop is None else stop) for start, stop in read]
+    assert sorted(read)[0][0] == 0 and sum(stop - start for start, stop in read) == len(text)
+    assert all(a[1] == b[0] for a, b in zip(sorted(read), sorted(read)[1:]))  # contiguous: no gap, no overlap
+    # the triggers come after all rows, in the last step
+    assert all(text.index(b'CREATE TRIGGER `%s_t`' % name) >= last[0][1][0] for name in (b'big', b'small'))
+
+    # the pipes feed those ranges without the lock lines
+    class Conn(FakeConn):
+        def client_argv(self, database=None, extra=()):
+            return ['/usr/bin/mariadb'] + self.conn_argv() + list(extra) + [database]
+    steps = _mysql.restore_steps(Conn(), 'none', 'db', None, True, plan)
+    assert [len(step) for step in steps] == [1, 2, 1]
+    fed = b''.join(text[offset:None if count is None else offset + count]
+                   for step in steps for pipe in step for offset, count in pipe.ranges)
+    assert b'LOCK TABLES' not in fed and fed.count(b'INSERT INTO `big` VALUES') == 3000
+    # three connections: three shares of about the same cost
+    three = _mysql.row_plan(scan, 3, str(dump))
+    assert len(three['steps'][1]) == 3 and max(p['cost'] for p in three['parts']) < 1.1 * min(p['cost'] for p in three['parts'])
+
+
+def test_row_plan_declines_what_it_cannot_cut_safely(tmp_path):
+    """No plan (split_plan's whole tables instead) when a rows section's end is unknown, for one connection, or
+    when the rows are one statement."""
+    dump = tmp_path / 'd.sql'
+    _synthetic_dump(dump, {'big': 50, 'small': 5})
+    scan = _mysql.scan_dump(str(dump), 'none')
+    assert _mysql.row_plan(scan, 1, str(dump)) is None
+    open_end = [list(scan['rows'][0][:2]) + [None, None], scan['rows'][1]]
+    assert _mysql.row_plan(dict(scan, rows=open_end), 2, str(dump)) is None
+    assert _mysql.row_plan(dict(scan, rows=[]), 2, str(dump)) is None
+    one = tmp_path / 'one.sql'
+    _synthetic_dump(one, {'only': 1})
+    assert _mysql.row_plan(_mysql.scan_dump(str(one), 'none'), 2, str(one)) is None
+
+
+def test_next_row_statement_finds_a_line_start_across_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(_mysql, 'CHUNK_SEARCH', 8)
+    dump = tmp_path / 'd.sql'
+    dump.write_bytes(b"x" * 50 + b"\nINSERT INTO `t` VALUES ('\\nINSERT INTO ');\nREPLACE INTO `t` VALUES (2);\n")
+    text = dump.read_bytes()
+    with open(dump, 'rb') as fileobj:
+        assert _mysql.next_row_statement(fileobj, 3, len(text)) == 51
+        assert _mysql.next_row_statement(fileobj, 52, len(text)) == text.index(b'REPLACE')
+        assert _mysql.next_row_statement(fileobj, 52, 60) == 60
+        assert _mysql.next_row_statement(fileobj, 51, len(text)) == 51
