@@ -248,6 +248,7 @@ class BenchServer:
             self.socket.unlink(missing_ok=True)
             self._spawn()
             self.meta = json.loads(self.meta_path.read_text())
+            self.drop_leftovers()
             return self
         if self.root.exists():
             self.log('discarding %s (incomplete or of another seed/size/version)' % self.root)
@@ -268,6 +269,16 @@ class BenchServer:
                                               % (quoted, quoted)], check=True, capture_output=True)
         self.generate()
         return self
+
+    def drop_leftovers(self):
+        """Drop the databases an interrupted run or a probe left beside the data set: they share the buffer pool with
+        it, so a dump reads from disk what it read from memory (an 853 MB leftover made every S3 variant 1.3-1.9x
+        slower, ours most)."""
+        names = self.sql('SHOW DATABASES').split()
+        for name in names:
+            if name not in (DB_NAME, 'Database', 'information_schema', 'mysql', 'performance_schema', 'sys'):
+                self.log('dropping the leftover database %s' % name)
+                self.sql('DROP DATABASE `%s`' % name)
 
     def stop(self, remove=False):
         pid = self.pid()

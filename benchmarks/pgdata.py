@@ -257,6 +257,7 @@ class BenchServer:
             (self.data / 'postmaster.pid').unlink(missing_ok=True)
             self._start()
             self.meta = json.loads(self.meta_path.read_text())
+            self.drop_leftovers()
             return self
         if self.root.exists():
             self.log('discarding %s (incomplete or of another seed/size/version)' % self.root)
@@ -288,6 +289,14 @@ class BenchServer:
         """libpq environment for a TCP connection with the password (for baselines run by hand)."""
         return {'PGHOST': '127.0.0.1', 'PGPORT': str(self.port), 'PGUSER': SUPERUSER, 'PGPASSWORD': self.password,
                 'PGDATABASE': db}
+
+    def drop_leftovers(self):
+        """Drop the databases an interrupted run or a probe left beside the data set: they compete with it for the
+        page cache and shared buffers (as mysqldata.BenchServer.drop_leftovers)."""
+        for name in self.psql('SELECT datname FROM pg_database WHERE NOT datistemplate', 'postgres').split():
+            if name not in (DB_NAME, 'postgres'):
+                self.log('dropping the leftover database %s' % name)
+                self.psql('DROP DATABASE "%s" WITH (FORCE)' % name, 'postgres')
 
     def psql(self, sql, db=DB_NAME):
         argv = [self.bin_dir + '/psql', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', str(self.socket_dir),
