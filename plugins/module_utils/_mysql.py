@@ -41,6 +41,10 @@ VIEW_STUB_PART = '-- Temporary table structure for view '
 DATA_PART = '-- Dumping data for table '
 ROW_STATEMENT = re.compile(b'\n(?:INSERT|REPLACE) INTO ')
 CHUNK_SEARCH = 1 << 20  # bytes next_row_statement reads at a time
+# A dump written with --no-autocommit opens each rows section with this and commits after its UNLOCK TABLES line; the
+# lines before a section's first row fit in SECTION_HEAD bytes.
+NO_AUTOCOMMIT = re.compile(b'\nset autocommit=0;', re.IGNORECASE)
+SECTION_HEAD = 4096
 LATER_PARTS = ('-- Dumping events for database ', '-- Dumping routines for database ', '-- Final view structure for view ')
 # The lines a restore over several connections leaves out (see restore_steps).
 LOCK_LINE_RE = r'LOCK TABLES `([^`]|``)+` WRITE;|UNLOCK TABLES;'
@@ -845,6 +849,10 @@ def row_plan(scan, jobs, src):
         return None
     cuts, done = [rows[0][0]], 0
     with open(src, 'rb') as fileobj:
+        for begin, _end, _lines, _cost in rows:
+            fileobj.seek(begin)
+            if NO_AUTOCOMMIT.search(fileobj.read(SECTION_HEAD)):
+                return None  # a share ending inside a table would leave its rows uncommitted (--no-autocommit)
         for begin, end, _lines, cost in rows:
             while len(cuts) < jobs and done + cost >= total * len(cuts) / jobs:
                 guess = begin + int((end - begin) * (total * len(cuts) / jobs - done) / cost)

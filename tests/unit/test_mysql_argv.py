@@ -352,6 +352,13 @@ def test_row_plan_declines_what_it_cannot_cut_safely(tmp_path):
     one = tmp_path / 'one.sql'
     _synthetic_dump(one, {'only': 1})
     assert _mysql.row_plan(_mysql.scan_dump(str(one), 'none'), 2, str(one)) is None
+    # --no-autocommit: each section's rows are committed after its UNLOCK TABLES line, so a share that ends inside a
+    # table would leave them uncommitted: whole tables instead
+    text = dump.read_bytes()
+    manual = tmp_path / 'no-autocommit.sql'
+    manual.write_bytes(text.replace(b'` WRITE;\n', b'` WRITE;\nset autocommit=0;\n').replace(b'UNLOCK TABLES;\n', b'UNLOCK TABLES;\ncommit;\n'))
+    assert _mysql.row_plan(_mysql.scan_dump(str(manual), 'none'), 2, str(manual)) is None
+    assert _mysql.row_plan(_mysql.scan_dump(str(dump), 'none'), 2, str(dump)) is not None
 
 
 def test_next_row_statement_finds_a_line_start_across_chunks(tmp_path, monkeypatch):
