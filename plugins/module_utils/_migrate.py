@@ -5,6 +5,7 @@ against the source's manifest (database inventories and per-table checksums, fil
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import fnmatch
 import os
@@ -150,18 +151,8 @@ def verify_path(manifest, entry, dest, uid, gid, exclude):
     return row
 
 
-def verify(archive, app, checksums=True, exclude=(), identity=None):
-    """Compare the migrated target (the resolved definition ``app``) with the manifest of ``archive``."""
-    if not os.path.isfile(archive):
-        raise AppvaultError('archive %s does not exist' % archive)
-    manifest = _manifest.read_from_archive(archive, identity)
-    uid, gid = _archive.owner_ids(app.get('owner'), app.get('group'))
-    databases = dict((db['id'], db) for db in app['databases'])
-    paths = dict((item['id'], item['path']) for item in app['paths'])
+def _verify_paths(manifest, paths, uid, gid, exclude):
     rows = []
-    with _common.SecretDir() as secrets:
-        for entry in manifest['databases']:
-            rows.append(verify_database(entry, databases.get(entry['id']), secrets, checksums))
     for entry in manifest['paths']:
         if not entry.get('present', True):
             continue
@@ -169,7 +160,27 @@ def verify(archive, app, checksums=True, exclude=(), identity=None):
             rows.append(dict(kind='path', id=entry['id'], source='archived', target='not defined', equal=False,
                              differences=['path %s is not in the target definition' % entry['id']]))
             continue
-        rows.append(verify_path(manifest, entry, paths[entry['id']], uid, gid, list(exclude)))
+        rows.append(verify_path(manifest, entry, paths[entry['id']], uid, gid, exclude))
+    return rows
+
+
+def verify(archive, app, checksums=True, exclude=(), identity=None):
+    """Compare the migrated target (the resolved definition ``app``) with the manifest of ``archive``."""
+    if not os.path.isfile(archive):
+        raise AppvaultError('archive %s does not exist' % archive)
+    manifest = _manifest.read_from_archive(archive, identity)
+    uid, gid = _archive.owner_ids(app.get('owner'), app.get('group'))
+    databases = dict((db['id'], db) for db in app['databases'])
+    # The trees are read and hashed in a thread while the database servers compute their checksums: the two use
+    # different cores, and neither waits for the other.
+    trees = _common.in_background(_verify_paths, manifest, dict((item['id'], item['path']) for item in app['paths']),
+                                  uid, gid, list(exclude))
+    try:
+        with _common.SecretDir() as secrets:
+            rows = [verify_database(entry, databases.get(entry['id']), secrets, checksums) for entry in manifest['databases']]
+    finally:
+        concurrent.futures.wait([trees])  # nothing of this call goes on after it
+    rows.extend(trees.result())
     return dict(changed=False, equal=all(row['equal'] for row in rows), rows=rows, table=table(rows),
                 archive=archive, created_at=manifest.get('created_at'), source_host=(manifest.get('host') or {}).get('hostname'))
 

@@ -14,6 +14,7 @@ description:
     recorded them (O(checksums)), read from the running server the same way the dump modules record them.
   - Each path - every entry's type, mode, owner, group, size and sha256 against the archive's members, and the
     counts of files and bytes on both sides. O(exclude) leaves entries out (C(<path id>/<relative path>) patterns).
+  - The trees are read and hashed in a thread of their own while the database servers compute their checksums.
   - Returns one row per database and path and a printable RV(table); fails when anything differs, with the rows.
   - Used by the migrate role after the restore role has restored the target.
 author:

@@ -193,3 +193,31 @@ def test_a_corrupt_archive_drops_what_was_restored_beside_the_pass(two_engine_ap
     assert both_states(app, mysql_source) == damaged
     assert _side_databases(pg_source) == []
     assert not [name for name in os.listdir(app.root) if '-bak-' in name or 'appvault-stage' in name]
+
+
+def test_migrate_verify_compares_databases_and_trees_and_names_each_difference(two_engine_app, mysql_source):
+    """migrate_verify reads the trees in a thread while the servers compute the checksums: the rows keep the
+    manifest's order (databases, then paths) and each difference is found on its own row."""
+    app, definition = two_engine_app
+    created = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token='v3rify'))
+    assert not created.get('failed'), created.get('msg')
+    same = run_module('migrate_verify', dict(app=definition, archive=created['path']))
+    assert not same.get('failed'), same.get('msg')
+    assert same['equal'] is True
+    assert [(row['kind'], row['id']) for row in same['rows']] == [
+        ('database', 'main'), ('database', 'shop'), ('path', 'storage'), ('path', 'config')]
+    assert all(row['equal'] and row['source'] == row['target'] for row in same['rows']), same['rows']
+    assert all('per-table checksums' in row['compared'] for row in same['rows'][:2])
+
+    # One changed value (row counts unchanged: only the checksum tells) and one changed file.
+    app.server.psql("UPDATE app.audit_log SET action = action || 'x' WHERE id = (SELECT min(id) FROM app.audit_log)", db=app.dbname)
+    (app.root / 'storage' / 'app' / 'attachments' / '2026' / 'file-04.txt').write_text('changed\n')
+    differs = run_module('migrate_verify', dict(app=definition, archive=created['path']))
+    rows = dict(((row['kind'], row['id']), row) for row in differs['rows'])
+    assert differs['equal'] is False
+    assert rows[('database', 'shop')]['equal'] and rows[('path', 'config')]['equal']
+    assert not rows[('database', 'main')]['equal'] and any('audit_log' in d for d in rows[('database', 'main')]['differences'])
+    assert rows[('path', 'storage')]['differences'] == ['app/attachments/2026/file-04.txt: differs']
+    assert rows[('database', 'main')]['source'] == rows[('database', 'main')]['target']  # same counts, other content
+    output = differs['_run'].stdout + differs['_run'].stderr
+    assert app.server.password not in output and mysql_source.password not in output
