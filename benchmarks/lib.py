@@ -408,29 +408,59 @@ class Variant:
         self.cleanup = cleanup or (lambda: None)
 
 
+def disk_written(path=REPO):
+    """Bytes written so far to the block device that holds ``path`` (its /sys/dev/block/<major>:<minor>/stat, all
+    writers on this machine), or None where ``path`` is on no block device (tmpfs, overlay)."""
+    dev = os.stat(path).st_dev
+    fields = (_read('/sys/dev/block/%d:%d/stat' % (os.major(dev), os.minor(dev))) or b'').split()
+    return int(fields[6]) * 512 if len(fields) > 6 else None
+
+
+def disk_write_speed(directory, size=512 * 1024 * 1024):
+    """Bytes per second this machine writes and fsyncs into ``directory`` now (``size`` bytes, then removed)."""
+    block = os.urandom(4 * 1024 * 1024)
+    fd, path = tempfile.mkstemp(prefix='.disk-speed-', dir=str(directory))
+    try:
+        started = time.monotonic()
+        for _ in range(size // len(block)):
+            os.write(fd, block)
+        os.fsync(fd)
+        return size / (time.monotonic() - started)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
 def interleave(variants, rounds, log=print, cpu=None, settle=None):
     """Run every variant once per round, in the same order each round; return {key: [run dicts]}.
 
     Each run also gets ``load1_before``, ``cpu_seconds`` (CPU used by the run: this process, its children and the
     daemons' trees) and ``foreign_cpu`` (CPU seconds other processes used during it), see CpuAccount.  With
     ``settle`` (max foreign cores, e.g. 0.25) each run first waits, up to a minute, for the other users of the
-    machine to be that quiet; the wait and the foreign load seen are recorded.
+    machine to be that quiet; the wait and the foreign load seen are recorded.  ``disk_written``: bytes the run wrote
+    to this machine's disk (every writer, the database servers and test hosts included).  The page cache is written
+    out before and after each run (untimed), so what a run left dirty is neither counted for the next one nor slows it
+    down.
     """
     cpu = cpu or CpuAccount()
     runs = {v.key: [] for v in variants}
     for index in range(rounds):
         for variant in variants:
             waited = quiet = None
+            os.sync()  # what set-up or another program left dirty is written out before, not during, the run
             if settle is not None:
                 waited, quiet = cpu.settle(max_cores=settle)
             load = os.getloadavg()[0]
             before = cpu.snapshot()
+            written = disk_written()
             try:
                 res = variant.run()
             finally:
                 variant.cleanup()
             res['orphans_reaped'] = reap_orphans()
             after = cpu.snapshot()
+            os.sync()
+            res['disk_written'] = None if written is None else disk_written() - written
             res['foreign_cpu'] = CpuAccount.foreign(before, after)
             res['cpu_seconds'] = after[1] - before[1]
             res['round'] = index + 1
@@ -438,9 +468,9 @@ def interleave(variants, rounds, log=print, cpu=None, settle=None):
             res['settle_wait'] = waited
             res['foreign_cores_before'] = quiet
             runs[variant.key].append(res)
-            log('  round %d/%d  %-30s %7.2f s  cpu %6.2f s  rss %-9s  load %.2f  foreign cpu %.2f s' % (
+            log('  round %d/%d  %-30s %7.2f s  cpu %6.2f s  rss %-9s  load %.2f  foreign cpu %.2f s  written %s' % (
                 index + 1, rounds, variant.label, res['seconds'], res['cpu_seconds'], fmt_bytes(res.get('module_peak_rss')), load,
-                res['foreign_cpu']))
+                res['foreign_cpu'], fmt_bytes(res['disk_written'])))
     return runs
 
 

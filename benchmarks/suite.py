@@ -426,7 +426,7 @@ BOUND_NOTE = ('Lower bound: no implementation of ours can be faster here (lib.lo
 
 
 def row(name, runs, bound=None):
-    summary = lib.summarize(runs, fields=('seconds', 'module_peak_rss', 'controller_bytes'))
+    summary = lib.summarize(runs, fields=('seconds', 'module_peak_rss', 'controller_bytes', 'disk_written'))
     ours, hand = summary['ours']['seconds'], summary['hand']['seconds']
     community = summary.get('community', {}).get('seconds')
     vs_hand = lib.ratio(ours, hand)
@@ -472,7 +472,8 @@ def scenario_suite(args):
     payload = {'scenarios': {}, 'summary': {}}
     rows = []
     with Suite(args) as suite:
-        facts = {}
+        # the disk's speed varies with the other users of its storage; ours writes more than hand (archives, fsync)
+        facts = {'disk_write_bytes_per_s_before': lib.disk_write_speed(suite.out)}
         groups = []
         if 'pg' in args.parts:
             runs, more = pg_scenarios(suite, args)
@@ -514,6 +515,7 @@ def scenario_suite(args):
                 rows.append(line)
                 payload['scenarios'][name] = scenario_runs
                 payload['summary'][name] = summary
+        facts['disk_write_bytes_per_s_after'] = lib.disk_write_speed(suite.out)
         payload['facts'] = lib.machine_facts(dict(facts, size_gb=args.size_gb, pairs=args.pairs, seed=args.seed))
     header = ['scenario', 'ours s', 'hand s', 'community s', 'ours/hand', 'community/ours', 'lower bound (/hand)',
               'module peak RSS', 'through controller', 'targets']
@@ -532,6 +534,7 @@ def scenario_suite(args):
         md.append('Ours\' slowest tasks (last round) - %s.' % '; '.join(slow))
     if 'S4' in payload['scenarios']:
         md.append(migratebench.describe(payload['scenarios']['S4']))
+    md.append(disk_note(payload))
     md.append('Medians of %d interleaved rounds; %s GiB database and storage%s; machine: %s.' % (
         args.pairs, args.size_gb, ', %d small files' % args.files if 'small' in args.parts else '',
         lib.fmt_bytes(payload['facts'].get('mem_total_bytes'))))
@@ -540,6 +543,18 @@ def scenario_suite(args):
     for line in (payload['scenarios'].get('S5 re-sync') or {}).get('ours', [])[:1]:
         log('re-sync: %d files changed per round' % line['changed_files'])
     return strip(payload), text
+
+
+def disk_note(payload):
+    """What each variant wrote to this machine's disk (median per run) and how fast the disk wrote before and after."""
+    written = ['%s %s' % (name, ' / '.join('%s %s' % (key, fmt_size(entry['disk_written'])) for key, entry in summary.items()
+                                          if entry.get('disk_written') is not None))
+               for name, summary in payload['summary'].items()]
+    facts = payload['facts']
+    return ('Written to this machine\'s disk per run (median; every writer, servers and test hosts included): %s.  The disk '
+            'wrote and fsynced %s/s before the suite and %s/s after it.' % (
+                '; '.join(written) or '-', fmt_size(facts['disk_write_bytes_per_s_before']),
+                fmt_size(facts['disk_write_bytes_per_s_after'])))
 
 
 def strip(payload):
