@@ -422,10 +422,11 @@ def disk_write_speed(directory, size=512 * 1024 * 1024):
     fd, path = tempfile.mkstemp(prefix='.disk-speed-', dir=str(directory))
     try:
         started = time.monotonic()
-        for _ in range(size // len(block)):
-            os.write(fd, block)
+        written = 0
+        while written < size:
+            written += os.write(fd, block)
         os.fsync(fd)
-        return size / (time.monotonic() - started)
+        return written / (time.monotonic() - started)
     finally:
         os.close(fd)
         os.unlink(path)

@@ -547,9 +547,11 @@ def scenario_suite(args):
 
 def disk_note(payload):
     """What each variant wrote to this machine's disk (median per run) and how fast the disk wrote before and after."""
-    written = ['%s %s' % (name, ' / '.join('%s %s' % (key, fmt_size(entry['disk_written'])) for key, entry in summary.items()
-                                          if entry.get('disk_written') is not None))
-               for name, summary in payload['summary'].items()]
+    written = []
+    for name, summary in payload['summary'].items():
+        variants = ['%s %s' % (key, fmt_size(entry['disk_written'])) for key, entry in summary.items()
+                    if isinstance(entry, dict) and entry.get('disk_written') is not None]
+        written.append('%s %s' % (name, ' / '.join(variants)))
     facts = payload['facts']
     return ('Written to this machine\'s disk per run (median; every writer, servers and test hosts included): %s.  The disk '
             'wrote and fsynced %s/s before the suite and %s/s after it.' % (
