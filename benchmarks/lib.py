@@ -416,17 +416,21 @@ def disk_written(path=REPO):
     return int(fields[6]) * 512 if len(fields) > 6 else None
 
 
-def disk_write_speed(directory, size=512 * 1024 * 1024):
-    """Bytes per second this machine writes and fsyncs into ``directory`` now (``size`` bytes, then removed)."""
+def write_probe(directory, size=512 * 1024 * 1024):
+    """Seconds this machine takes now to write ``size`` new bytes into a file in ``directory`` (the page cache) and
+    to fsync them, as {'bytes', 'write_seconds', 'fsync_seconds'}; the file is removed.  On this benchmark machine
+    (a Firecracker VM whose balloon reports free memory back to the host) writing into memory that has been free for
+    a few seconds is far slower than the disk: see benchmarks/README.md, "Method"."""
     block = os.urandom(4 * 1024 * 1024)
-    fd, path = tempfile.mkstemp(prefix='.disk-speed-', dir=str(directory))
+    fd, path = tempfile.mkstemp(prefix='.write-probe-', dir=str(directory))
     try:
         started = time.monotonic()
         written = 0
         while written < size:
             written += os.write(fd, block)
+        filled = time.monotonic()
         os.fsync(fd)
-        return written / (time.monotonic() - started)
+        return {'bytes': written, 'write_seconds': filled - started, 'fsync_seconds': time.monotonic() - filled}
     finally:
         os.close(fd)
         os.unlink(path)

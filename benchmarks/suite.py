@@ -472,8 +472,8 @@ def scenario_suite(args):
     payload = {'scenarios': {}, 'summary': {}}
     rows = []
     with Suite(args) as suite:
-        # the disk's speed varies with the other users of its storage; ours writes more than hand (archives, fsync)
-        facts = {'disk_write_bytes_per_s_before': lib.disk_write_speed(suite.out)}
+        # how fast new bytes go into memory and to the disk, before and after (see disk_note)
+        facts = {'write_probe_before': lib.write_probe(suite.out)}
         groups = []
         if 'pg' in args.parts:
             runs, more = pg_scenarios(suite, args)
@@ -515,7 +515,7 @@ def scenario_suite(args):
                 rows.append(line)
                 payload['scenarios'][name] = scenario_runs
                 payload['summary'][name] = summary
-        facts['disk_write_bytes_per_s_after'] = lib.disk_write_speed(suite.out)
+        facts['write_probe_after'] = lib.write_probe(suite.out)
         payload['facts'] = lib.machine_facts(dict(facts, size_gb=args.size_gb, pairs=args.pairs, seed=args.seed))
     header = ['scenario', 'ours s', 'hand s', 'community s', 'ours/hand', 'community/ours', 'lower bound (/hand)',
               'module peak RSS', 'through controller', 'targets']
@@ -552,11 +552,12 @@ def disk_note(payload):
         variants = ['%s %s' % (key, fmt_size(entry['disk_written'])) for key, entry in summary.items()
                     if isinstance(entry, dict) and entry.get('disk_written') is not None]
         written.append('%s %s' % (name, ' / '.join(variants)))
-    facts = payload['facts']
-    return ('Written to this machine\'s disk per run (median; every writer, servers and test hosts included): %s.  The disk '
-            'wrote and fsynced %s/s before the suite and %s/s after it.' % (
-                '; '.join(written) or '-', fmt_size(facts['disk_write_bytes_per_s_before']),
-                fmt_size(facts['disk_write_bytes_per_s_after'])))
+    before, after = payload['facts']['write_probe_before'], payload['facts']['write_probe_after']
+    return ('Written to this machine\'s disk per run (median; every writer, servers and test hosts included): %s.  Writing %s '
+            'into a new file took %.2f s before the suite and %.2f s after it, its fsync %.2f and %.2f s (fresh memory '
+            'is slow on this machine, see benchmarks/README.md, "Method").' % (
+                '; '.join(written) or '-', lib.fmt_bytes(before['bytes']), before['write_seconds'], after['write_seconds'],
+                before['fsync_seconds'], after['fsync_seconds']))
 
 
 def strip(payload):
