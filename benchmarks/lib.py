@@ -418,9 +418,9 @@ def disk_written(path=REPO):
 
 def write_probe(directory, size=512 * 1024 * 1024):
     """Seconds this machine takes now to write ``size`` new bytes into a file in ``directory`` (the page cache) and
-    to fsync them, as {'bytes', 'write_seconds', 'fsync_seconds'}; the file is removed.  On this benchmark machine
-    (a Firecracker VM whose balloon reports free memory back to the host) writing into memory that has been free for
-    a few seconds is far slower than the disk: see benchmarks/README.md, "Method"."""
+    to fsync them, as {'bytes', 'write_seconds', 'fsync_seconds'}; the file is removed.  On the benchmark machine the
+    write() of new file data after a pause of a few seconds is far slower than the disk: see benchmarks/README.md,
+    "Method"."""
     block = os.urandom(4 * 1024 * 1024)
     fd, path = tempfile.mkstemp(prefix='.write-probe-', dir=str(directory))
     try:

@@ -546,7 +546,7 @@ def scenario_suite(args):
 
 
 def disk_note(payload):
-    """What each variant wrote to this machine's disk (median per run) and how fast the disk wrote before and after."""
+    """What each variant wrote to this machine's disk (median per run), and the write probes before and after."""
     written = []
     for name, summary in payload['summary'].items():
         variants = ['%s %s' % (key, fmt_size(entry['disk_written'])) for key, entry in summary.items()
@@ -554,8 +554,8 @@ def disk_note(payload):
         written.append('%s %s' % (name, ' / '.join(variants)))
     before, after = payload['facts']['write_probe_before'], payload['facts']['write_probe_after']
     return ('Written to this machine\'s disk per run (median; every writer, servers and test hosts included): %s.  Writing %s '
-            'into a new file took %.2f s before the suite and %.2f s after it, its fsync %.2f and %.2f s (fresh memory '
-            'is slow on this machine, see benchmarks/README.md, "Method").' % (
+            'into a new file took %.2f s before the suite and %.2f s after it, its fsync %.2f and %.2f s (new file data '
+            'is slow to write here after a pause, see benchmarks/README.md, "Method").' % (
                 '; '.join(written) or '-', lib.fmt_bytes(before['bytes']), before['write_seconds'], after['write_seconds'],
                 before['fsync_seconds'], after['fsync_seconds']))
 
