@@ -1213,7 +1213,7 @@ def restore(src, databases=None, paths=None, path_dest=None, dumps_dest=None, ow
             # before they are swapped in: a crash after the swap must not leave empty files where the app's were.
             trees = [state['stages'][entry['member']] for entry, _dest, _differs in plan['paths']
                      if entry['member'] in state['stages']]
-            synced = _common.in_background(_common.sync_filesystems, trees) if trees else None
+            synced = _common.in_background(write_out, trees) if trees else None
             try:
                 if before_swap:
                     before_swap()
@@ -1251,6 +1251,17 @@ def restore(src, databases=None, paths=None, path_dest=None, dumps_dest=None, ow
                     os.utime(path, ns=times)
                 except OSError:
                     pass
+
+
+def write_out(trees):
+    """Make the staged ``trees`` durable, then drop them from the page cache.
+
+    A restore writes GBs of files that the application reads a few at a time, later: kept in memory they would push
+    out what the database servers have cached, and the database restores that run beside the swap (see
+    _hostrun.restore_archive) would write into fresh memory instead of the pages these files free.
+    """
+    _common.sync_filesystems(trees)
+    _common.drop_cached(trees)
 
 
 def _missing_dirs(path):

@@ -18,9 +18,10 @@ description:
   - The same pass writes the selected paths into a staging directory beside each destination (modes, owners by
     name or number, nanosecond mtimes, symlinks, hardlinks and empty directories as GNU tar would extract them) and
     the selected dumps into a stage in O(dumps_dest); only once the whole archive is verified, and the staged files
-    are on disk (C(syncfs)), are they swapped in. The current destination is moved aside to
-    C(<dest>-bak-<UTC yyyymmddThhmmssZ>) and the staged copy renamed into its place. The moved-aside copy of this
-    run is never deleted; O(keep_previous) bounds how many older copies stay.
+    are on disk (C(syncfs)), are they swapped in. Once on disk, the staged files are dropped from the page cache,
+    so a restore of many GB does not push what the database servers have cached out of memory. The current
+    destination is moved aside to C(<dest>-bak-<UTC yyyymmddThhmmssZ>) and the staged copy renamed into its place.
+    The moved-aside copy of this run is never deleted; O(keep_previous) bounds how many older copies stay.
   - A path whose destination already matches the archive (same entries, types, sizes, contents, modes and owners)
     is left alone, so running the module twice changes nothing the second time.
   - Extracts the selected database dumps into O(dumps_dest) and returns where each one is, with the engine,

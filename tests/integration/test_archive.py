@@ -177,6 +177,10 @@ def test_restored_files_are_on_disk_before_they_are_swapped_in(env, created, tmp
     files = [p for p in dest.rglob('*') if p.is_file() and not p.is_symlink() and p.stat().st_size]
     assert len(files) > 9000  # the non-empty regular files of the 10k-file tree
     assert delalloc_files(files) == []
+    # and, once on disk, out of the page cache: a restore does not push the database servers' cache out
+    size = sum(p.stat().st_size for p in files)
+    resident = cached_bytes(*files)
+    assert resident < size // 8, '%d of %d bytes of the restored files still cached' % (resident, size)
 
 
 def test_restore_check_diff_then_swap_keeping_previous(env, created, tmp_path):

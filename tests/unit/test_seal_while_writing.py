@@ -88,3 +88,21 @@ def test_drop_cache_leaves_what_is_on_disk_out_of_the_page_cache(tmp_path, monke
         assert resident < size // 8, '%d of %d bytes still cached' % (resident, size)
     else:  # the same write without the option stays cached: the option is what drops it
         assert resident > size // 2, 'only %d of %d bytes cached' % (resident, size)
+
+
+def test_drop_cached_drops_the_synced_regular_files_and_opens_nothing_else(tmp_path):
+    # what archive restore does with its staged trees once they are on disk (_archive.write_out)
+    tree = tmp_path / 'tree'
+    (tree / 'sub').mkdir(parents=True)
+    files = [tree / 'a.bin', tree / 'sub' / 'b.bin']
+    for path in files:
+        path.write_bytes(os.urandom(4 << 20))
+    os.mkfifo(tree / 'fifo')  # opened for reading it would block until a writer came
+    outside = tmp_path / 'outside.bin'
+    outside.write_bytes(os.urandom(4 << 20))
+    (tree / 'link').symlink_to(outside)
+    os.sync()
+    assert all(cached_bytes(path) > (2 << 20) for path in files + [outside])  # the fresh writes are cached
+    assert _common.drop_cached([str(tree), str(tmp_path / 'missing')]) == 2
+    assert [cached_bytes(path) for path in files] == [0, 0]
+    assert cached_bytes(outside) > (2 << 20)  # the symlink was not followed
