@@ -1257,8 +1257,8 @@ def write_out(trees):
     """Make the staged ``trees`` durable, then drop them from the page cache.
 
     A restore writes GBs of files that the application reads a few at a time, later: kept in memory they would push
-    out what the database servers have cached, and the database restores that run beside the swap (see
-    _hostrun.restore_archive) would write into fresh memory instead of the pages these files free.
+    out what the database servers have cached; the database restores that run beside the swap (see
+    _hostrun.restore_archive) can reuse the pages these files free.
     """
     _common.sync_filesystems(trees)
     _common.drop_cached(trees)
