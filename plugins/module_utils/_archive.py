@@ -375,9 +375,10 @@ def dump_entry(result, ident=None):
 
 
 def create(dest_dir, app, databases, paths, root=None, label=None, dest=None, compression='zstd', level=None,
-           recipients=None, check_mode=False, now=None, warn=None, known=None):
+           recipients=None, check_mode=False, now=None, warn=None, known=None, mirror=None):
     """Write one archive; returns a result dict.  Nothing is left behind on failure.  ``known``: KnownDigests of
-    files hashed before (see describe)."""
+    files hashed before (see describe).  ``mirror``: a _transfer.Mirror that sends the archive elsewhere while it is
+    written; its outcome is the result's ``sent`` (a failed mirror does not fail the archive)."""
     warn = warn or (lambda msg: None)
     started = time.monotonic()
     now = now or _catalog.utc_now()
@@ -458,9 +459,12 @@ def create(dest_dir, app, databases, paths, root=None, label=None, dest=None, co
             stages.append(['age', '--encrypt', '-R', secrets.write('recipients', '\n'.join(recipients) + '\n')])
         result['commands'] = [' | '.join(_runner.mask_argv(s) for s in stages) + ' > ' + partial]
         try:
+            if mirror is not None:
+                mirror.start(os.path.basename(dest))
             # The last stage writes the file itself (created 0600); a thread hashes and flushes it from the page
-            # cache right behind the writer (no tee | sha256sum copy competing with zstd for the cores).
-            with _common.SealWhileWriting(partial, drop_cache=True) as out:
+            # cache right behind the writer (no tee | sha256sum copy competing with zstd for the cores), and hands
+            # what it read to the mirror.
+            with _common.SealWhileWriting(partial, drop_cache=True, sink=mirror.write if mirror is not None else None) as out:
                 try:
                     _runner.pipeline(stages, stdout_fd=out.fd)
                 except _runner.CommandError as exc:
@@ -481,6 +485,8 @@ def create(dest_dir, app, databases, paths, root=None, label=None, dest=None, co
                 written.append(side['manifest'])
             _common.publish(partial, dest, sealed=True)
         except BaseException:
+            if mirror is not None:
+                mirror.close(remove=True)
             _common.remove_path(partial)
             for path in written:
                 _common.remove_path(path)
@@ -490,6 +496,8 @@ def create(dest_dir, app, databases, paths, root=None, label=None, dest=None, co
                   manifest=manifest, duration=round(time.monotonic() - started, 3))
     if encrypted:
         result['manifest_file'] = side['manifest']
+    if mirror is not None:
+        result['sent'] = mirror.finish(digest)
     return result
 
 

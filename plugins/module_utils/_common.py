@@ -269,16 +269,20 @@ class SealWhileWriting(object):
     file nothing reads soon (a backup archive): a large backup then does not push the host's working set out of
     memory, and the writer reuses the pages just freed instead of taking fresh ones (on a VM, fresh pages cost
     the writer about twice the system time).  Not for a file read right after (a dump the archive is made from).
+
+    ``sink``: called with every part as it is read, in order (a _transfer.Mirror sending the file elsewhere while it
+    is written). It must not raise; while it blocks, the reading waits, and ``seal`` with it.
     """
 
     READ = 4 * CHUNK
     FLUSH_EVERY = 64 * CHUNK
     IDLE = 0.02
 
-    def __init__(self, path, mode=0o600, drop_cache=False):
+    def __init__(self, path, mode=0o600, drop_cache=False, sink=None):
         self.path = path
         self.mode = mode
         self.drop_cache = drop_cache
+        self.sink = sink
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         self._digest = hashlib.sha256()
         self._size = 0
@@ -307,6 +311,8 @@ class SealWhileWriting(object):
                     if chunk:
                         self._digest.update(chunk)
                         self._size += len(chunk)
+                        if self.sink is not None:
+                            self.sink(chunk)
                         unflushed += len(chunk)
                         if unflushed >= self.FLUSH_EVERY:
                             os.fdatasync(fileobj.fileno())

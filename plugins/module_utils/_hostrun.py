@@ -31,7 +31,8 @@ import urllib.error
 import urllib.request
 
 from ansible_collections.appvault.backup.plugins.module_utils import (
-    _appdef, _archive, _catalog, _common, _destinations, _manifest, _mysql, _postgres, _preflight, _runner, _schedule, _sqlite)
+    _appdef, _archive, _catalog, _common, _destinations, _manifest, _mysql, _postgres, _preflight, _runner, _schedule, _sqlite,
+    _transfer)
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 CONFIG_VERSION = 1
@@ -239,17 +240,26 @@ def dump_all(app, work_dir, checksums, log, known=None):
 
 def dump_and_archive(config, app, version, token, log):
     """Every database dumped into a private work directory, then the archive; the work directory is removed.
-    Each dump's sha256, taken as it was written, goes into the archive's manifest without a second read."""
+    Each dump's sha256, taken as it was written, goes into the archive's manifest without a second read.
+    ``config['send_to']`` (_transfer.connection_options): the archive is also streamed to that host while it is written
+    (the result's ``sent`` says whether it arrived)."""
     work_dir = os.path.join(config['backup_dir'], '.work-%s' % token)
+    send_to = config.get('send_to')
+    mirror = _transfer.Mirror(**send_to) if send_to else None
     os.mkdir(work_dir, 0o700)
     try:
         known = _archive.KnownDigests()
         entries = dump_all(app, work_dir, config['checksums'], log, known)
-        return _archive.create(config['backup_dir'], dict(name=app['name'], profile=app['profile'], version=version), entries,
-                               app['paths'], root=app['root'], label=config['label'] or None, compression=config['compression'],
-                               recipients=config['recipients'] or None, warn=log.warning, known=known)
+        result = _archive.create(config['backup_dir'], dict(name=app['name'], profile=app['profile'], version=version), entries,
+                                 app['paths'], root=app['root'], label=config['label'] or None, compression=config['compression'],
+                                 recipients=config['recipients'] or None, warn=log.warning, known=known, mirror=mirror)
     finally:
         _common.remove_path(work_dir)
+    if mirror is not None and result['sent']['sent']:
+        log.info('streamed %s to %s while it was written, verified there (%.1f s)' % (result['name'], send_to['dest'], result['sent']['duration']))
+    elif mirror is not None:
+        log.warning('%s; the archive is complete here' % result['sent']['reason'])
+    return result
 
 
 def retention(backup_dir, keep, log):

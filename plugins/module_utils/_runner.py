@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import pwd
+import select
 import signal
 import subprocess
 import tempfile
@@ -233,11 +234,18 @@ class Feed(object):
             self._err.close()
             raise CommandError('cannot start %s: %s' % (self.argv[0], exc))
 
-    def write(self, data):
+    def write(self, data, timeout=None):
+        """Write all of ``data``; False once the command has stopped reading, or when ``timeout`` seconds pass
+        without it taking a byte (a stalled reader: ``kill`` it)."""
         view = memoryview(data)
         try:
+            if timeout is not None:
+                os.set_blocking(self.proc.stdin.fileno(), False)
             while view:
-                view = view[self.proc.stdin.write(view):]
+                if timeout is not None and not select.select([], [self.proc.stdin], [], timeout)[1]:
+                    return False
+                written = self.proc.stdin.write(view)
+                view = view[written or 0:]
         except (BrokenPipeError, ValueError):
             return False
         return True
@@ -252,6 +260,14 @@ class Feed(object):
         self._err.close()
         if rc != 0:
             raise CommandError('%s failed with exit status %d: %s' % (self.argv[0], rc, detail or 'no error output'))
+
+    def ended(self, timeout):
+        """Whether the command has ended, waiting up to ``timeout`` seconds for it."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def kill(self):
         if self.proc.poll() is None:

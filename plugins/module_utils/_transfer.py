@@ -15,6 +15,7 @@ import pwd
 import re
 import shlex
 import socket
+import tempfile
 import time
 
 from ansible_collections.appvault.backup.plugins.module_utils import _common, _manifest, _runner
@@ -103,16 +104,21 @@ RECEIVER_SHA256 = ('import hashlib, sys\n'
                    'print(h.hexdigest())\n')
 
 
-def finish_script(paths, digest, archive_name):
+def finish_script(paths, digest, archive_name, received=None):
     """Receiving side, after: sha256 of the partial against ``digest``; on a match the checksum file is written,
-    both are flushed and renamed into place (checksum file last); on a mismatch the partial is removed."""
+    both are flushed and renamed into place (checksum file last); on a mismatch the partial is removed.
+    ``received``: the sha256 the receiving side computed as it wrote the partial (stream_script), instead of reading
+    it again."""
     quoted = dict((k, shlex.quote(v)) for k, v in paths.items())
     quoted.update(digest=shlex.quote(digest), line=shlex.quote('%s  %s' % (digest, archive_name)), rc=MISMATCH_RC,
-                  hasher=shlex.quote(RECEIVER_SHA256))
+                  hasher=shlex.quote(RECEIVER_SHA256), received=shlex.quote(received or ''))
+    if received:
+        hashed = 'got=%(received)s;' % quoted
+    else:
+        hashed = ('if command -v python3 >/dev/null 2>&1; then got=$(python3 -c %(hasher)s %(partial)s);'
+                  ' else got=$(sha256sum < %(partial)s); fi; got=${got%%%% *};' % quoted)
     return ' '.join([
-        'set -e; umask 077;',
-        'if command -v python3 >/dev/null 2>&1; then got=$(python3 -c %(hasher)s %(partial)s);' % quoted,
-        'else got=$(sha256sum < %(partial)s); fi; got=${got%%%% *};' % quoted,
+        'set -e; umask 077;', hashed,
         'if [ "$got" != %(digest)s ]; then rm -f -- %(partial)s;'
         ' echo "sha256 on arrival is $got, the sender recorded "%(digest)s >&2; exit %(rc)d; fi;' % quoted,
         'printf "%%s\\n" %(line)s > %(sidecar_partial)s;' % quoted,
@@ -121,6 +127,39 @@ def finish_script(paths, digest, archive_name):
         'mv -f -- %(partial)s %(final)s;' % quoted,
         'mv -f -- %(sidecar_partial)s %(sidecar)s;' % quoted,
         'sync -- "$(dirname -- %(final)s)"; echo verified' % quoted])
+
+
+# The receiving side of a stream: its stdin written to the partial, hashed on the way (one pass, nothing read
+# back), the sha256 printed at the end.
+STREAM_RECEIVER = ('import hashlib, os, sys\n'
+                   'h = hashlib.sha256()\n'
+                   'fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)\n'
+                   'src = sys.stdin.buffer.raw\n'
+                   'buf = bytearray(1 << 20)\n'
+                   'view = memoryview(buf)\n'
+                   'while True:\n'
+                   '    n = src.readinto(buf)\n'
+                   '    if not n:\n'
+                   '        break\n'
+                   '    h.update(view[:n])\n'
+                   '    part = view[:n]\n'
+                   '    while part:\n'
+                   '        part = part[os.write(fd, part):]\n'
+                   'os.close(fd)\n'
+                   'print(h.hexdigest())\n')
+EXISTS_RC = 66  # the receiving side's exit status when the archive is there already
+
+
+def stream_script(directory, paths):
+    """Receiving side of a stream: create the directory (0700), refuse when the archive is there already, write stdin
+    to the partial and print its sha256 (python3's hashlib as it writes, else sha256sum after)."""
+    quoted = dict((k, shlex.quote(v)) for k, v in paths.items())
+    quoted.update(directory=shlex.quote(directory), receiver=shlex.quote(STREAM_RECEIVER), rc=EXISTS_RC)
+    return ' '.join([
+        'set -e; umask 077; mkdir -p -m 0700 -- %(directory)s;' % quoted,
+        'if [ -e %(final)s ]; then echo %(final)s" is there already" >&2; exit %(rc)d; fi;' % quoted,
+        'if command -v python3 >/dev/null 2>&1; then exec python3 -c %(receiver)s %(partial)s; fi;' % quoted,
+        'cat > %(partial)s; got=$(sha256sum < %(partial)s); echo "${got%%%% *}"' % quoted])
 
 
 def _remote(ssh, login, script, what):
@@ -183,6 +222,138 @@ def send(src, dest, port=22, identity=None, host_keys=None, known_hosts=None, ti
                 'the partial was removed, nothing looks valid there' if mismatch else exc.msg), sha256=digest)
         result['duration'] = round(time.monotonic() - started, 3)
     return result
+
+
+def connection_options():
+    """Where to and how to log in there: the options backup_send and backup_create's send_to share (a Mirror's)."""
+    return dict(dest=dict(type='str', required=True), port=dict(type='int', default=22), identity=dict(type='path'),
+                identity_key=dict(type='str', no_log=True), host_keys=dict(type='list', elements='str', no_log=False),
+                known_hosts=dict(type='path', no_log=False), timeout=dict(type='int', default=300),
+                connect_timeout=dict(type='int', default=10))
+
+
+class Mirror(object):
+    """A file sent to ``dest`` (``user@host:/dir``) while it is being written, so that it is there, verified, moments
+    after it is complete: ``start(name)``, then ``write`` every part in order (the sink of _common.SealWhileWriting,
+    which reads the file right behind its writer), then ``finish(digest)`` once the file is complete here.
+
+    The receiving side writes the stream to the same hidden partial name as ``send`` (``.<name>.partial``), hashes it
+    as it writes and prints the sha256; ``finish`` compares it with the file's and renames partial and checksum file
+    into place there (finish_script). A mirror never fails its writer: a connection that fails, a receiver that stops
+    reading or takes no byte for ``timeout`` seconds, or a sha256 that differs ends the mirror, and ``finish`` reports
+    ``sent: false`` with the reason. The partial stays there for ``send`` to resume, except after a mismatch."""
+
+    def __init__(self, dest, port=22, identity=None, identity_key=None, host_keys=None, known_hosts=None, timeout=300,
+                 connect_timeout=10):
+        self.user, self.host, self.directory = parse_dest(dest)
+        self.login = '%s@%s' % (self.user, self.host) if self.user else self.host
+        self.dest = dest
+        self.port = port
+        self.identity = identity
+        self.identity_key = identity_key
+        self.host_keys = host_keys
+        self.known_hosts = known_hosts
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.paths = None
+        self.name = None
+        self.size = 0
+        self.reason = None
+        self._feed = None
+        self._out = None
+        self._secrets = None
+        self._ssh = None
+        self._started = None
+
+    def start(self, name):
+        """Connect and start the receiving side for the archive ``name``."""
+        self.name = name
+        self.paths = names(self.directory, name)
+        self._started = time.monotonic()
+        self._secrets = _common.SecretDir().__enter__()
+        identity = self.identity
+        if self.identity_key:
+            identity = self._secrets.write('identity', self.identity_key.rstrip('\n') + '\n')
+        known_hosts = self.known_hosts
+        if self.host_keys:
+            known_hosts = self._secrets.write('known_hosts', known_hosts_lines(self.host, self.port, self.host_keys))
+        self._ssh = ssh_argv(self.port, identity, known_hosts, self.connect_timeout)
+        self._out = tempfile.TemporaryFile()
+        try:
+            self._feed = _runner.Feed(self._ssh + [self.login, stream_script(self.directory, self.paths)], stdout_fd=self._out.fileno())
+        except _runner.CommandError as exc:
+            self.reason = exc.msg
+
+    def write(self, data):
+        if self._feed is None or self.reason:
+            return
+        try:
+            if self._feed.write(data, timeout=self.timeout):
+                self.size += len(data)
+                return
+        except Exception as exc:  # the writer must go on whatever happens here
+            self.reason = 'sending failed: %s' % exc
+        if self._feed.ended(5):  # finish() reads why
+            self.reason = self.reason or 'the receiving side stopped reading'
+        else:  # stalled: no answer is coming
+            self.reason = 'the receiving side took no byte for %d s' % self.timeout
+            self._feed.kill()
+            self._feed = None
+
+    def _received(self):
+        """The receiving side's exit: its sha256, or None with self.reason set."""
+        if self._feed is None:
+            return None
+        try:
+            self._feed.finish()
+        except _runner.CommandError as exc:
+            self.reason = '%s (%s)' % (self.reason, exc.msg) if self.reason else exc.msg
+            return None
+        finally:
+            self._feed = None
+        if self.reason:
+            return None
+        self._out.seek(0)
+        return self._out.read().decode('ascii', 'replace').strip()
+
+    def finish(self, digest):
+        """Once the file is complete here with ``digest``: verify it there and rename it into place. Returns the
+        result (``sent``, and ``reason`` when it was not)."""
+        result = dict(sent=False, mode='direct', streamed=True, dest=self.dest, path=self.paths['final'], size=self.size,
+                      sha256=digest)
+        try:
+            got = self._received()
+            if got is not None and got != digest:
+                self.reason = 'sha256 on arrival is %s, the file\'s is %s; the partial was removed' % (got, digest)
+                _remote(self._ssh, self.login, 'rm -f -- %s' % shlex.quote(self.paths['partial']), 'removing the partial')
+            elif got is not None:
+                _remote(self._ssh, self.login, finish_script(self.paths, digest, self.name, received=got), 'renaming it into place')
+                result.update(sent=True, duration=round(time.monotonic() - self._started, 3))
+        except AppvaultError as exc:
+            self.reason = exc.msg
+        finally:
+            self.close()
+        if not result['sent']:
+            result['reason'] = 'streaming %s to %s failed: %s' % (self.name, self.host, self.reason)
+        return result
+
+    def close(self, remove=False):
+        """Stop sending and remove the private files. The partial stays there for a resume, unless ``remove`` (the
+        file here failed: nothing of it is worth keeping there), which is tried once, failures ignored."""
+        if self._feed is not None:
+            self._feed.kill()
+            self._feed = None
+        if remove and self._ssh is not None:
+            try:
+                _runner.run(self._ssh + [self.login, 'rm -f -- %s' % shlex.quote(self.paths['partial'])])
+            except _runner.CommandError:
+                pass
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        if self._secrets is not None:
+            self._secrets.__exit__(None, None, None)
+            self._secrets = None
 
 
 def probe(dest, port=22, identity=None, host_keys=None, known_hosts=None, connect_timeout=10):

@@ -77,6 +77,56 @@ options:
       - Once the archive is written, keep only this many valid backups in O(backup_dir) (the newest; pinned ones do not
         count and stay). Default no retention.
     type: int
+  send_to:
+    description:
+      - Also stream the archive to another host while it is written, so that it is there, verified, moments after it is
+        complete here (the migrate role's direct transfer). The archive is read right behind its writer, sent over
+        SSH to the hidden partial name C(.<name>.partial) in the destination directory, hashed there as it arrives,
+        compared with this host's sha256 and only then renamed into place there, checksum file last - the same
+        result as M(appvault.backup.backup_send), without a second pass over the archive.
+      - A stream that fails (no connection, the receiver stops, a sha256 that differs, the archive already there)
+        does not fail the backup - RV(sent) says why, and M(appvault.backup.backup_send) can resume the partial left
+        there. An encrypted archive's manifest sidecar is not sent.
+      - The receiving host needs a POSIX shell and C(python3) or C(sha256sum) for the login user.
+    type: dict
+    suboptions:
+      dest:
+        description:
+          - As O(appvault.backup.backup_send#module:dest) - C(user@host:/absolute/dir).
+        type: str
+        required: true
+      port:
+        description:
+          - As O(appvault.backup.backup_send#module:port).
+        type: int
+        default: 22
+      identity:
+        description:
+          - As O(appvault.backup.backup_send#module:identity). Mutually exclusive with O(send_to.identity_key).
+        type: path
+      identity_key:
+        description:
+          - As O(appvault.backup.backup_send#module:identity_key) (a secret, never logged).
+        type: str
+      host_keys:
+        description:
+          - As O(appvault.backup.backup_send#module:host_keys).
+        type: list
+        elements: str
+      known_hosts:
+        description:
+          - As O(appvault.backup.backup_send#module:known_hosts).
+        type: path
+      timeout:
+        description:
+          - Seconds the receiving side may take no byte before the stream is given up.
+        type: int
+        default: 300
+      connect_timeout:
+        description:
+          - As O(appvault.backup.backup_send#module:connect_timeout).
+        type: int
+        default: 10
 notes:
   - Stop writes during the backup (maintenance mode) for one consistent point across databases and files; a file that
     changes while it is archived fails the backup, and nothing is left behind.
@@ -105,6 +155,19 @@ EXAMPLES = r'''
     watch: /var/backups/appvault
     label: backup
   register: backup
+
+- name: Back up and stream the archive to the target host as it is written
+  appvault.backup.backup_create:
+    app: "{{ appvault_app | appvault.backup.app_definition }}"
+    backup_dir: /var/backups/appvault
+    label: migrate
+    send_to:
+      dest: root@10.0.0.12:/var/backups/appvault
+      identity_key: "{{ keypair.private_key }}"
+      host_keys: "{{ target_access.host_keys }}"
+  async: 86400
+  poll: 0
+  register: job
 '''
 
 RETURN = r'''
@@ -170,6 +233,14 @@ pruned:
   returned: with keep_last
   type: dict
   sample: {"kept": ["exment-20250101T030000Z.tar.zst"], "removed": ["exment-20241224T030000Z.tar.zst"], "invalid": []}
+sent:
+  description: With O(send_to), the stream's outcome - whether the archive arrived and was verified and renamed
+    into place there (V(sent)), its path there, size and sha256, and V(reason) when it did not.
+  returned: with send_to
+  type: dict
+  sample: {"sent": true, "mode": "direct", "streamed": true, "dest": "root@10.0.0.12:/var/backups/appvault",
+           "path": "/var/backups/appvault/exment-20250101T030000Z-migrate.tar.zst", "size": 52428800,
+           "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "duration": 4.2}
 duration:
   description: Seconds the dumps and the archive took.
   returned: success
@@ -183,7 +254,7 @@ import secrets
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appvault.backup.plugins.module_utils import _appdef, _common, _hostrun
+from ansible_collections.appvault.backup.plugins.module_utils import _appdef, _common, _hostrun, _transfer
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 
@@ -198,6 +269,7 @@ def argument_spec():
         recipients=dict(type='list', elements='str'),
         checksums=dict(type='bool', default=True),
         keep_last=dict(type='int', no_log=False),
+        send_to=dict(type='dict', options=_transfer.connection_options(), mutually_exclusive=[('identity', 'identity_key')]),
     )
 
 
@@ -209,7 +281,7 @@ def run(module):
     if not os.path.isdir(p['backup_dir']):
         os.makedirs(p['backup_dir'], 0o700)
     config = dict(backup_dir=p['backup_dir'], checksums=p['checksums'], label=p['label'], compression=p['compression'],
-                  recipients=p['recipients'])
+                  recipients=p['recipients'], send_to=p['send_to'])
     version = p['app_version'] if p['app_version'] is not None else p['app']['version']
     log = _hostrun.Collect(module.warn)
     result = _hostrun.dump_and_archive(config, p['app'], version, token, log)

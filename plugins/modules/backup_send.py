@@ -182,15 +182,8 @@ from ansible_collections.appvault.backup.plugins.module_utils._common import App
 
 def argument_spec():
     return dict(
+        _transfer.connection_options(),
         src=dict(type='path'),
-        dest=dict(type='str', required=True),
-        port=dict(type='int', default=22),
-        identity=dict(type='path'),
-        identity_key=dict(type='str', no_log=True),
-        host_keys=dict(type='list', elements='str', no_log=False),
-        known_hosts=dict(type='path', no_log=False),
-        timeout=dict(type='int', default=300),
-        connect_timeout=dict(type='int', default=10),
         force=dict(type='bool', default=False),
         probe=dict(type='bool', default=False),
         unreachable=dict(type='str', choices=['fail', 'report'], default='fail'),

@@ -327,3 +327,40 @@ def test_send_reports_a_target_it_cannot_reach_when_asked(tmp_path):
     assert private.split('\n')[1] not in output and 'BEGIN OPENSSH PRIVATE KEY' not in output
     failed = run_module('backup_send', dict(args, unreachable='fail'))
     assert failed.get('failed') and 'connecting to 127.0.0.1' in failed['msg'], failed
+
+
+def test_backup_streams_its_archive_to_a_host_while_writing_it(two_engine_app, sftp):
+    """backup_create send_to: the archive arrives on the other host, verified there and renamed into place, by the time
+    the backup ends; a stream that cannot finish (a full disk there, a closed port) leaves the backup standing."""
+    app, definition = two_engine_app
+    (Path(definition['paths'][0]['path']) / 'incompressible.bin').write_bytes(os.urandom(3 * 1024 * 1024))
+    private = Path(sftp['inventory_host']['ansible_ssh_private_key_file']).read_text()
+    send_to = dict(dest='root@127.0.0.1:/srv/streamed', port=sftp['port'], identity_key=private,
+                   known_hosts=sftp['destination']['known_hosts_file'])
+    result = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), label='stream', send_to=send_to))
+    assert not result.get('failed'), result.get('msg')
+    name, sent = result['name'], result['sent']
+    assert sent['sent'] is True and sent['streamed'] is True, sent
+    assert sent['size'] == result['size'] > 3 * 1024 * 1024 and sent['sha256'] == result['sha256']
+    assert sent['path'] == '/srv/streamed/' + name
+    there = sftp['sh']('cd /srv/streamed && ls -A && sha256sum %s && cat %s.sha256 && stat -c "%%a %%n" %s . ' % (name, name, name)).split('\n')
+    assert there[:2] == [name, name + '.sha256'], there  # nothing else: no partial left
+    assert there[2].split()[0] == there[3].split()[0] == result['sha256']
+    assert there[4:6] == ['600 %s' % name, '700 .'], there
+    assert any(line.startswith('streamed %s to root@127.0.0.1:/srv/streamed' % name) for line in result['log']), result['log']
+    output = result['_run'].stdout + result['_run'].stderr
+    assert private.split('\n')[1] not in output and 'BEGIN OPENSSH PRIVATE KEY' not in output
+    # 1 MiB of room there: the receiver fails, the backup is complete here all the same and says why it was not sent.
+    full = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), label='full',
+                                            send_to=dict(send_to, dest='root@127.0.0.1:/srv/tiny')))
+    assert not full.get('failed'), full.get('msg')
+    assert full['sent']['sent'] is False and 'No space left on device' in full['sent']['reason'], full['sent']
+    assert hashlib.sha256(Path(full['path']).read_bytes()).hexdigest() == full['sha256']
+    left = sftp['sh']('ls -A /srv/tiny').split()
+    assert left == ['.%s.partial' % full['name']], left  # kept for backup_send to resume; never under the archive's name
+    sftp['sh']('rm -f /srv/tiny/.*.partial')
+    closed = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), label='closed',
+                                              send_to=dict(send_to, port=free_port(), connect_timeout=5)))
+    assert not closed.get('failed'), closed.get('msg')
+    assert closed['sent']['sent'] is False and 'Connection refused' in closed['sent']['reason'], closed['sent']
+    assert Path(closed['path']).exists()

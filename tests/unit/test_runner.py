@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import pytest
 
@@ -156,3 +158,27 @@ def test_stream_ranges_without_sendfile(tmp_path, monkeypatch):
     src.write_bytes(bytes(range(256)) * 8192)
     data = src.read_bytes()
     assert _ranged(src, ['cat'], [(7, len(data) - 7), (0, 7)]) == data[7:] + data[:7]
+
+
+def test_feed_write_gives_up_on_a_reader_that_takes_nothing(tmp_path):
+    """A command that never reads its stdin: once the pipe is full, write with a timeout returns False instead of
+    blocking for ever."""
+    out = (tmp_path / 'out').open('wb')
+    feed = _runner.Feed(['sleep', '30'], stdout_fd=out.fileno())
+    try:
+        started = time.monotonic()
+        assert feed.write(b'x' * (4 << 20), timeout=0.5) is False
+        assert time.monotonic() - started < 5
+    finally:
+        feed.kill()
+        out.close()
+
+
+def test_feed_write_with_a_timeout_delivers_every_byte(tmp_path):
+    target = tmp_path / 'copy'
+    data = os.urandom(3 << 20)
+    with target.open('wb') as out:
+        feed = _runner.Feed(['cat'], stdout_fd=out.fileno())
+        assert feed.write(data[:1 << 20], timeout=5) and feed.write(data[1 << 20:], timeout=5)
+        feed.finish()
+    assert target.read_bytes() == data

@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -124,6 +125,40 @@ def test_a_corrupt_arrival_is_removed_and_nothing_looks_valid(tmp_path, hasher):
     assert os.listdir(tmp_path / 'in') == []
 
 
+@pytest.mark.parametrize('hasher', ['python3', 'sha256sum'])
+def test_a_stream_is_written_hashed_and_then_renamed_with_the_digest_it_printed(tmp_path, hasher):
+    """The receiving side of a Mirror in a real shell: stdin to the partial (0600), its sha256 printed; finish_script
+    with that digest renames it into place without reading it again; a second stream of the same name is refused."""
+    env = None if hasher == 'python3' else _without_python(tmp_path)
+    content = os.urandom(3 << 20)
+    digest = hashlib.sha256(content).hexdigest()
+    name = 'app-20250101T000000Z.tar.zst'
+    paths = _transfer.names(str(tmp_path / 'in'), name)
+    script = _transfer.stream_script(str(tmp_path / 'in'), paths)
+    got = subprocess.run(['sh', '-c', script], input=content, capture_output=True, check=False, env=env)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.decode().strip() == digest
+    assert os.stat(paths['partial']).st_mode & 0o777 == 0o600 and os.stat(str(tmp_path / 'in')).st_mode & 0o777 == 0o700
+    done = _sh(_transfer.finish_script(paths, digest, name, received=digest), env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(tmp_path / 'in')) == [name, name + '.sha256']
+    with open(paths['final'], 'rb') as fileobj:
+        assert fileobj.read() == content
+    again = subprocess.run(['sh', '-c', script], input=b'other bytes', capture_output=True, check=False, env=env)
+    assert again.returncode == _transfer.EXISTS_RC and b'is there already' in again.stderr
+    assert sorted(os.listdir(tmp_path / 'in')) == [name, name + '.sha256']
+
+
+def test_finish_with_a_received_digest_that_differs_removes_the_partial(tmp_path):
+    paths = _transfer.names(str(tmp_path), 'app-20250101T000000Z.tar.zst')
+    with open(paths['partial'], 'wb') as fileobj:
+        fileobj.write(b'what arrived')
+    done = _sh(_transfer.finish_script(paths, hashlib.sha256(b'the archive').hexdigest(), 'app-20250101T000000Z.tar.zst',
+                                       received=hashlib.sha256(b'what arrived').hexdigest()))
+    assert done.returncode == _transfer.MISMATCH_RC and 'sha256 on arrival is' in done.stderr
+    assert os.listdir(tmp_path) == []
+
+
 # -- the ephemeral key of a direct transfer ---------------------------------------------------------------------------
 def test_keypair_is_a_matching_ed25519_pair(tmp_path):
     private, public = _transfer.keypair('appvault-transfer-t1')
@@ -185,3 +220,31 @@ def test_host_keys_and_default_address(tmp_path):
     assert _transfer.host_keys(str(tmp_path)) == ['ssh-ed25519 AAAAhost root@h']
     address = _transfer.default_address()
     assert address is None or address.count('.') == 3
+
+
+def _local_mirror(monkeypatch, script, timeout):
+    """A Mirror whose 'ssh' is a local shell running ``script`` (the login and remote script become its ignored
+    arguments): its failure handling, without a network."""
+    monkeypatch.setattr(_transfer, 'ssh_argv', lambda *args, **kwargs: ['sh', '-c', script, 'sh'])
+    mirror = _transfer.Mirror('root@host.example:/srv/in', timeout=timeout)
+    mirror.start('app-20250101T000000Z.tar.zst')
+    return mirror
+
+
+def test_a_mirror_whose_receiver_takes_nothing_gives_up_and_reports_it(monkeypatch):
+    mirror = _local_mirror(monkeypatch, 'sleep 60', timeout=1)
+    started = time.monotonic()
+    for _part in range(4):
+        mirror.write(b'x' * (1 << 20))  # never raises, never blocks for longer than the timeout (and the 5 s grace)
+    assert time.monotonic() - started < 15
+    result = mirror.finish('0' * 64)
+    assert result['sent'] is False and 'took no byte for 1 s' in result['reason'], result
+
+
+def test_a_mirror_whose_receiver_fails_reports_its_error(monkeypatch):
+    mirror = _local_mirror(monkeypatch, 'head -c 10 > /dev/null; echo "disk full there" >&2; exit 3', timeout=5)
+    for _part in range(4):
+        mirror.write(b'x' * (1 << 20))
+    result = mirror.finish('0' * 64)
+    assert result['sent'] is False and 'disk full there' in result['reason'], result
+    assert result['size'] < 4 << 20
