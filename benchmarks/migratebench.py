@@ -246,6 +246,8 @@ class MigrateBench:
         res['archive_size'] = int(result.get('size') or 0)
         res['verified'] = result.get('verified')
         times = lib.task_times(res['plays'])
+        res['transfer_streamed'] = result.get('transfer_streamed')
+        # streamed by the backup while it wrote the archive, backup_send does not run: no step of its own
         res['transfer_seconds'] = sum(times.get(task) or 0 for task in TRANSFER_TASKS) or None
         res['slowest_tasks'] = lib.slowest(times)
         del res['plays']
@@ -333,11 +335,14 @@ def describe(runs):
     sent = lib.median([r.get('controller_bytes_out') for r in ours])
     calls = lib.median([r.get('module_calls') for r in ours])
     per_call = ('%s per task' % lib.fmt_bytes(sent / calls)) if sent and calls else 'n/a per task'
-    return ('S4: of ours, the host-to-host transfer step (backup_send, %s of archive) took %s s (median); the role reports '
+    streamed = sum(1 for r in ours if r.get('transfer_streamed'))
+    step = ('streamed by the backup while it wrote the archive in %d of %d runs (no transfer step then); the step of '
+            'the others' % (streamed, len(ours))) if streamed else 'the host-to-host transfer step'
+    return ('S4: of ours, %s (backup_send, %s of archive) took %s s (median); the role reports '
             '%s archive bytes through the controller (transfer mode %s).  "through controller" is what the run\'s podman '
             'bridge exchanged with this machine (Ansible\'s own SSH traffic included), median per variant; of ours\', %s '
             'went to the hosts over %s tasks that ran on them (lib.host_tasks: %s, each its module\'s payload).  '
             'Ours\' slowest tasks (last round): %s.' % (
-                lib.fmt_bytes(archive), lib.fmt_num(transfer), lib.fmt_num(role_bytes, '%d'),
+                step, lib.fmt_bytes(archive), lib.fmt_num(transfer), lib.fmt_num(role_bytes, '%d'),
                 ', '.join(sorted({str(r.get('transfer_mode')) for r in ours})), lib.fmt_bytes(sent),
                 lib.fmt_num(calls, '%d'), per_call, slowest))
