@@ -248,7 +248,7 @@ class MigrateBench:
         times = lib.task_times(res['plays'])
         res['transfer_streamed'] = result.get('transfer_streamed')
         # streamed by the backup while it wrote the archive, backup_send does not run: no step of its own
-        res['transfer_seconds'] = sum(times.get(task) or 0 for task in TRANSFER_TASKS) or None
+        res['transfer_seconds'] = None if res['transfer_streamed'] else sum(times.get(task) or 0 for task in TRANSFER_TASKS) or None
         res['slowest_tasks'] = lib.slowest(times)
         del res['plays']
         if res['transfer_mode'] != 'direct':
@@ -336,13 +336,16 @@ def describe(runs):
     calls = lib.median([r.get('module_calls') for r in ours])
     per_call = ('%s per task' % lib.fmt_bytes(sent / calls)) if sent and calls else 'n/a per task'
     streamed = sum(1 for r in ours if r.get('transfer_streamed'))
-    step = ('streamed by the backup while it wrote the archive in %d of %d runs (no transfer step then); the step of '
-            'the others' % (streamed, len(ours))) if streamed else 'the host-to-host transfer step'
-    return ('S4: of ours, %s (backup_send, %s of archive) took %s s (median); the role reports '
+    if streamed == len(ours):
+        step = 'the backup streamed the archive (%s) to the target while writing it in every run (no backup_send step)'
+    else:
+        step = (('the backup streamed the archive to the target in %d of %d runs; ' % (streamed, len(ours)) if streamed else '')
+                + 'the host-to-host transfer step (backup_send, %s of archive) took ' + lib.fmt_num(transfer) + ' s (median)')
+    return ('S4: of ours, ' + step % lib.fmt_bytes(archive) + '; the role reports '
             '%s archive bytes through the controller (transfer mode %s).  "through controller" is what the run\'s podman '
             'bridge exchanged with this machine (Ansible\'s own SSH traffic included), median per variant; of ours\', %s '
             'went to the hosts over %s tasks that ran on them (lib.host_tasks: %s, each its module\'s payload).  '
             'Ours\' slowest tasks (last round): %s.' % (
-                step, lib.fmt_bytes(archive), lib.fmt_num(transfer), lib.fmt_num(role_bytes, '%d'),
+                lib.fmt_num(role_bytes, '%d'),
                 ', '.join(sorted({str(r.get('transfer_mode')) for r in ours})), lib.fmt_bytes(sent),
                 lib.fmt_num(calls, '%d'), per_call, slowest))

@@ -105,7 +105,7 @@ def sftp(tmp_path_factory):
         inventory_host = dict(ansible_host='127.0.0.1', ansible_port=port, ansible_user='root', ansible_ssh_private_key_file=str(root_key),
                               ansible_python_interpreter='/usr/bin/python3',
                               ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null')
-        yield dict(destination=destination, sh=sh, port=port, inventory_host=inventory_host)
+        yield dict(destination=destination, sh=sh, port=port, inventory_host=inventory_host, name=name)
     finally:
         subprocess.run(['podman', 'rm', '--force', '--time', '0', name], capture_output=True, check=False)
         subprocess.run(['podman', 'network', 'rm', '--force', name], capture_output=True, check=False)
@@ -364,3 +364,42 @@ def test_backup_streams_its_archive_to_a_host_while_writing_it(two_engine_app, s
     assert not closed.get('failed'), closed.get('msg')
     assert closed['sent']['sent'] is False and 'Connection refused' in closed['sent']['reason'], closed['sent']
     assert Path(closed['path']).exists()
+
+
+def test_a_stalled_stream_is_given_up_and_backup_send_resumes_its_partial(two_engine_app, sftp):
+    """The receiver stops (SIGSTOP) once it has written part of the archive: after send_to's timeout the backup gives
+    the stream up and ends, complete here; backup_send then resumes the partial the stream left (what the migrate
+    role's transfer does when the stream did not finish) and the archive arrives whole."""
+    app, definition = two_engine_app
+    (Path(definition['paths'][0]['path']) / 'incompressible.bin').write_bytes(os.urandom(192 * 1024 * 1024))
+    private = Path(sftp['inventory_host']['ansible_ssh_private_key_file']).read_text()
+    known_hosts = sftp['destination']['known_hosts_file']
+    sftp['sh']('mkdir -p -m 0700 /srv/stalled')
+    # Stop the receiving python3 as soon as its partial holds data (the archive's first megabytes). "[h]": the pattern
+    # must not match the shell that runs pkill.
+    stopper = subprocess.Popen(['podman', 'exec', sftp['name'], 'sh', '-c',
+                                'while ! [ -s "$(ls -d /srv/stalled/.*.partial 2>/dev/null | head -n 1)" ]; do sleep 0.01; done;'
+                                ' pkill -STOP -f "import [h]ashlib, os, sys"'],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        result = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), label='stalled',
+                                                  send_to=dict(dest='root@127.0.0.1:/srv/stalled', port=sftp['port'],
+                                                               identity_key=private, known_hosts=known_hosts, timeout=3)))
+        assert stopper.wait(timeout=30) == 0, stopper.stderr.read()
+    finally:
+        if stopper.poll() is None:
+            stopper.kill()
+        sftp['sh']('pkill -KILL -f "import [h]ashlib, os, sys" || true')
+    assert not result.get('failed'), result.get('msg')
+    assert result['sent']['sent'] is False and 'took no byte for 3 s' in result['sent']['reason'], result['sent']
+    assert any('took no byte for 3 s' in warning for warning in result.get('warnings', [])), result.get('warnings')
+    partial = '/srv/stalled/.%s.partial' % result['name']
+    kept = int(sftp['sh']('stat -c %%s %s' % partial))
+    assert 0 < kept < result['size'], (kept, result['size'])
+    sent = run_module('backup_send', dict(src=result['path'], dest='root@127.0.0.1:/srv/stalled', port=sftp['port'],
+                                          identity_key=private, known_hosts=known_hosts))
+    assert not sent.get('failed'), sent.get('msg')
+    assert sent['resumed_bytes'] == kept and sent['sha256'] == result['sha256'], sent
+    there = sftp['sh']('cd /srv/stalled && ls -A && sha256sum %s' % result['name']).split()
+    assert there == [result['name'], result['name'] + '.sha256', result['sha256'], result['name']], there
+    sftp['sh']('rm -rf /srv/stalled')
