@@ -246,6 +246,8 @@ class Mirror(object):
     def __init__(self, dest, port=22, identity=None, identity_key=None, host_keys=None, known_hosts=None, timeout=300,
                  connect_timeout=10):
         self.user, self.host, self.directory = parse_dest(dest)
+        if host_keys:
+            known_hosts_lines(self.host, port, host_keys)  # a bad key is refused now, before anything is written
         self.login = '%s@%s' % (self.user, self.host) if self.user else self.host
         self.dest = dest
         self.port = port

@@ -64,3 +64,13 @@ def test_a_bad_token_is_refused_before_anything_is_written(two_engine_app):
     result = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token='../x'))
     assert result.get('failed') and 'token must be ASCII letters and digits' in result['msg']
     assert not app.backups.exists()
+
+
+def test_a_bad_send_to_is_refused_before_anything_is_dumped(two_engine_app):
+    app, definition = two_engine_app
+    for send_to, message in ((dict(dest='standby:relative/dir'), 'is not user@host:/absolute/dir'),
+                             (dict(dest='root@standby:/srv/in', host_keys=['not a key']), 'is not an SSH public key'),
+                             (dict(dest='root@standby:/srv/in', identity='/k', identity_key='k'), 'mutually exclusive')):
+        result = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), send_to=send_to))
+        assert result.get('failed') and message in result['msg'], result.get('msg')
+        assert not app.backups.exists() or sorted(p.name for p in app.backups.iterdir()) == []

@@ -248,3 +248,10 @@ def test_a_mirror_whose_receiver_fails_reports_its_error(monkeypatch):
     result = mirror.finish('0' * 64)
     assert result['sent'] is False and 'disk full there' in result['reason'], result
     assert result['size'] < 4 << 20
+
+
+def test_a_mirror_refuses_a_bad_destination_or_host_key_before_anything_starts():
+    with pytest.raises(AppvaultError, match='is not user@host:/absolute/dir'):
+        _transfer.Mirror('host.example:relative/dir')
+    with pytest.raises(AppvaultError, match='is not an SSH public key'):
+        _transfer.Mirror('root@host.example:/srv/in', host_keys=['not a key'])
