@@ -325,11 +325,8 @@ class Mirror(object):
                       sha256=digest)
         try:
             got = self._received()
-            if got is not None and got != digest:
-                self.reason = 'sha256 on arrival is %s, the file\'s is %s; the partial was removed' % (got, digest)
-                _remote(self._ssh, self.login, 'rm -f -- %s' % shlex.quote(self.paths['partial']), 'removing the partial')
-            elif got is not None:
-                _remote(self._ssh, self.login, finish_script(self.paths, digest, self.name, received=got), 'renaming it into place')
+            if got is not None:  # compared there: a mismatch removes the partial and fails the script
+                _remote(self._ssh, self.login, finish_script(self.paths, digest, self.name, received=got), 'verifying it there')
                 result.update(sent=True, duration=round(time.monotonic() - self._started, 3))
         except AppvaultError as exc:
             self.reason = exc.msg
