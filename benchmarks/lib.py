@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -83,12 +84,18 @@ def _status_kib(pid):
 class TreeSampler(threading.Thread):
     """Sample the memory of every descendant of ``root_pid`` until ``stop()``."""
 
-    def __init__(self, root_pid, match=None, interval=0.05):
+    def __init__(self, root_pid, match=None, interval=0.05, cpu=False):
         super().__init__(daemon=True)
         self.root_pid = root_pid
         self.match = match  # substring of the command line that marks "the module process"
         self.interval = interval
         self.procs = {}  # pid -> {'name', 'cmdline', 'hwm_kib', 'rss_kib'}
+        # cpu: also split the CPU the tree's processes use from now on by what they do (cpu_category): {what: [user
+        # s, kernel s]}.  A process's time between its last sample and its exit is not seen (at most ``interval``).
+        self.cpu = {} if cpu else None
+        self._cpu_seen = {}  # (pid, start time) -> (user ticks, kernel ticks) at the last sample
+        if cpu:
+            self._sample_cpu(self._descendants()[0], count=False)
         self.tree_peak_kib = 0
         self.module_tree_peak_kib = 0
         self.samples = 0
@@ -124,6 +131,8 @@ class TreeSampler(threading.Thread):
             info['rss_kib'] = max(info['rss_kib'], int(status['VmRSS']))
             rss[pid] = int(status['VmRSS'])
         self.tree_peak_kib = max(self.tree_peak_kib, sum(rss.values()))
+        if self.cpu is not None:
+            self._sample_cpu(pids)
         # the module process and everything it started (pg_dump, zstd, psql ...)
         module_total, todo = 0, [pid for pid in rss if self._is_module(self.procs[pid])]
         while todo:
@@ -132,6 +141,24 @@ class TreeSampler(threading.Thread):
             todo.extend(children.get(pid, []))
         self.module_tree_peak_kib = max(self.module_tree_peak_kib, module_total)
         self.samples += 1
+
+    def _sample_cpu(self, pids, count=True):
+        """Add each process's user and kernel ticks since its last sample (or since it started, when it started after
+        this sampler) to its cpu_category."""
+        for pid in pids:
+            raw = _read('/proc/%d/stat' % pid)
+            if not raw:
+                continue
+            fields = raw[raw.rfind(b')') + 2:].split()
+            key, now = (pid, fields[19]), (int(fields[11]), int(fields[12]))
+            last = self._cpu_seen.get(key, (0, 0))
+            self._cpu_seen[key] = now
+            if count and now != last:
+                name = raw[raw.find(b'(') + 1:raw.rfind(b')')].decode('utf-8', 'replace')
+                what = cpu_category(name, (_read('/proc/%d/cmdline' % pid) or b'').replace(b'\0', b' ').decode('utf-8', 'replace'))
+                spent = self.cpu.setdefault(what, [0.0, 0.0])
+                spent[0] += (now[0] - last[0]) / _TICK
+                spent[1] += (now[1] - last[1]) / _TICK
 
     def run(self):
         while not self._halt.is_set():
@@ -152,6 +179,23 @@ class TreeSampler(threading.Thread):
             'samples': self.samples,
             'processes': sorted({p['name'] for p in self.procs.values()}),
         }
+
+
+def cpu_category(name, cmdline):
+    """What a process is doing, for TreeSampler's CPU split: ``module <name>`` for an Ansible module (AnsiballZ_<name>),
+    ``postgres <command>`` for a PostgreSQL backend (the command its process title shows: COPY, SELECT, CREATE INDEX
+    ...) or ``postgres <process>`` for the server's own processes, else the program's name (a python without an
+    AnsiballZ file: a pipelined module, a receiver script)."""
+    module = re.search(r'AnsiballZ_(\w+)\.py', cmdline)
+    if module:
+        return 'module ' + module.group(1)
+    title = re.match(r'postgres: (?:[\w./-]+: )?(.*)', cmdline.strip())
+    if title:
+        # a backend: "<user> <database> <host>(<port>) <command>"; a server process: "checkpointer", "walwriter" ...
+        backend = re.match(r'\S+ \S+ (?:\S+\(\d+\)|\[local\]) ?([A-Z][A-Z ]*[A-Z]|idle.*|)', title.group(1))
+        what = backend.group(1) if backend else title.group(1)
+        return 'postgres ' + ('parallel worker' if what.startswith('parallel worker') else (what or 'backend').split(' in ')[0])
+    return name
 
 
 def measure(argv, env=None, match=None, interval=0.05, cwd=None):

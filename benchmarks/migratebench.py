@@ -205,15 +205,18 @@ class MigrateBench:
             time.sleep(0.5)
         for side in ('src', 'tgt'):
             self.hosts.clean(side)
-        samplers = [lib.TreeSampler(pid, match='AnsiballZ_', interval=0.1) for pid in self.hosts.pids.values()]
-        for sampler in samplers:
+        samplers = {side: lib.TreeSampler(pid, match='AnsiballZ_', interval=0.1, cpu=True) for side, pid in self.hosts.pids.items()}
+        for sampler in samplers.values():
             sampler.start()
         before = self.hosts.bridge_bytes()
         try:
             res = run()
         finally:
-            for sampler in samplers:
+            for sampler in samplers.values():
                 sampler.stop()
+        # what the hosts' processes spent their CPU on: {side: {what: [user s, kernel s]}} (lib.cpu_category)
+        res['host_cpu'] = {side: sampler.cpu for side, sampler in samplers.items()}
+        samplers = list(samplers.values())
         after = self.hosts.bridge_bytes()
         res['controller_bytes_in'], res['controller_bytes_out'] = after[0] - before[0], after[1] - before[1]
         res['controller_bytes'] = res['controller_bytes_in'] + res['controller_bytes_out']
@@ -325,6 +328,40 @@ def migrate_scenario(suite_module, suite, args, log):
     return {'S4': runs}, facts
 
 
+SIDES = {'src': 'source', 'tgt': 'target'}
+
+
+def cpu_split(runs, shown=6):
+    """A line on what ours and hand spent their CPU on: medians over the runs of each (host, what) of ``host_cpu``
+    (lib.TreeSampler's split, user and kernel seconds) and of what ran on this machine (the run's ``cpu_seconds``
+    less the hosts': ansible-playbook and ssh); the ``shown`` largest differences between the two."""
+    split = {}
+    for key in ('ours', 'hand'):
+        items = [r for r in runs.get(key) or [] if r.get('host_cpu')]
+        if not items:
+            return ''
+        names = sorted({(side, what) for r in items for side, cats in r['host_cpu'].items() for what in cats})
+        table = {}
+        for side, what in names:
+            spent = [r['host_cpu'].get(side, {}).get(what, [0.0, 0.0]) for r in items]
+            table['%s %s' % (SIDES.get(side, side), what)] = (lib.median([u + k for u, k in spent]), lib.median([k for _u, k in spent]))
+        hosts = [sum(u + k for cats in r['host_cpu'].values() for u, k in cats.values()) for r in items]
+        table['this machine (ansible-playbook, ssh)'] = (lib.median([r['cpu_seconds'] - h for r, h in zip(items, hosts)]), None)
+        kernel = lib.median([sum(k for cats in r['host_cpu'].values() for _u, k in cats.values()) for r in items])
+        split[key] = (table, lib.median([r['cpu_seconds'] for r in items]), kernel)
+
+    def spent(key, what):
+        total, kernel = split[key][0].get(what, (0.0, 0.0))
+        return '%.1f' % total + (' (kernel %.1f)' % kernel if kernel else '')
+
+    whats = set(split['ours'][0]) | set(split['hand'][0])
+    gaps = sorted(whats, key=lambda w: -abs(split['ours'][0].get(w, (0.0,))[0] - split['hand'][0].get(w, (0.0,))[0]))[:shown]
+    return ('S4 CPU (median CPU-s of all processes, the hosts\' split by lib.TreeSampler at 0.1 s): ours %.1f, of it %.1f in '
+            'the hosts\' kernel; hand %.1f, kernel %.1f.  Largest differences, ours / hand: %s.' % (
+                split['ours'][1], split['ours'][2], split['hand'][1], split['hand'][2],
+                '; '.join('%s %s / %s' % (what, spent('ours', what), spent('hand', what)) for what in gaps)))
+
+
 def describe(runs):
     """The line under the suite's table about S4: the transfer step, what the role reports, what each variant moved."""
     ours = runs['ours']
@@ -348,4 +385,4 @@ def describe(runs):
             'Ours\' slowest tasks (last round): %s.' % (
                 lib.fmt_num(role_bytes, '%d'),
                 ', '.join(sorted({str(r.get('transfer_mode')) for r in ours})), lib.fmt_bytes(sent),
-                lib.fmt_num(calls, '%d'), per_call, slowest))
+                lib.fmt_num(calls, '%d'), per_call, slowest)) + ('  ' + cpu_split(runs) if cpu_split(runs) else '')
