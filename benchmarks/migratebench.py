@@ -385,4 +385,4 @@ def describe(runs):
             'Ours\' slowest tasks (last round): %s.' % (
                 lib.fmt_num(role_bytes, '%d'),
                 ', '.join(sorted({str(r.get('transfer_mode')) for r in ours})), lib.fmt_bytes(sent),
-                lib.fmt_num(calls, '%d'), per_call, slowest)) + ('  ' + cpu_split(runs) if cpu_split(runs) else '')
+                lib.fmt_num(calls, '%d'), per_call, slowest)) + ''.join('  ' + line for line in [cpu_split(runs)] if line)
