@@ -246,14 +246,13 @@ class Mirror(object):
     def __init__(self, dest, port=22, identity=None, identity_key=None, host_keys=None, known_hosts=None, timeout=300,
                  connect_timeout=10):
         self.user, self.host, self.directory = parse_dest(dest)
-        if host_keys:
-            known_hosts_lines(self.host, port, host_keys)  # a bad key is refused now, before anything is written
         self.login = '%s@%s' % (self.user, self.host) if self.user else self.host
         self.dest = dest
         self.port = port
         self.identity = identity
         self.identity_key = identity_key
-        self.host_keys = host_keys
+        # made now, so a bad key is refused before anything is written
+        self.host_key_lines = known_hosts_lines(self.host, port, host_keys) if host_keys else None
         self.known_hosts = known_hosts
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -277,8 +276,8 @@ class Mirror(object):
         if self.identity_key:
             identity = self._secrets.write('identity', self.identity_key.rstrip('\n') + '\n')
         known_hosts = self.known_hosts
-        if self.host_keys:
-            known_hosts = self._secrets.write('known_hosts', known_hosts_lines(self.host, self.port, self.host_keys))
+        if self.host_key_lines:
+            known_hosts = self._secrets.write('known_hosts', self.host_key_lines)
         self._ssh = ssh_argv(self.port, identity, known_hosts, self.connect_timeout)
         self._out = tempfile.TemporaryFile()
         try:
