@@ -224,7 +224,7 @@ def _busy_seconds():
     return (user + nice + system + irq + softirq + steal) / _TICK
 
 
-def _tree_cpu_seconds(root):
+def tree_cpu_seconds(root):
     """utime+stime (+ reaped children's) of ``root`` and every live descendant."""
     ppids = _ppid_map()
     todo, total = [root], 0
@@ -252,7 +252,7 @@ class CpuAccount:
     def snapshot(self):
         times = os.times()
         ours = times.user + times.system + times.children_user + times.children_system
-        ours += sum(_tree_cpu_seconds(pid) for pid in self.daemon_pids())
+        ours += sum(tree_cpu_seconds(pid) for pid in self.daemon_pids())
         return _busy_seconds(), ours
 
     @staticmethod
