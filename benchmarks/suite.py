@@ -180,10 +180,11 @@ class Suite:
     def verify_cpu(self, engine, rounds=3):
         """Runs of the object inventory with per-table checksums of the benchmark's source database, read once:
         what a backup records and what a restore must check the restored database against (it fails when they
-        differ), work ours cannot leave out and hand does not do.  Our module_utils run it in-process, ``rounds``
-        times; each run counts this process and the database server's tree (cpu_account), so lib.lower_bound can take
-        the smallest.  The source's pages were read before (no hint bits to write), so a freshly restored copy costs
-        more to read, not less."""
+        differ), both on by default (appvault_backup_checksums, appvault_restore_checksums) and so in the suite; hand
+        does no such check.  Our module_utils run it in-process, ``rounds`` times; each run counts this process and
+        the database server's tree (cpu_account), so lib.lower_bound can take the smallest.  It reads the source, not
+        a restored copy: on PostgreSQL the first read of a freshly restored table also writes its hint bits, which
+        the source's pages (frozen when generated) do not."""
         mysqlbench._collection()  # build/collections on sys.path
         from ansible_collections.appvault.backup.plugins.module_utils import _common, _mysql, _postgres
         module, db = (_postgres, self.pg_db()) if engine == 'postgresql' else (_mysql, self.my_db())
@@ -451,7 +452,7 @@ BOUND_NOTE = ('Lower bound: no implementation of ours can be faster here (lib.lo
               'the same data as hand, so it spends at least hand\'s CPU seconds (the database server\'s included: the '
               'same COPY, the same index builds), must sha256 what the archive format covers (every file and the whole '
               'archive), must read every row of the database once for the per-table checksums that a backup records '
-              'and a restore checks the restored database against (%s), and does all that inside a module that '
+              'and a restore checks the restored database against (the roles\' defaults; %s), and does all that inside a module that '
               'ansible-playbook starts, so after Ansible\'s cheapest run (one ping task: %s s) and not beside it. With '
               'sha256 at %.2f CPU s/GiB and %d cores, bound = that run + all that CPU / cores. The re-sync\'s bound counts '
               'Ansible only. Where the bound is above a target, the target is out of reach on this machine; S4 (two '
