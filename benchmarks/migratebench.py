@@ -211,7 +211,7 @@ class MigrateBench:
         before = self.hosts.bridge_bytes()
         # CPU during run() alone: this process (the samplers' threads), its waited-for children (ansible-playbook and its
         # workers and ssh; hand's ssh pipes) and the hosts' process trees (what the samplers split, and what they miss)
-        times, hosts_cpu = os.times(), self.hosts_cpu()
+        times, hosts_before = os.times(), self.hosts_cpu()
         try:
             res = run()
         finally:
@@ -222,7 +222,7 @@ class MigrateBench:
         res['host_cpu'] = {side: sampler.cpu for side, sampler in samplers.items()}
         res['controller_cpu'] = (times_after.children_user + times_after.children_system) - (times.children_user + times.children_system)
         res['harness_cpu'] = (times_after.user + times_after.system) - (times.user + times.system)
-        res['hosts_cpu'] = hosts_after - hosts_cpu
+        res['hosts_cpu'] = hosts_after - hosts_before
         samplers = list(samplers.values())
         after = self.hosts.bridge_bytes()
         res['controller_bytes_in'], res['controller_bytes_out'] = after[0] - before[0], after[1] - before[1]
