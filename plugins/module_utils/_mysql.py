@@ -674,20 +674,35 @@ def scan_dump(src, outer):
     mariadb-dump writes one row a line, so a part's lines are about its rows; see split_plan).
     """
     parts = '|'.join('^' + re.escape(marker) for marker in (TABLE_PART, VIEW_STUB_PART, DATA_PART) + LATER_PARTS)
-    pattern = '%s|^-- (MySQL|MariaDB) dump .*|^-- Server version.*|^%s.*|%s|^LOCK TABLES .*|^UNLOCK TABLES;.*' % (
-        DEFINER_RE, COMPLETED, parts)
+    markers = '^-- (MySQL|MariaDB) dump .*|^-- Server version.*|^%s.*|%s|^LOCK TABLES .*|^UNLOCK TABLES;.*' % (COMPLETED, parts)
     decompress = decompress_argv(outer)
-    stages = ([decompress] if decompress else []) + [[find_tool('grep'), '-a', '-n', '-b', '-o', '-E', '-e', pattern]]
-    try:
-        out = _runner.pipeline(stages, stdin_path=src)[-1]['stdout']
-    except _runner.CommandError as exc:
-        grep = exc.stages[-1] if exc.stages else {}
-        if grep.get('rc') == 1 and all(s['rc'] == 0 for s in exc.stages[:-1]):
-            raise AppvaultError('%s is not a complete MySQL/MariaDB dump (no "%s" line at its end)' % (src, COMPLETED))
-        raise AppvaultError('%s is corrupt or truncated: %s' % (src, exc.msg))
-    found = [line.split(':', 2) for line in out.splitlines() if line.count(':') >= 2]
-    found = [(int(number), int(offset), text) for number, offset, text in found
-             if number.isdigit() and offset.isdigit() and text.strip()]
+    if decompress:  # the stream is decompressed once: one grep for both
+        searches = ['%s|%s' % (DEFINER_RE, markers)]
+    else:
+        # A plain file is read by two greps side by side: the markers start a line, which grep finds fast, while a
+        # DEFINER may stand anywhere in one; in one pattern the two make grep try every byte (on the 1.3 GB
+        # benchmark dump 1.3-1.5 s, against 0.5 s and 0.3 s apart). Each match is at its own offset, so the two
+        # outputs merged by offset are what the one pattern finds.
+        searches = [markers, DEFINER_RE]
+
+    def search(pattern):
+        stages = ([decompress] if decompress else []) + [[find_tool('grep'), '-a', '-n', '-b', '-o', '-E', '-e', pattern]]
+        try:
+            out = _runner.pipeline(stages, stdin_path=src)[-1]['stdout']
+        except _runner.CommandError as exc:
+            grep = exc.stages[-1] if exc.stages else {}
+            if grep.get('rc') == 1 and all(s['rc'] == 0 for s in exc.stages[:-1]):
+                return []  # nothing matched
+            raise AppvaultError('%s is corrupt or truncated: %s' % (src, exc.msg))
+        split = [line.split(':', 2) for line in out.splitlines() if line.count(':') >= 2]
+        return [(int(number), int(offset), text) for number, offset, text in split
+                if number.isdigit() and offset.isdigit() and text.strip()]
+
+    if len(searches) > 1:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(searches)) as pool:
+            found = sorted((item for items in pool.map(search, searches) for item in items), key=lambda item: item[1])
+    else:
+        found = search(searches[0])
     if not found or not found[-1][2].startswith(COMPLETED):
         raise AppvaultError('%s is not a complete MySQL/MariaDB dump (no "%s" line at its end)' % (src, COMPLETED))
     definers = []

@@ -283,6 +283,26 @@ def test_scan_finds_both_lock_lines_of_each_table(tmp_path):
     assert scan['locks'] == [(text.index(b'LOCK TABLES'), 23), (text.index(b'UNLOCK'), 15)]
 
 
+def test_scan_of_a_plain_dump_finds_what_the_scan_of_its_compressed_copy_finds(tmp_path):
+    """A plain dump is scanned by two greps side by side (the line markers, and the DEFINERs anywhere in a line),
+    a compressed one by one grep over the stream: merged by offset, the two find the same, DEFINERs of views,
+    routines and triggers included (one inside a row's text, which the scan reads as a DEFINER too)."""
+    dump = tmp_path / 'd.sql'
+    _synthetic_dump(dump, {'a': 5, 'b': 3})
+    text = dump.read_bytes().replace(
+        b'/*!50003 CREATE TRIGGER `a_t`', b'/*!50003 CREATE*/ /*!50017 DEFINER=`app`@`%`*/ /*!50003 TRIGGER `a_t`').replace(
+        b"-- Dumping routines for database 'd'\n",
+        b"-- Dumping routines for database 'd'\nCREATE DEFINER=`r``oot`@`localhost` PROCEDURE `p`() SELECT 1;;\n"
+        b"/*!50001 CREATE ALGORITHM=UNDEFINED */ /*!50013 DEFINER=`app`@`%` SQL SECURITY DEFINER */ /*!50001 VIEW `v` AS "
+        b"SELECT 1 */;\n").replace(b"INSERT INTO `b` VALUES (1,", b"INSERT INTO `b` VALUES (1,'DEFINER=`x`@`y`',")
+    dump.write_bytes(text)
+    subprocess.run(['zstd', '-q', '-f', str(dump), '-o', str(dump) + '.zst'], check=True)
+    plain = _mysql.scan_dump(str(dump), 'none')
+    assert plain == _mysql.scan_dump(str(dump) + '.zst', 'zstd')
+    assert plain['definers'] == [('app', '%'), ('x', 'y'), ('r`oot', 'localhost')]
+    assert len(plain['tables']) == 2 and plain['later'] is not None
+
+
 def _synthetic_dump(path, tables):
     """A dump as mariadb-dump writes it: a banner and header, per table its structure, rows section and a trigger,
     then routines. ``tables``: {name: row count}. Returns its bytes."""
