@@ -110,7 +110,7 @@ class Suite:
         self.my = None
         self.generated = []
         self.hashed = {}  # scenario -> bytes its archive format makes ours hash (for lib.lower_bound)
-        self.verify = {}  # scenario -> runs of the per-table checksums ours must compute and hand does not (verify_cpu)
+        self.verify = {}  # scenario -> runs of the per-table checksums that ours computes and hand does not
 
     def __enter__(self):
         self.out.mkdir(parents=True, exist_ok=True)
@@ -202,7 +202,8 @@ class Suite:
                 after = account.snapshot()
                 runs.append({'seconds': time.monotonic() - started, 'cpu_seconds': after[1] - before[1],
                              'tables': len(found.get('checksums') or {})})
-        log('per-table checksums of the %s source database: %s CPU s' % (engine, ', '.join('%.2f' % r['cpu_seconds'] for r in runs)))
+        log('per-table checksums of the %s source database: %s CPU s'
+            % (engine, ', '.join('%.2f' % r['cpu_seconds'] for r in runs)))
         return runs
 
     # app definitions ----------------------------------------------------------------------------------------------
@@ -452,11 +453,11 @@ BOUND_NOTE = ('Lower bound: no implementation of ours can be faster here (lib.lo
               'the same data as hand, so it spends at least hand\'s CPU seconds (the database server\'s included: the '
               'same COPY, the same index builds), must sha256 what the archive format covers (every file and the whole '
               'archive), must read every row of the database once for the per-table checksums that a backup records '
-              'and a restore checks the restored database against (the roles\' defaults; %s), and does all that inside a module that '
-              'ansible-playbook starts, so after Ansible\'s cheapest run (one ping task: %s s) and not beside it. With '
-              'sha256 at %.2f CPU s/GiB and %d cores, bound = that run + all that CPU / cores. The re-sync\'s bound counts '
-              'Ansible only. Where the bound is above a target, the target is out of reach on this machine; S4 (two '
-              'hosts) has none.')
+              'and a restore checks the restored database against (the roles\' defaults; %s), and does all that inside '
+              'a module that ansible-playbook starts, so after Ansible\'s cheapest run (one ping task: %s s) and not '
+              'beside it. With sha256 at %.2f CPU s/GiB and %d cores, bound = that run + all that CPU / cores. The '
+              're-sync\'s bound counts Ansible only. Where the bound is above a target, the target is out of reach on '
+              'this machine; S4 (two hosts) has none.')
 
 
 def checks_text(verify):
