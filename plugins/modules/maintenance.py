@@ -16,6 +16,9 @@ description:
   - O(state=off) disarms the timer and runs the O(maintenance_off) commands. When one of them fails, the module
     fails and arms the timer again for a short time (30 seconds, or the lease when shorter), so the host runs the
     O(maintenance_off) commands once more by itself (RV(retry)).
+  - O(state=off) can also end the run it belongs to, so that a role needs no further module call for it: O(release_lock)
+    releases the run lock of O(token), whether or not the commands succeeded, and O(remove_snapshot) deletes the
+    restore's safety snapshot once maintenance is off (the disarmed lease no longer needs it for a rollback).
   - The lease is recorded in C(<path>/.appvault-maintenance.json) (mode 0600, next to the run lock of
     M(appvault.backup.run_lock)). A lease left by an earlier run with another O(token) is taken over (its timer
     stopped) and reported in RV(took_over). When a timer fired, the next call reports it in RV(expired_earlier).
@@ -118,8 +121,24 @@ options:
         type: list
         elements: path
         default: []
+  release_lock:
+    description:
+      - With O(state=off), also release the run lock that O(token) holds in O(path), as M(appvault.backup.run_lock) with
+        O(appvault.backup.run_lock#module:state=absent) does: after the O(maintenance_off) commands, and also when one of
+        them failed (the failure is reported after it), so a failing command never keeps the lock. A lock held by another
+        run is left alone, with a warning. RV(lock_released) says what was done.
+    type: bool
+    default: false
+  remove_snapshot:
+    description:
+      - With O(state=off), a backup to delete with its sidecars once maintenance is off, as
+        M(appvault.backup.backup_file) with O(appvault.backup.backup_file#module:state=absent) does: the safety
+        snapshot of a restore that succeeded. Until the lease is disarmed its timer could still need it, so it is kept
+        when an O(maintenance_off) command fails. A missing file is not an error.
+    type: path
 seealso:
   - module: appvault.backup.run_lock
+  - module: appvault.backup.backup_file
 '''
 
 EXAMPLES = r'''
@@ -144,6 +163,18 @@ EXAMPLES = r'''
     chdir: /var/www/exment
     owner: www-data
   become: true
+
+- name: Maintenance off after a restore that succeeded; its run lock released and its safety snapshot removed
+  appvault.backup.maintenance:
+    state: 'off'
+    path: /var/backups/appvault
+    token: "{{ run_token }}"
+    maintenance_off: [[php, artisan, up]]
+    chdir: /var/www/exment
+    owner: www-data
+    release_lock: true
+    remove_snapshot: /var/backups/appvault/exment-20260101T030000Z-pre-restore.tar.zst
+  become: true
 '''
 
 RETURN = r'''
@@ -167,6 +198,17 @@ disarmed:
   description: Whether a timer was disarmed.
   returned: when O(state=off)
   type: bool
+lock_released:
+  description:
+    - Whether the run lock of O(token) was released (V(false) when there was none, or another run holds it).
+  returned: when O(state=off) and O(release_lock=true), also when the module failed
+  type: bool
+snapshot_removed:
+  description: The files deleted for O(remove_snapshot) (the archive and its sidecars; empty when it was already gone).
+  returned: when O(state=off) and O(remove_snapshot) is set and maintenance is off
+  type: list
+  elements: str
+  sample: ["/var/backups/appvault/exment-20260101T030000Z-pre-restore.tar.zst", "/var/backups/appvault/exment-20260101T030000Z-pre-restore.tar.zst.sha256"]
 took_over:
   description: The lease of an earlier run that was taken over.
   returned: when one was found
@@ -187,7 +229,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appvault.backup.plugins.module_utils import _common, _maintenance, _runner
+from ansible_collections.appvault.backup.plugins.module_utils import _catalog, _common, _maintenance, _runner
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 
@@ -208,6 +250,8 @@ def argument_spec():
             keep_previous=dict(type='int'),
             in_use=dict(type='list', elements='path', default=[]),
         )),
+        'release_lock': dict(type='bool', default=False),
+        'remove_snapshot': dict(type='path'),
     }
 
 
@@ -220,10 +264,36 @@ def commands(value, name):
     return out
 
 
+def switch_off(module, lease, off):
+    """Maintenance off; then the run lock released (also when maintenance_off failed, which is reported after it) and
+    the safety snapshot removed (only once maintenance is off), as asked."""
+    p = module.params
+    failure = None
+    try:
+        result = lease.off(off, chdir=p['chdir'], owner=p['owner'], check_mode=module.check_mode)
+    except AppvaultError as exc:
+        failure = exc
+        result = exc.details
+    if p['release_lock']:
+        released = _catalog.RunLock(p['path'], p['token']).release(check_mode=module.check_mode)
+        if released.get('warning'):
+            module.warn(released['warning'])
+        result['lock_released'] = released['changed']
+    if failure is not None:
+        raise failure
+    if p['remove_snapshot']:
+        removed = _catalog.manage(os.path.abspath(p['remove_snapshot']), state='absent', check_mode=module.check_mode,
+                                  warn=module.warn)
+        result['snapshot_removed'] = removed.get('removed', [])
+    return result
+
+
 def run(module):
     p = module.params
     lease = _maintenance.Lease(p['path'], p['token'])
     off = commands(p['maintenance_off'], 'maintenance_off')
+    if p['state'] == 'on' and (p['release_lock'] or p['remove_snapshot']):
+        raise AppvaultError('release_lock and remove_snapshot end a run: they go with state=off, not state=on')
     try:
         if p['state'] == 'on':
             on = commands(p['maintenance_on'], 'maintenance_on')
@@ -241,7 +311,7 @@ def run(module):
             result = lease.on(on, off, p['lease'], chdir=p['chdir'], owner=p['owner'], check_mode=module.check_mode,
                               rollback=rollback)
         else:
-            result = lease.off(off, chdir=p['chdir'], owner=p['owner'], check_mode=module.check_mode)
+            result = switch_off(module, lease, off)
     except _runner.CommandError as exc:
         raise AppvaultError(exc.msg)
     if result.get('expired_earlier'):

@@ -124,6 +124,52 @@ def test_failing_maintenance_off_without_a_lease_says_nothing_retries(app):
     assert not (backups / '.appvault-maintenance.json').exists()
 
 
+def fake_snapshot(backups):
+    """A file with the name and the checksum sidecar of a restore's safety snapshot (its content is not read)."""
+    snapshot = backups / 'fixture-20260101T000000Z-pre-restore.tar.zst'
+    snapshot.write_bytes(b'snapshot')
+    Path(str(snapshot) + '.sha256').write_text('%s  %s\n' % ('0' * 64, snapshot.name))
+    return snapshot
+
+
+def test_off_can_release_the_run_lock_and_remove_the_snapshot(app):
+    root, backups = app
+    lock = backups / '.appvault-run.lock'
+    assert not run_module('run_lock', dict(path=str(backups), token='run-1', operation='restore')).get('failed')
+    assert lock.exists()
+    run_module('maintenance', args(root, backups, 'on', lease=30))
+    snapshot = fake_snapshot(backups)
+    result = run_module('maintenance', args(root, backups, 'off', release_lock=True, remove_snapshot=str(snapshot)))
+    assert not result.get('failed') and result['disarmed'] is True, result
+    assert result['lock_released'] is True and not lock.exists()
+    assert sorted(result['snapshot_removed']) == [str(snapshot), str(snapshot) + '.sha256'], result
+    assert not list(backups.glob('fixture-*'))
+    assert [e.split()[0] for e in events(root)] == ['on', 'off']
+
+
+def test_failing_off_still_releases_the_run_lock_and_keeps_the_snapshot(app):
+    root, backups = app
+    lock = backups / '.appvault-run.lock'
+    run_module('run_lock', dict(path=str(backups), token='run-1', operation='restore'))
+    run_module('maintenance', args(root, backups, 'on', lease=0))
+    snapshot = fake_snapshot(backups)
+    result = run_module('maintenance', args(root, backups, 'off', maintenance_off=[[str(root / 'cmd'), 'fail']],
+                                            release_lock=True, remove_snapshot=str(snapshot)))
+    assert result['failed'] and 'cannot go down' in result['msg'], result
+    assert result['lock_released'] is True and not lock.exists(), result
+    assert 'snapshot_removed' not in result and snapshot.exists() and Path(str(snapshot) + '.sha256').exists()
+
+
+def test_off_leaves_another_runs_lock_alone(app):
+    root, backups = app
+    lock = backups / '.appvault-run.lock'
+    run_module('run_lock', dict(path=str(backups), token='run-other', operation='backup'))
+    result = run_module('maintenance', args(root, backups, 'off', release_lock=True))
+    assert not result.get('failed') and result['lock_released'] is False, result
+    assert json.loads(lock.read_text())['token'] == 'run-other'
+    assert any('not by this run' in warning for warning in result.get('warnings', [])), result
+
+
 def test_failing_maintenance_on_is_undone_and_leaves_no_timer(app):
     root, backups = app
     result = run_module('maintenance', args(root, backups, 'on', maintenance_on=[[str(root / 'cmd'), 'on'], [str(root / 'cmd'), 'fail']]))
@@ -155,4 +201,6 @@ def test_bad_input_is_named(app):
     assert result['failed'] and 'is not a directory' in result['msg']
     result = run_module('maintenance', args(root, backups, 'on', lease=-1))
     assert result['failed'] and 'lease must be 0' in result['msg']
+    result = run_module('maintenance', args(root, backups, 'on', release_lock=True))
+    assert result['failed'] and 'go with state=off' in result['msg'], result
     assert not events(root)
