@@ -37,13 +37,21 @@ import signal
 import socket
 import time
 
-from ansible_collections.appvault.backup.plugins.module_utils import _common, _hostrun, _runner
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _runner
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 STATE_NAME = '.appvault-maintenance.json'
 FIRED_NAME = '.appvault-maintenance.fired.json'
 TIMER_POLL = 2.0  # seconds between the timer's checks that its lease still stands
 OFF_RETRY = 30  # seconds after a failed maintenance off at which the re-armed timer runs maintenance_off again
+
+
+def _rollback_code():
+    """_hostrun, which puts a snapshot back (every engine's restore): only a rollback plan needs it, so a call without
+    one does not load it. _arm loads it before it forks a timer with a plan, because the module's own files are gone
+    by the time that timer fires."""
+    from ansible_collections.appvault.backup.plugins.module_utils import _hostrun
+    return _hostrun
 
 
 def _proc_start(pid):
@@ -120,7 +128,7 @@ class Lease(object):
             left = max(state['expires'], renewed + state['lease']) - time.time()
             # A job the dead controller started (an extraction, a database restore) runs to its end on the host:
             # the snapshot goes back only once nothing of the restore is open any more.
-            if left <= 0 and not (state.get('rollback') and _hostrun.open_under(state['rollback'].get('in_use') or [])):
+            if left <= 0 and not (state.get('rollback') and _rollback_code().open_under(state['rollback'].get('in_use') or [])):
                 break
             time.sleep(min(left, TIMER_POLL) if left > 0 else TIMER_POLL)
         claimed = '%s.firing-%d' % (self.path, os.getpid())
@@ -131,7 +139,7 @@ class Lease(object):
         fired = dict(public(state), fired_at=time.time(), results=[], error=None)
         if state.get('rollback'):
             try:
-                fired['rollback'].update(_hostrun.restore_snapshot(state['rollback']), error=None)
+                fired['rollback'].update(_rollback_code().restore_snapshot(state['rollback']), error=None)
             except Exception as exc:  # pylint: disable=broad-exception-caught
                 # recorded, and maintenance stays on
                 fired['rollback']['error'] = getattr(exc, 'msg', None) or '%s: %s' % (type(exc).__name__, exc)
@@ -141,6 +149,8 @@ class Lease(object):
         os.unlink(claimed)
 
     def _arm(self, off, lease, chdir, owner, rollback=None):
+        if rollback:
+            _rollback_code()  # loaded now, while the module's files exist: the forked timer finds it in sys.modules
         expires = time.time() + lease
         # The timer knows its lease by arm_id: written before it starts, so it stands even if this process dies
         # before the timer's pid is recorded (then a disarm stops it by renaming the file; it notices within
