@@ -28,6 +28,7 @@ description:
     O(appvault.backup.job_wait#module:watch) set to O(dumps_dest).
   - Does not take the run lock, switch maintenance mode or make a safety snapshot; the restore role does that around
     it, and rolls back to the snapshot when this module fails after it swapped the paths in.
+  - With O(rollback_lease), it first arms the host-side rollback to that snapshot, before anything changes.
 author:
   - appvault.backup developers (!UNKNOWN)
 extends_documentation_fragment:
@@ -75,6 +76,36 @@ options:
       - PostgreSQL databases are always restored into a side database and swapped in by renaming.
     type: bool
     default: true
+  rollback_lease:
+    description:
+      - Before anything changes, arm the maintenance lease of run O(rollback_lease.token) with the plan to put the safety
+        snapshot O(rollback_lease.snapshot) back, as M(appvault.backup.maintenance) does with O(state=on) and
+        O(appvault.backup.maintenance#module:rollback). If the controller dies while this restore is going on, the host
+        waits until this job has ended, puts the snapshot back and only then runs O(app.commands.maintenance_off):
+        an application is never served half restored. The lease is renewed by M(appvault.backup.job_wait) with
+        O(appvault.backup.job_wait#module:renew_lease) and disarmed by M(appvault.backup.maintenance) with O(state=off).
+      - The plan is built from O(app) (its root, owner, maintenance_off commands and databases, passwords included:
+        it is kept in the 0600 lease file only), O(keep_previous), O(src) and O(dumps_dest).
+      - The restore role sets it once its safety snapshot is written: one module call fewer than arming it with
+        M(appvault.backup.maintenance).
+    type: dict
+    suboptions:
+      path:
+        description: The directory the lease is recorded in (the backup directory).
+        type: path
+        required: true
+      token:
+        description: The run's token, as given to M(appvault.backup.maintenance) and M(appvault.backup.run_lock).
+        type: str
+        required: true
+      lease:
+        description: Seconds after which the host acts when nothing renewed the lease; more than V(0).
+        type: int
+        required: true
+      snapshot:
+        description: The safety snapshot archive to put back.
+        type: path
+        required: true
 notes:
   - Database ids of the archive that O(app) does not name are refused before anything changes.
 requirements:
@@ -136,6 +167,12 @@ duration:
   returned: success
   type: float
   sample: 52.8
+lease:
+  description: The lease armed for O(rollback_lease) (as M(appvault.backup.maintenance) returns it).
+  returned: when O(rollback_lease) is set
+  type: dict
+  sample: {"pid": 4711, "expires": 1767243600, "seconds": 3600,
+           "rollback": "/var/backups/appvault/exment-20250101T031000Z-pre-restore.tar.zst"}
 '''
 
 import os
@@ -144,7 +181,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appvault.backup.plugins.module_utils import _appdef, _common, _hostrun
+from ansible_collections.appvault.backup.plugins.module_utils import _appdef, _common, _hostrun, _maintenance
+from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 
 def argument_spec():
@@ -156,17 +194,41 @@ def argument_spec():
         identity=dict(type='path'),
         checksums=dict(type='bool', default=True),
         rehearse=dict(type='bool', default=True),
+        rollback_lease=dict(type='dict', options=dict(
+            path=dict(type='path', required=True),
+            token=dict(type='str', required=True, no_log=False),
+            lease=dict(type='int', required=True),
+            snapshot=dict(type='path', required=True),
+        )),
     )
+
+
+def arm_rollback(p, dumps_dest):
+    """The host-side rollback of p['rollback_lease'], armed as maintenance's state=on with a rollback plan does."""
+    arm = p['rollback_lease']
+    if arm['lease'] <= 0:
+        raise AppvaultError('rollback_lease.lease must be more than 0 seconds, got %d' % arm['lease'])
+    app = p['app']
+    plan = _maintenance.rollback_plan(arm['snapshot'], app, arm['token'], keep_previous=p['keep_previous'],
+                                      in_use=[p['src'], dumps_dest])
+    off = (app['commands'] or {}).get('maintenance_off') or []
+    armed = _maintenance.Lease(arm['path'], arm['token']).on([], off, arm['lease'], chdir=app['root'], owner=app['owner'],
+                                                             rollback=plan)
+    return armed['lease']
 
 
 def run(module):
     p = module.params
     started = time.monotonic()
     dumps_dest = p['dumps_dest'] or os.path.join(os.path.dirname(os.path.abspath(p['src'])), '.restore-%s' % secrets.token_hex(8))
+    lease = arm_rollback(p, dumps_dest) if p['rollback_lease'] else None
     log = _hostrun.Collect(module.warn)
     result = _hostrun.restore_archive(p['app'], p['src'], dumps_dest, keep_previous=p['keep_previous'],
                                       identity=p['identity'], checksums=p['checksums'], rehearse=p['rehearse'], log=log)
-    return dict(result, changed=True, log=log.lines, duration=round(time.monotonic() - started, 3))
+    result = dict(result, changed=True, log=log.lines, duration=round(time.monotonic() - started, 3))
+    if lease is not None:
+        result['lease'] = lease
+    return result
 
 
 def main():

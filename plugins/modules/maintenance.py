@@ -89,9 +89,11 @@ options:
         back - the paths swapped in, the current ones moved aside, and every database restored and verified, as the
         restore role's rescue does - and only then runs O(maintenance_off). If that fails, maintenance stays on (a half
         restored application is never served) and the next call of this module reports why.
-      - The restore role sets it (a second O(state=on) with the same O(token) and no O(maintenance_on) commands) once its
-        snapshot is written. The plan, with the database passwords, is kept in the 0600 lease file in O(path) and
-        never returned. Needs O(lease) above V(0); run the module as the user the restore runs as.
+      - Set it with a second O(state=on) with the same O(token) and no O(maintenance_on) commands once the snapshot is
+        written. The restore role has M(appvault.backup.backup_restore) arm the same plan instead
+        (O(appvault.backup.backup_restore#module:rollback_lease)), one module call fewer. The plan, with the database
+        passwords, is kept in the 0600 lease file in O(path) and never returned. Needs O(lease) above V(0); run the
+        module as the user the restore runs as.
     type: dict
     suboptions:
       snapshot:
@@ -299,15 +301,13 @@ def run(module):
             on = commands(p['maintenance_on'], 'maintenance_on')
             rollback = p['rollback']
             if rollback:
-                if not os.path.isfile(rollback['snapshot']):
-                    raise AppvaultError('rollback.snapshot %s is not a file' % rollback['snapshot'])
-                if not all(isinstance(rollback['app'].get(key), list) for key in ('databases', 'paths')):
-                    raise AppvaultError('rollback.app must be a resolved application definition (with databases and paths)')
                 app = dict(rollback['app'])
-                app['databases'] = [dict(db, login_password=rollback['passwords'][db.get('id')]) if rollback['passwords'].get(db.get('id'))
-                                    else db for db in app['databases']]
-                rollback = dict(snapshot=os.path.abspath(rollback['snapshot']), app=app, keep_previous=rollback['keep_previous'],
-                                in_use=[os.path.abspath(path) for path in rollback['in_use']], token=p['token'])
+                if isinstance(app.get('databases'), list):
+                    app['databases'] = [dict(db, login_password=rollback['passwords'][db.get('id')])
+                                        if isinstance(db, dict) and rollback['passwords'].get(db.get('id')) else db
+                                        for db in app['databases']]
+                rollback = _maintenance.rollback_plan(rollback['snapshot'], app, p['token'], keep_previous=rollback['keep_previous'],
+                                                      in_use=rollback['in_use'])
             result = lease.on(on, off, p['lease'], chdir=p['chdir'], owner=p['owner'], check_mode=module.check_mode,
                               rollback=rollback)
         else:

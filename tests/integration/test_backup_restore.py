@@ -59,6 +59,47 @@ def test_one_call_restores_both_engines_and_the_paths(two_engine_app, pg_source,
     assert both_states(app, mysql_source) == before
 
 
+def test_the_restore_arms_the_rollback_to_its_snapshot_before_it_changes_anything(two_engine_app, pg_source, mysql_source):
+    """rollback_lease: the restore role's one call arms the host-side rollback (as maintenance with a rollback plan
+    does) and restores; a snapshot that is not there is refused before anything changes."""
+    app, definition = two_engine_app
+    created = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token='b4ckup'))
+    assert not created.get('failed'), created.get('msg')
+    before = both_states(app, mysql_source)
+    app.damage()
+    damaged = app.state()
+    snapshot = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token='sn4p', label='pre-restore'))
+    assert not snapshot.get('failed'), snapshot.get('msg')
+    dumps = app.backups / '.restore-r5'
+    lease_file = app.backups / '.appvault-maintenance.json'
+
+    missing = dict(path=str(app.backups), token='r5', lease=600, snapshot=str(app.backups / 'gone.tar.zst'))
+    refused = run_module('backup_restore', dict(app=definition, src=created['path'], dumps_dest=str(dumps), rollback_lease=missing))
+    assert refused.get('failed') and 'gone.tar.zst is not a file' in refused['msg'], refused
+    assert app.state() == damaged and not lease_file.exists() and not dumps.exists()
+
+    arm = dict(missing, snapshot=snapshot['path'])
+    result = run_module('backup_restore', dict(app=definition, src=created['path'], dumps_dest=str(dumps), rollback_lease=arm))
+    assert not result.get('failed'), result.get('msg')
+    assert both_states(app, mysql_source) == before
+    lease = result['lease']
+    assert lease['rollback'] == snapshot['path'] and lease['seconds'] == 600 and os.path.exists('/proc/%d' % lease['pid'])
+    assert oct(os.stat(lease_file).st_mode & 0o777) == '0o600'
+    state = json.loads(lease_file.read_text())
+    assert state['token'] == 'r5' and state['pid'] == lease['pid'] and state['chdir'] == definition['root']
+    assert state['off'] == definition['commands']['maintenance_off']
+    plan = state['rollback']
+    assert plan['snapshot'] == snapshot['path'] and plan['in_use'] == [created['path'], str(dumps)] and plan['keep_previous'] is None
+    assert [db['id'] for db in plan['app']['databases']] == ['main', 'shop']
+    output = result['_run'].stdout + result['_run'].stderr
+    assert pg_source.password not in output and mysql_source.password not in output
+
+    # Maintenance off disarms it: the timer stops without putting the snapshot back.
+    off = run_module('maintenance', dict(state='off', path=str(app.backups), token='r5'))
+    assert not off.get('failed') and off['disarmed'] is True, off
+    assert not lease_file.exists() and both_states(app, mysql_source) == before
+
+
 def _tarinfo(name, data=b'', kind='file'):
     info = tarfile.TarInfo(name)
     info.mtime, info.mode = 1_700_000_000, 0o600 if kind == 'file' else 0o700
