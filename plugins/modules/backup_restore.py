@@ -78,15 +78,17 @@ options:
     default: true
   rollback_lease:
     description:
-      - Before anything changes, arm the maintenance lease of run O(rollback_lease.token) with the plan to put the safety
-        snapshot O(rollback_lease.snapshot) back, as M(appvault.backup.maintenance) does with O(state=on) and
-        O(appvault.backup.maintenance#module:rollback). If the controller dies while this restore is going on, the host
-        waits until this job has ended, puts the snapshot back and only then runs O(app.commands.maintenance_off):
-        an application is never served half restored. The lease is renewed by M(appvault.backup.job_wait) with
-        O(appvault.backup.job_wait#module:renew_lease) and disarmed by M(appvault.backup.maintenance) with O(state=off).
-      - The plan is built from O(app) (its root, owner, maintenance_off commands and databases, passwords included:
-        it is kept in the 0600 lease file only), O(keep_previous), O(src) and O(dumps_dest).
-      - The restore role sets it once its safety snapshot is written: one module call fewer than arming it with
+      - Before anything changes, arm the maintenance lease of run O(rollback_lease.token) with the plan to put the
+        safety snapshot O(rollback_lease.snapshot) back, as M(appvault.backup.maintenance) does with
+        O(appvault.backup.maintenance#module:state=on) and O(appvault.backup.maintenance#module:rollback). If the
+        controller dies while this restore is going on, the host waits until this job has ended, puts the snapshot back
+        and only then runs the application's C(maintenance_off) commands, so an application is never served half
+        restored. The lease is renewed by M(appvault.backup.job_wait) with
+        O(appvault.backup.job_wait#module:renew_lease) and disarmed by M(appvault.backup.maintenance) with
+        O(appvault.backup.maintenance#module:state=off).
+      - The plan is built from O(app) (its root, owner, maintenance_off commands and databases with their passwords,
+        which are kept in the 0600 lease file only), O(keep_previous), O(src) and O(dumps_dest).
+      - The restore role sets it once its safety snapshot is written, one module call fewer than arming it with
         M(appvault.backup.maintenance).
     type: dict
     suboptions:

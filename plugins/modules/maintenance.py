@@ -16,7 +16,7 @@ description:
   - O(state=off) disarms the timer and runs the O(maintenance_off) commands. When one of them fails, the module
     fails and arms the timer again for a short time (30 seconds, or the lease when shorter), so the host runs the
     O(maintenance_off) commands once more by itself (RV(retry)).
-  - O(state=off) can also end the run it belongs to, so that a role needs no further module call for it: O(release_lock)
+  - O(state=off) can also end the run it belongs to, so that a role needs no further module call for it. O(release_lock)
     releases the run lock of O(token), whether or not the commands succeeded, and O(remove_snapshot) deletes the
     restore's safety snapshot once maintenance is off (the disarmed lease no longer needs it for a rollback).
   - The lease is recorded in C(<path>/.appvault-maintenance.json) (mode 0600, next to the run lock of
@@ -126,7 +126,7 @@ options:
   release_lock:
     description:
       - With O(state=off), also release the run lock that O(token) holds in O(path), as M(appvault.backup.run_lock) with
-        O(appvault.backup.run_lock#module:state=absent) does: after the O(maintenance_off) commands, and also when one of
+        O(appvault.backup.run_lock#module:state=absent) does, after the O(maintenance_off) commands, and also when one of
         them failed (the failure is reported after it), so a failing command never keeps the lock. A lock held by another
         run is left alone, with a warning. RV(lock_released) says what was done.
     type: bool
@@ -134,8 +134,8 @@ options:
   remove_snapshot:
     description:
       - With O(state=off), a backup to delete with its sidecars once maintenance is off, as
-        M(appvault.backup.backup_file) with O(appvault.backup.backup_file#module:state=absent) does: the safety
-        snapshot of a restore that succeeded. Until the lease is disarmed its timer could still need it, so it is kept
+        M(appvault.backup.backup_file) with O(appvault.backup.backup_file#module:state=absent) does, for the
+        safety snapshot of a restore that succeeded. Until the lease is disarmed its timer could still need it, so it is kept
         when an O(maintenance_off) command fails. A missing file is not an error.
     type: path
 seealso:
