@@ -168,11 +168,6 @@ def walk(sources, stats, warnings, skip=()):
                 counts['skipped'] += 1
 
 
-def _identity(st):
-    """What must not have changed for a digest taken earlier to still be the file's: any write moves mtime and ctime."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
 class KnownDigests(object):
     """The sha256 of files taken before the archive's walk reaches them - a dump's, hashed as it was written - so the
     hash pass does not read them again.  ``get()`` gives a digest only while the file's inode, size, mtime and ctime
@@ -183,11 +178,11 @@ class KnownDigests(object):
 
     def add(self, path, digest):
         path = os.path.normpath(path)
-        self._digests[path] = (_identity(os.lstat(path)), digest)
+        self._digests[path] = (_common.file_identity(os.lstat(path)), digest)
 
     def get(self, path, st):
         found = self._digests.get(path)
-        return found[1] if found and found[0] == _identity(st) else None
+        return found[1] if found and found[0] == _common.file_identity(st) else None
 
     def __len__(self):
         return len(self._digests)
@@ -545,7 +540,7 @@ def _member_problem(name):
     return None
 
 
-def verify(archive, identity=None, require_checksum_file=True, allow_external_symlinks=False, extract=None):
+def verify(archive, identity=None, require_checksum_file=True, allow_external_symlinks=False, extract=None, verified=None):
     """Check the whole file against its sidecar, and every member against the manifest.
 
     Returns the manifest.  Raises AppvaultError naming the first problem found (a whole file that does not match
@@ -555,11 +550,21 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
     file's sha256 is computed by a thread beside that pass (the file is read twice, at the same time, not one pass
     after the other); until it is known, what the pass wrote stays in the stages (a Target's ``ready`` may read a
     staged dump whose own sha256 matched, into something the caller drops if this raises).
+
+    ``verified``: dict(sha256, identity) of a check of the whole file against its sidecar moments before (backup_info
+    with verify: its ``sha256`` and ``verified_identity``). While the sidecar still holds that sha256 and the file's
+    identity (_common.file_identity) is unchanged, the whole file is not hashed again; every member still is.
     """
     side = _manifest.sidecars(archive)
+    trusted = False
     if os.path.exists(side['checksum']):
         expected = _manifest.read_checksum_file(side['checksum'])
-        whole = _common.in_background(_common.sha256_file, archive)
+        trusted = bool(verified) and verified.get('sha256') == expected and \
+            verified.get('identity') == _common.file_identity(os.stat(archive))
+        if trusted:
+            whole = _common.done_future(expected)
+        else:
+            whole = _common.in_background(_common.sha256_file, archive)
     elif require_checksum_file:
         raise AppvaultError('%s has no checksum file %s; nothing was changed (set require_checksum_file: false to rely on '
                             'the per-member checksums only)' % (archive, side['checksum']))
@@ -578,6 +583,8 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
         raise
     check_whole()
     manifest['_checksum'] = 'ok' if whole is not None else 'missing'
+    if trusted:
+        manifest['_trusted'] = True
     return manifest
 
 
@@ -1164,8 +1171,9 @@ def _listing(dest, wanted, rels):
 
 def restore(src, databases=None, paths=None, path_dest=None, dumps_dest=None, owner=None, group=None, keep_previous=None,
             identity=None, require_checksum_file=True, allow_external_symlinks=False, check_mode=False, want_diff=False,
-            force=False, decompress=(), on_dump=None, before_swap=None):
+            force=False, decompress=(), on_dump=None, before_swap=None, verified=None):
     """Verify ``src`` completely, then put the selected databases' dumps and paths in place; returns a result dict.
+    ``verified``: a check of the whole file moments before, trusted while the file is unchanged (see verify()).
 
     The dumps of the database ids in ``decompress`` that were compressed as a whole come out decompressed (what
     a parallel restore reads best), by the same pass; each then says ``decompressed: true``.
@@ -1221,10 +1229,12 @@ def restore(src, databases=None, paths=None, path_dest=None, dumps_dest=None, ow
 
     done = False
     try:
-        manifest = verify(src, identity, require_checksum_file, allow_external_symlinks, extract=prepare)
+        manifest = verify(src, identity, require_checksum_file, allow_external_symlinks, extract=prepare, verified=verified)
         plan = state['plan']
         result = plan['result']
         result['checksum'] = manifest.pop('_checksum')
+        if manifest.pop('_trusted', False):
+            result['trusted'] = True  # the whole file's sha256 is the one checked moments before (verified)
         if not check_mode:
             # The trees are written to disk (one syncfs per filesystem) beside whatever before_swap waits for, and
             # before they are swapped in: a crash after the swap must not leave empty files where the app's were.

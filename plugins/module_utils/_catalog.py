@@ -331,7 +331,10 @@ def describe(path, verify=False):
         try:
             entry['sha256'] = _manifest.read_checksum_file(side['checksum'])
             if verify:
+                before = _common.file_identity(os.stat(path))
                 entry['checksum'] = 'ok' if _common.sha256_file(path) == entry['sha256'] else 'mismatch'
+                if entry['checksum'] == 'ok' and _common.file_identity(os.stat(path)) == before:
+                    entry['verified_identity'] = before  # lets a restore right after trust this check (_archive.verify)
         except AppvaultError as exc:
             entry['checksum'] = 'unreadable'
             entry['reason'] = entry['reason'] or exc.msg

@@ -27,6 +27,13 @@ class AppvaultError(Exception):
         self.details = details
 
 
+def done_future(value):
+    """A concurrent.futures.Future that already holds ``value``: a result known without running anything."""
+    future = concurrent.futures.Future()
+    future.set_result(value)
+    return future
+
+
 def in_background(func, *args, **kwargs):
     """Start ``func(*args, **kwargs)`` in a thread of its own; returns its concurrent.futures.Future."""
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
@@ -88,6 +95,12 @@ def human_size(size):
             return ('%d %s' if unit == 'B' else '%.1f %s') % (size, unit)
         size /= 1024.0
     return str(size)
+
+
+def file_identity(st):
+    """What must not have changed for a digest taken earlier to still be the file's (any write moves its mtime and
+    ctime; ctime cannot be set back): 'dev:inode:size:mtime_ns:ctime_ns' of the os.stat result ``st``."""
+    return '%d:%d:%d:%d:%d' % (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def sha256_file(path):

@@ -396,7 +396,8 @@ def reads_in_parallel(db, entry):
     return _mysql.restore_jobs(jobs, entry.get('size') or 0) > 1
 
 
-def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, checksums=False, rehearse=True, log=None):
+def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, checksums=False, rehearse=True, log=None,
+                    verified=None):
     """Restore the archive ``src`` over the resolved environment ``app``: what the restore role's apply step does
     (the backup_restore module) and what the lease's rollback does with the safety snapshot.
 
@@ -412,7 +413,8 @@ def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, che
     whole that its restore reads in parallel (reads_in_parallel) comes out of the archive decompressed, by the same
     pass. ``rehearse`` false restores a MySQL/MariaDB database straight over the existing
     one, once, instead of first into a side database (for a caller that keeps a copy of the current state, see
-    mysql_restore). Returns {checksum, databases: {id: summary}, paths: {id: what the swap did}}; raises
+    mysql_restore). ``verified``: a check of the whole archive moments before, trusted while the file is unchanged
+    (see _archive.verify). Returns {checksum, databases: {id: summary}, paths: {id: what the swap did}}; raises
     AppvaultError naming the step.
     """
     log = log or Collect()
@@ -469,7 +471,8 @@ def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, che
         try:
             extracted = _archive.restore(src, path_dest=dict((p['id'], p['path']) for p in app['paths']), dumps_dest=dumps_dest,
                                          owner=app.get('owner'), group=app.get('group'), keep_previous=keep_previous,
-                                         identity=identity, decompress=decompress, on_dump=on_dump, before_swap=before_swap)
+                                         identity=identity, decompress=decompress, on_dump=on_dump, before_swap=before_swap,
+                                         verified=verified)
         except BaseException:
             for ident, future in early.items():  # the pass failed: whatever was restored beside it goes
                 try:
@@ -477,8 +480,9 @@ def restore_archive(app, src, dumps_dest, keep_previous=None, identity=None, che
                 except Exception as exc:  # the pass's failure is the one to report
                     log.info('the restore of database %s beside it ended too: %s' % (ident, getattr(exc, 'msg', exc)))
             raise
-        log.info('verified %s and restored its paths (%s) in %.1f s'
-                 % (os.path.basename(src), ', '.join(sorted(extracted['paths'])) or 'none', time.monotonic() - started))
+        log.info('verified %s%s and restored its paths (%s) in %.1f s'
+                 % (os.path.basename(src), ' (its whole sha256 as checked before: the file is unchanged)' if extracted.pop('trusted', False) else '',
+                    ', '.join(sorted(extracted['paths'])) or 'none', time.monotonic() - started))
         for ident, dump in extracted['databases'].items():
             db = databases[ident]
             begun = time.monotonic()

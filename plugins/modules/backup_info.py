@@ -91,6 +91,10 @@ backups:
   description:
     - The archives, newest first. C(checksum) is V(missing), V(present), V(ok), V(mismatch) or V(unreadable);
       C(sha256) is the digest recorded in the C(.sha256) file (V(null) without one).
+    - With O(verify=true), an archive that matched its C(.sha256) file also has C(verified_identity), the file's
+      device, inode, size, mtime and ctime while it was read. Given to M(appvault.backup.backup_restore) as
+      O(appvault.backup.backup_restore#module:verified) with C(sha256), it spares the restore a second read of the
+      whole file for its checksum as long as the file has not changed since.
   returned: when O(path) or O(destination) is given
   type: list
   elements: dict
@@ -120,10 +124,12 @@ ignored:
   elements: str
   sample: [README.txt]
 backup:
-  description: The catalogue entry of O(archive).
+  description: The catalogue entry of O(archive), with the keys of an entry of RV(backups).
   returned: when O(archive) is given
   type: dict
-  sample: {"name": "exment-20250101T030000Z.tar.zst", "valid": true}
+  sample: {"name": "exment-20250101T030000Z.tar.zst", "valid": true, "checksum": "ok",
+           "sha256": "9f2c4e0b7d3a51c8e6f2a9b0c1d4e7f8a2b5c8d1e4f7a0b3c6d9e2f5a8b1c4d7",
+           "verified_identity": "2049:1835021:52428800:1735700400123456789:1735700400123456789"}
 destination:
   description: The destination's name.
   returned: when O(destination) is given

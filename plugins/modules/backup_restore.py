@@ -76,6 +76,24 @@ options:
       - PostgreSQL databases are always restored into a side database and swapped in by renaming.
     type: bool
     default: true
+  verified:
+    description:
+      - A check of the whole O(src) against its C(.sha256) file made moments before, by
+        M(appvault.backup.backup_info) with O(appvault.backup.backup_info#module:verify=true). While that file still
+        holds O(verified.sha256) and O(src) still has O(verified.identity) (device, inode, size, mtime and ctime;
+        any write changes the ctime, which cannot be set back), the whole file is not read a second time for its
+        checksum. Every member is still checked against the manifest. Otherwise the whole file is hashed as without it.
+      - The restore role gives what its preflight's verification returned.
+    type: dict
+    suboptions:
+      sha256:
+        description: The archive's sha256 that the check found (RV(appvault.backup.backup_info#module:backup.sha256)).
+        type: str
+        required: true
+      identity:
+        description: The file's identity during that check (C(verified_identity) of RV(appvault.backup.backup_info#module:backup)).
+        type: str
+        required: true
   rollback_lease:
     description:
       - Before anything changes, arm the maintenance lease of run O(rollback_lease.token) with the plan to put the
@@ -196,6 +214,10 @@ def argument_spec():
         identity=dict(type='path'),
         checksums=dict(type='bool', default=True),
         rehearse=dict(type='bool', default=True),
+        verified=dict(type='dict', options=dict(
+            sha256=dict(type='str', required=True),
+            identity=dict(type='str', required=True),
+        )),
         rollback_lease=dict(type='dict', options=dict(
             path=dict(type='path', required=True),
             token=dict(type='str', required=True, no_log=False),
@@ -226,7 +248,8 @@ def run(module):
     lease = arm_rollback(p, dumps_dest) if p['rollback_lease'] else None
     log = _hostrun.Collect(module.warn)
     result = _hostrun.restore_archive(p['app'], p['src'], dumps_dest, keep_previous=p['keep_previous'],
-                                      identity=p['identity'], checksums=p['checksums'], rehearse=p['rehearse'], log=log)
+                                      identity=p['identity'], checksums=p['checksums'], rehearse=p['rehearse'], log=log,
+                                      verified=p['verified'])
     result = dict(result, changed=True, log=log.lines, duration=round(time.monotonic() - started, 3))
     if lease is not None:
         result['lease'] = lease

@@ -100,6 +100,41 @@ def test_the_restore_arms_the_rollback_to_its_snapshot_before_it_changes_anythin
     assert not lease_file.exists() and both_states(app, mysql_source) == before
 
 
+def test_a_verification_moments_before_spares_the_second_read_only_while_the_file_is_unchanged(two_engine_app, mysql_source):
+    """verified: backup_info's check of the whole archive is trusted by the restore while the file's identity (ctime
+    included) is the one it had; a file changed since, even with its mtime put back, is hashed again and refused."""
+    app, definition = two_engine_app
+    created = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token='v3rify'))
+    assert not created.get('failed'), created.get('msg')
+    before = both_states(app, mysql_source)
+    info = run_module('backup_info', dict(archive=created['path'], verify=True))['backup']
+    assert info['checksum'] == 'ok' and info['sha256'] == created['sha256'] and info['verified_identity'], info
+    verified = dict(sha256=info['sha256'], identity=info['verified_identity'])
+    dumps = app.backups / '.restore-v1'
+
+    app.damage()
+    result = run_module('backup_restore', dict(app=definition, src=created['path'], dumps_dest=str(dumps), verified=verified))
+    assert not result.get('failed'), result.get('msg')
+    assert result['checksum'] == 'ok' and 'as checked before: the file is unchanged' in result['log'][0], result['log']
+    assert both_states(app, mysql_source) == before
+
+    # One byte of the archive changed in place (a member's data, so the pass alone would find it too), its mtime put
+    # back: the ctime moved, so the whole file is hashed again and the sidecar's mismatch is what is reported.
+    app.damage()
+    damaged = app.state()
+    archive = Path(created['path'])
+    st = archive.stat()
+    with open(archive, 'r+b') as fileobj:
+        fileobj.seek(st.st_size // 2)
+        byte = fileobj.read(1)
+        fileobj.seek(st.st_size // 2)
+        fileobj.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns))
+    refused = run_module('backup_restore', dict(app=definition, src=created['path'], dumps_dest=str(dumps), verified=verified))
+    assert refused.get('failed') and 'does not match its checksum file' in refused['msg'], refused['msg']
+    assert app.state() == damaged and not dumps.exists()
+
+
 def _tarinfo(name, data=b'', kind='file'):
     info = tarfile.TarInfo(name)
     info.mtime, info.mode = 1_700_000_000, 0o600 if kind == 'file' else 0o700

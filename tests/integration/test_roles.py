@@ -63,6 +63,10 @@ def test_backup_damage_restore_postgresql(pg_app):
     ends = dict((t['task']['name'].split(' : ')[-1], r) for p in data['plays'] for t in p['tasks'] for r in t['hosts'].values()
                 if t['task']['name'].endswith(('Release the run lock', 'Remove the safety snapshot (the restore succeeded)')))
     assert len(ends) == 2 and all(r.get('skipped') for r in ends.values()), ends
+    # The restore job trusted the preflight's check of the whole archive (unchanged since) instead of reading it again.
+    applied = [r for p in data['plays'] for t in p['tasks'] for r in t['hosts'].values()
+               if t['task']['name'].endswith('Verify the archive, restore its paths and databases, showing progress')]
+    assert len(applied) == 1 and 'as checked before: the file is unchanged' in applied[0]['log'][0], applied
 
 
 def test_failed_upgrade_rolls_back_to_the_state_before_the_restore(pg_app):
