@@ -156,17 +156,7 @@ EXAMPLES = r'''
     owner: www-data
   become: true
 
-- name: Maintenance off
-  appvault.backup.maintenance:
-    state: 'off'
-    path: /var/backups/appvault
-    token: "{{ run_token }}"
-    maintenance_off: [[php, artisan, up]]
-    chdir: /var/www/exment
-    owner: www-data
-  become: true
-
-- name: Maintenance off after a restore that succeeded; its run lock released and its safety snapshot removed
+- name: Maintenance off, the run lock released, and the safety snapshot removed when the restore succeeded
   appvault.backup.maintenance:
     state: 'off'
     path: /var/backups/appvault
@@ -175,7 +165,7 @@ EXAMPLES = r'''
     chdir: /var/www/exment
     owner: www-data
     release_lock: true
-    remove_snapshot: /var/backups/appvault/exment-20260101T030000Z-pre-restore.tar.zst
+    remove_snapshot: "{{ snapshot.path if restore_succeeded else omit }}"
   become: true
 '''
 
