@@ -54,13 +54,17 @@ def _rollback_code():
     return _hostrun
 
 
-def rollback_plan(snapshot, app, token, keep_previous=None, in_use=()):
+def rollback_plan(snapshot, app, token, keep_previous=None, in_use=(), passwords=None):
     """The rollback plan a restore's lease holds (see Lease.on): ``snapshot`` must be a file, ``app`` a resolved
-    application definition (with its databases' passwords: the plan lives in the 0600 lease file only)."""
+    application definition; ``passwords`` ({database id: password}) are merged into its databases (the plan lives in
+    the 0600 lease file only)."""
     if not os.path.isfile(snapshot):
         raise AppvaultError('rollback.snapshot %s is not a file' % snapshot)
     if not all(isinstance(app.get(key), list) for key in ('databases', 'paths')):
         raise AppvaultError('rollback.app must be a resolved application definition (with databases and paths)')
+    if passwords:
+        app = dict(app, databases=[dict(db, login_password=passwords[db.get('id')]) if passwords.get(db.get('id')) else db
+                                   for db in app['databases']])
     return dict(snapshot=os.path.abspath(snapshot), app=app, keep_previous=keep_previous,
                 in_use=[os.path.abspath(path) for path in in_use], token=token)
 

@@ -698,11 +698,8 @@ def scan_dump(src, outer):
         return [(int(number), int(offset), text) for number, offset, text in split
                 if number.isdigit() and offset.isdigit() and text.strip()]
 
-    if len(searches) > 1:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(searches)) as pool:
-            found = sorted((item for items in pool.map(search, searches) for item in items), key=lambda item: item[1])
-    else:
-        found = search(searches[0])
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(searches)) as pool:
+        found = sorted((item for items in pool.map(search, searches) for item in items), key=lambda item: item[1])
     if not found or not found[-1][2].startswith(COMPLETED):
         raise AppvaultError('%s is not a complete MySQL/MariaDB dump (no "%s" line at its end)' % (src, COMPLETED))
     definers = []

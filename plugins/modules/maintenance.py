@@ -291,13 +291,9 @@ def run(module):
             on = commands(p['maintenance_on'], 'maintenance_on')
             rollback = p['rollback']
             if rollback:
-                app = dict(rollback['app'])
-                if isinstance(app.get('databases'), list):
-                    app['databases'] = [dict(db, login_password=rollback['passwords'][db.get('id')])
-                                        if isinstance(db, dict) and rollback['passwords'].get(db.get('id')) else db
-                                        for db in app['databases']]
-                rollback = _maintenance.rollback_plan(rollback['snapshot'], app, p['token'], keep_previous=rollback['keep_previous'],
-                                                      in_use=rollback['in_use'])
+                rollback = _maintenance.rollback_plan(rollback['snapshot'], rollback['app'], p['token'],
+                                                      keep_previous=rollback['keep_previous'], in_use=rollback['in_use'],
+                                                      passwords=rollback['passwords'])
             result = lease.on(on, off, p['lease'], chdir=p['chdir'], owner=p['owner'], check_mode=module.check_mode,
                               rollback=rollback)
         else:
