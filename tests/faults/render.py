@@ -27,7 +27,8 @@ under it, fills the backup filesystem under it (a small tmpfs), or kills the con
 workers, SIGKILL); then it lets the process go on into the fault. Other faults are set up before the run: the server
 down, an immutable directory (`chattr +i`: permission denied even for root), a failing application command. The
 column "injected" shows what was done; a case whose fault could not be injected (its process already gone, the disk
-not full) fails.
+not full) fails. The cases run with `appvault_foreground_bytes: 0`: their small app's dumps, archive and restore run
+as jobs on the host, waited for with progress lines, as a large app's do.
 
 After every case the suite checks, and the table shows what it observed:
 

@@ -240,8 +240,9 @@ class Run:
         self.leaks = []
         self.seen = set()
         self.sampled = 0
+        # appvault_foreground_bytes 0: the dumps, the archive and the restore run as jobs, as a large app's do
         self.vars = {'appvault_backup_poll': 1, 'appvault_restore_poll': 1, 'appvault_backup_quiesce': True,
-                     'appvault_restore_confirm': True}
+                     'appvault_restore_confirm': True, 'appvault_foreground_bytes': 0}
         if CTL in case.trigger or CTL_BEFORE_APPLY in case.trigger:
             self.vars.update(appvault_maintenance_lease=CONTROLLER_LEASE[case.operation], appvault_lock_lease=CONTROLLER_LEASE[case.operation])
         if case.extra.get('lease_off'):

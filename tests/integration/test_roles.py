@@ -63,10 +63,18 @@ def test_backup_damage_restore_postgresql(pg_app):
     ends = dict((t['task']['name'].split(' : ')[-1], r) for p in data['plays'] for t in p['tasks'] for r in t['hosts'].values()
                 if t['task']['name'].endswith(('Release the run lock', 'Remove the safety snapshot (the restore succeeded)')))
     assert len(ends) == 2 and all(r.get('skipped') for r in ends.values()), ends
-    # The restore job trusted the preflight's check of the whole archive (unchanged since) instead of reading it again.
-    applied = [r for p in data['plays'] for t in p['tasks'] for r in t['hosts'].values()
-               if t['task']['name'].endswith('Verify the archive, restore its paths and databases, showing progress')]
-    assert len(applied) == 1 and 'as checked before: the file is unchanged' in applied[0]['log'][0], applied
+    # A small app (below appvault_foreground_bytes): the safety snapshot and the restore ran in the foreground, one
+    # call each, and their waits were skipped.
+    assert all(r.get('skipped') for r in results(data, 'showing progress')), results(data, 'showing progress')
+    # The restore trusted the preflight's check of the whole archive (unchanged since) instead of reading it again.
+    applied = results(data, 'Start the restore of the databases and paths')
+    assert len(applied) == 1 and 'ansible_job_id' not in applied[0], applied
+    assert 'as checked before: the file is unchanged' in applied[0]['log'][0], applied
+
+
+def results(data, suffix):
+    """The host results of the play's tasks whose name ends with ``suffix``."""
+    return [r for p in data['plays'] for t in p['tasks'] for r in t['hosts'].values() if t['task']['name'].endswith(suffix)]
 
 
 def test_failed_upgrade_rolls_back_to_the_state_before_the_restore(pg_app):
@@ -178,11 +186,20 @@ def test_backup_damage_restore_mariadb(tmp_path, mysql_source):
     app = App(tmp_path, 'mariadb', mysql_source, 'role_app')
     try:
         before = app.state()
-        backup(app, appvault_backup_quiesce=True)
+        # appvault_foreground_bytes 0: the backup, the safety snapshot and the restore run as jobs, each waited for
+        # with progress lines (what a large app gets)
+        proc, data, failures = run_book('backup.yml', app.inventory, {'appvault_backup_quiesce': True, 'appvault_foreground_bytes': 0})
+        assert proc.returncode == 0 and not failures, (failures, proc.stdout[-4000:])
+        waits = results(data, 'Dump and archive, showing progress')
+        assert len(waits) == 1 and not waits[0].get('skipped') and waits[0]['sha256'], waits
         assert app.events()[:3] == ['version', 'maintenance-on', 'maintenance-off'] or 'maintenance-on' in app.events()
         app.damage()
-        proc, _data, failures = run_book('restore.yml', app.inventory, {'appvault_restore_confirm': True})
+        proc, data, failures = run_book('restore.yml', app.inventory, {'appvault_restore_confirm': True, 'appvault_foreground_bytes': 0})
         assert proc.returncode == 0 and not failures, (failures, proc.stdout[-4000:])
+        started = results(data, 'Start the restore of the databases and paths')
+        waits = results(data, 'showing progress')
+        assert len(started) == 1 and started[0]['ansible_job_id'] and len(waits) == 2, (started, waits)
+        assert not any(r.get('skipped') for r in waits) and 'as checked before' in waits[-1]['log'][0], waits
         after = app.state()
         assert _inventory.compare(before[0], after[0]) == []
         assert after == before
