@@ -407,9 +407,7 @@ def create(dest_dir, app, databases, paths, root=None, label=None, dest=None, co
             raise AppvaultError('not enough free space in %s: about %d bytes needed, %d free'
                                 % (dest_dir, estimate, _common.free_bytes(dest_dir)))
         return result
-    if not os.path.isdir(dest_dir):
-        os.makedirs(dest_dir, 0o700)
-        os.chmod(dest_dir, 0o700)
+    _common.private_dir(dest_dir)
     free = _common.free_bytes(dest_dir)  # before the lock file takes its block
     cores = _common.cpu_count()
     compress, level = compressor_argv(compression, level, cores)

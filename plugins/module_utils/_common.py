@@ -222,6 +222,23 @@ def partial_name(dest):
     return os.path.join(os.path.dirname(os.path.abspath(dest)), '.%s.partial' % os.path.basename(dest))
 
 
+def private_dir(path, check_mode=False):
+    """Make ``path`` a directory only its owner can enter (0700): created with its missing parents, or an existing
+    one's mode set. Returns whether anything changed (in check mode: would change)."""
+    if not os.path.isdir(path):
+        if os.path.lexists(path):
+            raise AppvaultError('%s exists and is not a directory' % path)
+        if not check_mode:
+            os.makedirs(path, 0o700)
+            os.chmod(path, 0o700)  # makedirs' mode is masked by the umask
+        return True
+    if stat.S_IMODE(os.stat(path).st_mode) == 0o700:
+        return False
+    if not check_mode:
+        os.chmod(path, 0o700)
+    return True
+
+
 def remove_path(path):
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)

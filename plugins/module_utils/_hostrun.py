@@ -293,8 +293,7 @@ def backup(config, log):
     """One scheduled backup; returns a summary dict. Raises Locked or AppvaultError."""
     app = config['app']
     backup_dir = config['backup_dir']
-    if not os.path.isdir(backup_dir):
-        os.makedirs(backup_dir, 0o700)
+    _common.private_dir(backup_dir)
     lock = _catalog.RunLock(backup_dir, 'scheduled-%s' % secrets.token_hex(8))
     try:
         taken = lock.acquire('scheduled backup of %s' % app['name'], lease=config['lock_lease'] or None, pid=os.getpid())

@@ -248,7 +248,6 @@ duration:
   sample: 21.5
 '''
 
-import os
 import re
 import secrets
 
@@ -278,8 +277,7 @@ def run(module):
     token = p['token'] or secrets.token_hex(8)
     if not re.match(r'^[A-Za-z0-9]+$', token):
         raise AppvaultError('token must be ASCII letters and digits, got %r' % token)
-    if not os.path.isdir(p['backup_dir']):
-        os.makedirs(p['backup_dir'], 0o700)
+    _common.private_dir(p['backup_dir'])
     config = dict(backup_dir=p['backup_dir'], checksums=p['checksums'], label=p['label'], compression=p['compression'],
                   recipients=p['recipients'], send_to=p['send_to'])
     version = p['app_version'] if p['app_version'] is not None else p['app']['version']

@@ -29,9 +29,16 @@ attributes:
 options:
   path:
     description:
-      - The directory the lock protects (the backup directory). It must exist.
+      - The directory the lock protects (the backup directory). It must exist, unless O(create=true).
     type: path
     required: true
+  create:
+    description:
+      - With O(state=present), create O(path) (mode 0700, with missing parents) when it does not exist, and set an
+        existing one's mode to 0700, before taking the lock. The roles take their lock so, instead of a task of its own
+        for the directory.
+    type: bool
+    default: false
   token:
     description:
       - Identifies the holder. Use one value per run (the roles use a random one).
@@ -69,9 +76,10 @@ seealso:
 '''
 
 EXAMPLES = r'''
-- name: Take the lock for this backup run
+- name: Take the lock for this backup run, creating the backup directory (0700) if needed
   appvault.backup.run_lock:
     path: /var/backups/appvault
+    create: true
     token: "{{ run_token }}"
     operation: backup
     lease: 7200
@@ -89,6 +97,11 @@ lock:
   returned: always
   type: dict
   sample: {"token": "a1b2", "operation": "backup", "host": "app1", "pid": 0, "acquired": 1767236400, "expires": 1767243600}
+directory_changed:
+  description: Whether O(create=true) created O(path) or set its mode (in check mode, would have).
+  returned: with O(create=true) and O(state=present)
+  type: bool
+  sample: true
 recovered:
   description: The stale (or broken) lock that was taken over, described.
   returned: when a lock was taken over
@@ -107,6 +120,7 @@ from ansible_collections.appvault.backup.plugins.module_utils._common import App
 def argument_spec():
     return dict(
         path=dict(type='path', required=True),
+        create=dict(type='bool', default=False),
         token=dict(type='str', required=True, no_log=False),
         state=dict(type='str', choices=['present', 'absent'], default='present'),
         operation=dict(type='str', default='operation'),
@@ -118,10 +132,13 @@ def argument_spec():
 
 def run(module):
     p = module.params
-    if not os.path.isdir(p['path']):
-        raise AppvaultError('%s is not a directory; the lock lives in the backup directory' % p['path'])
     if p['lease'] < 0:
         raise AppvaultError('lease must be 0 (no expiry) or more seconds, got %d' % p['lease'])
+    created = None
+    if p['create'] and p['state'] == 'present':
+        created = _common.private_dir(p['path'], check_mode=module.check_mode)
+    if not os.path.isdir(p['path']) and not (created and module.check_mode):
+        raise AppvaultError('%s is not a directory; the lock lives in the backup directory' % p['path'])
     lock = _catalog.RunLock(p['path'], p['token'])
     if p['state'] == 'absent':
         result = lock.release(check_mode=module.check_mode)
@@ -135,6 +152,8 @@ def run(module):
         del result['recovered']
     else:
         module.warn('took over a stale lock: %s' % result['recovered'])
+    if created is not None:
+        result.update(directory_changed=created, changed=result['changed'] or created)
     return result
 
 

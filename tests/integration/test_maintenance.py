@@ -204,3 +204,32 @@ def test_bad_input_is_named(app):
     result = run_module('maintenance', args(root, backups, 'on', release_lock=True))
     assert result['failed'] and 'go with state=off' in result['msg'], result
     assert not events(root)
+
+
+def test_run_lock_creates_the_backup_directory_0700(tmp_path):
+    """create=true makes the backup directory (0700, its parents too) or sets an existing one's mode, then takes the
+    lock: what the roles do in one call. Check mode writes nothing; a file in the way is refused by name."""
+    backups = tmp_path / 'srv' / 'backups'
+    lock = dict(path=str(backups), token='run1', operation='backup', create=True)
+    missing = run_module('run_lock', dict(lock, create=False))
+    assert missing['failed'] and 'is not a directory' in missing['msg'] and not backups.parent.exists()
+    would = run_module('run_lock', lock, check=True)
+    assert not would.get('failed') and would['changed'] and would['directory_changed'], would
+    assert not backups.parent.exists(), 'check mode created the directory'
+
+    taken = run_module('run_lock', lock)
+    assert not taken.get('failed') and taken['changed'] and taken['directory_changed'], taken
+    assert stat.S_IMODE(backups.stat().st_mode) == 0o700 and json.loads((backups / '.appvault-run.lock').read_text())['token'] == 'run1'
+    again = run_module('run_lock', lock)  # renewed by the same run: nothing to change
+    assert not again.get('failed') and not again['changed'] and again['directory_changed'] is False, again
+    assert not run_module('run_lock', dict(path=str(backups), token='run1', state='absent')).get('failed')
+
+    backups.chmod(0o755)
+    opened = run_module('run_lock', dict(lock, token='run2'))
+    assert not opened.get('failed') and opened['directory_changed'] and stat.S_IMODE(backups.stat().st_mode) == 0o700, opened
+
+    blocker = tmp_path / 'file'
+    blocker.write_text('keep me\n')
+    refused = run_module('run_lock', dict(lock, path=str(blocker)))
+    assert refused['failed'] and '%s exists and is not a directory' % blocker in refused['msg'], refused
+    assert blocker.read_text() == 'keep me\n'
