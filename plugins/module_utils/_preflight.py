@@ -7,12 +7,13 @@ Everything is collected first and reported together, so one run names every prob
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import os
 import shutil
 import sqlite3
 
-from ansible_collections.appvault.backup.plugins.module_utils import _common, _manifest, _mysql, _postgres, _sqlite
+from ansible_collections.appvault.backup.plugins.module_utils import _catalog, _common, _manifest, _mysql, _postgres, _sqlite
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 CONNECTION_OPTIONS = {
@@ -236,8 +237,32 @@ def _mysql_version(version):
         return None
 
 
-def run(app, backup_dir, mode, compression='zstd', recipients=None, manifest=None, current_version=None, force=False):
-    """The preflight: facts about databases and paths, free space, the gate; raises naming every problem."""
+def read_archive(path):
+    """(catalogue entry, manifest, problem) of the archive to restore, its whole sha256 checked against its checksum
+    file (what backup_info with verify=true reports); problem is None when it can be restored."""
+    try:
+        entry, manifest = _catalog.describe(os.path.abspath(path), verify=True)
+    except OSError as exc:
+        return None, None, 'archive %s: %s' % (path, exc.strerror or exc)
+    if not entry['valid']:
+        return entry, None, '%s cannot be restored: %s' % (entry['path'], entry['reason'])
+    return entry, manifest, None
+
+
+def run(app, backup_dir, mode, compression='zstd', recipients=None, manifest=None, current_version=None, force=False,
+        archive=None):
+    """The preflight: facts about databases and paths, free space, the gate; raises naming every problem.
+
+    ``archive``: the archive to restore, read and verified (read_archive) while the databases and paths are probed;
+    its manifest gates the restore, and the result holds its ``backup`` entry and ``manifest``.
+    """
+    reading = None
+    if archive and mode != 'restore':
+        raise AppvaultError('archive is read for a restore: give mode=restore, not %s' % mode)
+    if archive:
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        reading = pool.submit(read_archive, archive)
+        pool.shutdown(wait=False)
     databases, problems = probe_databases(app['databases'], mode)
     paths, path_problems = probe_paths(app['paths'], mode)
     problems += path_problems
@@ -250,6 +275,11 @@ def run(app, backup_dir, mode, compression='zstd', recipients=None, manifest=Non
                         % (backup_dir, _common.human_size(free), mode, _common.human_size(needed), _common.human_size(int(needed / (1 + MARGIN)))))
     result = dict(databases=databases, paths=paths, free_bytes=free, needed_bytes=needed, host=_manifest.host_info(),
                   blocked=[], risks=[], report=[])
+    if reading is not None:
+        entry, manifest, problem = reading.result()
+        result.update(backup=entry, manifest=manifest)
+        if problem:
+            problems.insert(0, problem)
     if manifest is not None:
         blocked, warnings, report = gate(manifest, app, databases, current_version)
         result.update(blocked=blocked, risks=warnings, report=report)

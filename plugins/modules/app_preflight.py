@@ -14,7 +14,11 @@ description:
     reads every path (files, bytes, newest modification time), checks that C(tar), the compressor and, for
     encrypted backups, C(age) are installed, and that the backup directory's file system has room for the
     operation (about twice the raw size for a backup, three times for a restore, plus 10%).
-  - With O(manifest) (a restore), also runs the compatibility gate, which blocks what cannot work (a dump of another
+  - With O(archive) (a restore), also reads that archive's manifest and checks its whole sha256 against its checksum
+    file, as M(appvault.backup.backup_info) with O(appvault.backup.backup_info#module:verify=true) does, while the
+    databases and paths are probed; an archive that cannot be restored is a problem named first. Its manifest then
+    gates the restore.
+  - With O(manifest) or O(archive) (a restore), also runs the compatibility gate, which blocks what cannot work (a dump of another
     engine, a PostgreSQL dump from a newer major version than the target server, a database or path of the backup
     that the definition does not name) and warns on what is risky (another OS, another MySQL flavour, an older
     MySQL/MariaDB server, another profile). RV(report) compares backup and target side by side.
@@ -58,7 +62,13 @@ options:
   manifest:
     description:
       - The manifest of the backup to restore; turns the compatibility gate on.
+      - Mutually exclusive with O(archive).
     type: dict
+  archive:
+    description:
+      - The archive to restore, on the host. It is read and verified, and its manifest turns the compatibility gate on;
+        RV(backup) and RV(manifest) return what was read. Mutually exclusive with O(manifest).
+    type: path
   current_version:
     description:
       - The installed application's version (output of its C(version) command), for the report.
@@ -80,12 +90,13 @@ EXAMPLES = r'''
   no_log: true
   register: preflight
 
-- name: Gate a restore
+- name: Verify the archive and gate its restore
   appvault.backup.app_preflight:
     app: "{{ appvault_app | appvault.backup.app_definition }}"
     backup_dir: /var/backups/appvault
     mode: restore
-    manifest: "{{ info.manifest }}"
+    archive: /var/backups/appvault/exment-20260101T030000Z.tar.zst
+  register: preflight
 '''
 
 RETURN = r'''
@@ -137,6 +148,18 @@ preview:
   type: list
   elements: str
   sample: ["path storage /srv/app/storage: 1204 files, 70.0 MiB, newest change 2026-01-01 03:00:00 UTC - moved aside, then replaced"]
+backup:
+  description:
+    - The archive given in O(archive) as M(appvault.backup.backup_info) describes it (name, path, size, sha256,
+      C(valid), C(reason), C(verified_identity) ...), also when it is not valid.
+  returned: with O(archive), when the archive exists
+  type: dict
+  sample: {"name": "exment-20260101T030000Z.tar.zst", "valid": true, "size": 52428800, "sha256": "9f86d081884c7d65..."}
+manifest:
+  description: The manifest read from O(archive).
+  returned: with O(archive), when the archive is valid
+  type: dict
+  sample: {"format_version": 1, "app": {"name": "exment", "version": "6.1.0"}, "databases": [], "paths": []}
 report:
   description: Backup and target side by side (OS, app, app version, each database's engine and version).
   returned: always
@@ -158,6 +181,7 @@ def argument_spec():
         compression=dict(type='str', choices=['zstd', 'gzip'], default='zstd'),
         recipients=dict(type='list', elements='str'),
         manifest=dict(type='dict'),
+        archive=dict(type='path'),
         current_version=dict(type='str'),
         force=dict(type='bool', default=False),
     )
@@ -166,7 +190,7 @@ def argument_spec():
 def run(module):
     p = module.params
     result = _preflight.run(p['app'], p['backup_dir'], p['mode'], compression=p['compression'], recipients=p['recipients'],
-                            manifest=p['manifest'], current_version=p['current_version'], force=p['force'])
+                            manifest=p['manifest'], current_version=p['current_version'], force=p['force'], archive=p['archive'])
     for warning in result['risks']:
         module.warn(warning)
     if result['blocked']:
@@ -176,7 +200,7 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, mutually_exclusive=[('manifest', 'archive')])
     _common.finish(module, run)
 
 

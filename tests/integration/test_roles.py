@@ -338,3 +338,29 @@ def test_a_rollback_the_lease_cannot_do_leaves_maintenance_on(pg_app):
     assert (pg_app.root / 'down').exists() and 'maintenance-off' not in pg_app.events()
     told = run_module('maintenance', dict(lease, token='next-run', lease=0, maintenance_on=[], rollback=None))
     assert 'maintenance was left on' in told['expired_earlier'] and 'does not exist' in told['expired_earlier'], told
+
+
+def test_the_restore_preflight_reads_and_verifies_the_archive_in_one_call(pg_app):
+    """app_preflight with archive: the manifest and the whole sha256 are checked while the host is probed (what the
+    restore role's preflight does in one call); an archive that cannot be restored is the first problem named."""
+    archive = Path(backup(pg_app)['path'])
+    args = dict(app=resolve(pg_app.definition()), backup_dir=str(pg_app.backups), mode='restore', archive=str(archive))
+    ok = run_module('app_preflight', args)
+    assert not ok.get('failed'), ok.get('msg')
+    assert ok['backup']['valid'] and ok['backup']['sha256'] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert ok['backup']['verified_identity'] and ok['manifest']['app']['name'] == 'fixture', ok['backup']
+    assert [row['item'] for row in ok['report']][:1] and ok['databases'][0]['exists'], ok['report']
+
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte flipped: only the sha256 can tell
+    archive.write_bytes(bytes(data))
+    bad = run_module('app_preflight', args)
+    assert bad['failed'] and bad['msg'].startswith('preflight found 1 problem, nothing was changed: %s cannot be restored: ' % archive), bad['msg']
+    assert 'sha256' in bad['msg'] or 'checksum' in bad['msg'], bad['msg']
+
+    both = run_module('app_preflight', dict(args, manifest=ok['manifest']))
+    assert both['failed'] and 'mutually exclusive' in both['msg'], both['msg']
+    wrong_mode = run_module('app_preflight', dict(args, mode='backup'))
+    assert wrong_mode['failed'] and 'give mode=restore' in wrong_mode['msg'], wrong_mode['msg']
+    missing = run_module('app_preflight', dict(args, archive=str(archive) + '.gone'))
+    assert missing['failed'] and 'archive %s.gone: No such file or directory' % archive in missing['msg'], missing['msg']
