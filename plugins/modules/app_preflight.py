@@ -18,10 +18,10 @@ description:
     file, as M(appvault.backup.backup_info) with O(appvault.backup.backup_info#module:verify=true) does, while the
     databases and paths are probed; an archive that cannot be restored is a problem named first. Its manifest then
     gates the restore.
-  - With O(manifest) or O(archive) (a restore), also runs the compatibility gate, which blocks what cannot work (a dump of another
-    engine, a PostgreSQL dump from a newer major version than the target server, a database or path of the backup
-    that the definition does not name) and warns on what is risky (another OS, another MySQL flavour, an older
-    MySQL/MariaDB server, another profile). RV(report) compares backup and target side by side.
+  - With O(manifest) or O(archive) (a restore), also runs the compatibility gate, which blocks what cannot work (a
+    dump of another engine, a PostgreSQL dump from a newer major version than the target server, a database or path
+    of the backup that the definition does not name) and warns on what is risky (another OS, another MySQL flavour,
+    an older MySQL/MariaDB server, another profile). RV(report) compares backup and target side by side.
   - Fails, naming every problem found and changing nothing, when anything is wrong. O(force=true) lets blocked
     gate items pass (they stay in RV(blocked)); other problems always fail.
   - Used by the backup and restore roles as their first step on the host.
