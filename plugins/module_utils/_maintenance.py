@@ -37,7 +37,7 @@ import signal
 import socket
 import time
 
-from ansible_collections.appvault.backup.plugins.module_utils import _common, _runner
+from ansible_collections.appvault.backup.plugins.module_utils import _catalog, _common, _runner
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 STATE_NAME = '.appvault-maintenance.json'
@@ -282,6 +282,33 @@ class Lease(object):
                 error, ('the host-side timer was armed again: it runs maintenance_off once more in %d seconds' % retry['seconds'])
                 if retry else 'no host-side timer runs it again (none was armed)'), commands=results, retry=retry)
         return result
+
+
+def end_run(path, token, off_cmds, chdir=None, owner=None, release_lock=False, remove_snapshot=None, check_mode=False,
+            warn=None):
+    """Maintenance off for run ``token`` (Lease.off), then its run lock released (also when a maintenance_off command
+    failed, which is raised after it) and the safety snapshot ``remove_snapshot`` removed (only once maintenance is
+    off: until the lease is disarmed its timer could still need it). What the maintenance module does with state=off,
+    and what a restore job does when nothing follows it (backup_restore's ``finish``). Returns Lease.off's result with
+    ``lock_released`` and ``snapshot_removed`` when asked."""
+    warn = warn or (lambda msg: None)
+    failure = None
+    try:
+        result = Lease(path, token).off(off_cmds, chdir=chdir, owner=owner, check_mode=check_mode)
+    except AppvaultError as exc:
+        failure = exc
+        result = exc.details
+    if release_lock:
+        released = _catalog.RunLock(path, token).release(check_mode=check_mode)
+        if released.get('warning'):
+            warn(released['warning'])
+        result['lock_released'] = released['changed']
+    if failure is not None:
+        raise failure
+    if remove_snapshot:
+        removed = _catalog.manage(os.path.abspath(remove_snapshot), state='absent', check_mode=check_mode, warn=warn)
+        result['snapshot_removed'] = removed.get('removed', [])
+    return result
 
 
 def public(state):

@@ -26,9 +26,11 @@ description:
     O(appvault.backup.maintenance#module:rollback)), from the same code.
   - Made to run asynchronously and be followed by M(appvault.backup.job_wait) with
     O(appvault.backup.job_wait#module:watch) set to O(dumps_dest).
-  - Does not take the run lock, switch maintenance mode or make a safety snapshot; the restore role does that around
+  - Does not take the run lock, switch maintenance mode on or make a safety snapshot; the restore role does that around
     it, and rolls back to the snapshot when this module fails after it swapped the paths in.
   - With O(rollback_lease), it first arms the host-side rollback to that snapshot, before anything changes.
+  - With O(finish), a restore that succeeded also ends its run, as M(appvault.backup.maintenance) with
+    O(appvault.backup.maintenance#module:state=off) does, for a caller that has nothing left to run after it.
 author:
   - appvault.backup developers (!UNKNOWN)
 extends_documentation_fragment:
@@ -126,6 +128,31 @@ options:
         description: The safety snapshot archive to put back.
         type: path
         required: true
+  finish:
+    description:
+      - Once the restore succeeded, end the run O(finish.token) in O(finish.path) in the same call. First the lease of
+        that run is disarmed (its rollback to the safety snapshot is no longer needed), then the run lock is released
+        and O(finish.remove_snapshot) deleted, as M(appvault.backup.maintenance) does with
+        O(appvault.backup.maintenance#module:state=off), O(appvault.backup.maintenance#module:release_lock) and
+        O(appvault.backup.maintenance#module:remove_snapshot), from the same code, one module call fewer.
+      - For an application without C(maintenance_off) commands only (they stay with M(appvault.backup.maintenance),
+        which runs them with C(become)); refused before anything changes otherwise. The restore role sets it when no
+        command or health check follows the restore.
+      - When ending the run fails, the restore still succeeded; RV(finish_failed) says why and RV(finished) is not
+        returned, so the caller ends the run itself.
+    type: dict
+    suboptions:
+      path:
+        description: The directory of the run lock and the lease (the backup directory).
+        type: path
+        required: true
+      token:
+        description: The run's token, as given to M(appvault.backup.run_lock).
+        type: str
+        required: true
+      remove_snapshot:
+        description: The safety snapshot to delete with its sidecars (a missing one is not an error).
+        type: path
 notes:
   - Database ids of the archive that O(app) does not name are refused before anything changes.
 requirements:
@@ -193,6 +220,18 @@ lease:
   type: dict
   sample: {"pid": 4711, "expires": 1767243600, "seconds": 3600,
            "rollback": "/var/backups/appvault/exment-20250101T031000Z-pre-restore.tar.zst"}
+finished:
+  description: How O(finish) ended the run (as M(appvault.backup.maintenance) with
+    O(appvault.backup.maintenance#module:state=off) returns it).
+  returned: when O(finish) is set and the run was ended
+  type: dict
+  sample: {"disarmed": true, "lock_released": true,
+           "snapshot_removed": ["/var/backups/appvault/exment-20250101T031000Z-pre-restore.tar.zst"]}
+finish_failed:
+  description: Why O(finish) could not end the run after the restore succeeded; the caller ends it itself.
+  returned: when O(finish) is set and ending the run failed
+  type: str
+  sample: "/var/backups/appvault: Permission denied"
 '''
 
 import os
@@ -224,6 +263,11 @@ def argument_spec():
             lease=dict(type='int', required=True),
             snapshot=dict(type='path', required=True),
         )),
+        finish=dict(type='dict', options=dict(
+            path=dict(type='path', required=True),
+            token=dict(type='str', required=True, no_log=False),
+            remove_snapshot=dict(type='path'),
+        )),
     )
 
 
@@ -245,6 +289,9 @@ def run(module):
     p = module.params
     started = time.monotonic()
     dumps_dest = p['dumps_dest'] or os.path.join(os.path.dirname(os.path.abspath(p['src'])), '.restore-%s' % secrets.token_hex(8))
+    if p['finish'] and (p['app']['commands'] or {}).get('maintenance_off'):
+        raise AppvaultError('finish cannot end a run whose application has maintenance_off commands: leave finish out and '
+                            'switch maintenance off with appvault.backup.maintenance; nothing was changed')
     lease = arm_rollback(p, dumps_dest) if p['rollback_lease'] else None
     log = _hostrun.Collect(module.warn)
     result = _hostrun.restore_archive(p['app'], p['src'], dumps_dest, keep_previous=p['keep_previous'],
@@ -253,6 +300,14 @@ def run(module):
     result = dict(result, changed=True, log=log.lines, duration=round(time.monotonic() - started, 3))
     if lease is not None:
         result['lease'] = lease
+    if p['finish']:
+        end = p['finish']
+        try:
+            result['finished'] = _maintenance.end_run(end['path'], end['token'], [], release_lock=True,
+                                                      remove_snapshot=end['remove_snapshot'], warn=module.warn)
+        except (AppvaultError, OSError) as exc:  # the restore is done: the caller ends the run itself
+            result['finish_failed'] = getattr(exc, 'msg', None) or str(exc)
+            module.warn('the restore succeeded, but ending its run failed: %s' % result['finish_failed'])
     return result
 
 

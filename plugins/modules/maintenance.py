@@ -217,11 +217,10 @@ expired_earlier:
   sample: the maintenance lease of run a1b2 expired at 2026-01-01T05:00:00Z and maintenance was switched off by the host-side timer
 '''
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appvault.backup.plugins.module_utils import _catalog, _common, _maintenance, _runner
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _maintenance, _runner
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 
@@ -256,33 +255,8 @@ def commands(value, name):
     return out
 
 
-def switch_off(module, lease, off):
-    """Maintenance off; then the run lock released (also when maintenance_off failed, which is reported after it) and
-    the safety snapshot removed (only once maintenance is off), as asked."""
-    p = module.params
-    failure = None
-    try:
-        result = lease.off(off, chdir=p['chdir'], owner=p['owner'], check_mode=module.check_mode)
-    except AppvaultError as exc:
-        failure = exc
-        result = exc.details
-    if p['release_lock']:
-        released = _catalog.RunLock(p['path'], p['token']).release(check_mode=module.check_mode)
-        if released.get('warning'):
-            module.warn(released['warning'])
-        result['lock_released'] = released['changed']
-    if failure is not None:
-        raise failure
-    if p['remove_snapshot']:
-        removed = _catalog.manage(os.path.abspath(p['remove_snapshot']), state='absent', check_mode=module.check_mode,
-                                  warn=module.warn)
-        result['snapshot_removed'] = removed.get('removed', [])
-    return result
-
-
 def run(module):
     p = module.params
-    lease = _maintenance.Lease(p['path'], p['token'])
     off = commands(p['maintenance_off'], 'maintenance_off')
     if p['state'] == 'on' and (p['release_lock'] or p['remove_snapshot']):
         raise AppvaultError('release_lock and remove_snapshot end a run: they go with state=off, not state=on')
@@ -294,10 +268,13 @@ def run(module):
                 rollback = _maintenance.rollback_plan(rollback['snapshot'], rollback['app'], p['token'],
                                                       keep_previous=rollback['keep_previous'], in_use=rollback['in_use'],
                                                       passwords=rollback['passwords'])
+            lease = _maintenance.Lease(p['path'], p['token'])
             result = lease.on(on, off, p['lease'], chdir=p['chdir'], owner=p['owner'], check_mode=module.check_mode,
                               rollback=rollback)
         else:
-            result = switch_off(module, lease, off)
+            result = _maintenance.end_run(p['path'], p['token'], off, chdir=p['chdir'], owner=p['owner'],
+                                          release_lock=p['release_lock'], remove_snapshot=p['remove_snapshot'],
+                                          check_mode=module.check_mode, warn=module.warn)
     except _runner.CommandError as exc:
         raise AppvaultError(exc.msg)
     if result.get('expired_earlier'):

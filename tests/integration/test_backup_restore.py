@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 
 
-from harness.common import run_module
+from harness.common import run_module, wait_for
 from harness.compare_mysql import mysql_inventory
 from harness.roles import informative
 
@@ -297,3 +297,55 @@ def test_migrate_verify_compares_databases_and_trees_and_names_each_difference(t
     assert rows[('database', 'main')]['source'] == rows[('database', 'main')]['target']  # same counts, other content
     output = differs['_run'].stdout + differs['_run'].stderr
     assert app.server.password not in output and mysql_source.password not in output
+
+
+def test_finish_ends_the_run_in_the_same_call_once_the_restore_succeeded(two_engine_app, pg_source, mysql_source):
+    """finish: with nothing left to run after the restore, the same call disarms the lease, releases the run lock and
+    removes the safety snapshot (what maintenance state=off does); an app with maintenance_off commands is refused
+    before anything changes, and a run it cannot end leaves the restore done and says why."""
+    app, full = two_engine_app
+    definition = dict(full, commands=dict(full['commands'], maintenance_on=[], maintenance_off=[]))
+    created = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token='b4ckup'))
+    assert not created.get('failed'), created.get('msg')
+    before = both_states(app, mysql_source)
+    lease_file = app.backups / '.appvault-maintenance.json'
+    lock_file = app.backups / '.appvault-run.lock'
+
+    def damaged_run(token):
+        app.damage()
+        snapshot = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token=token, label='pre-restore'))
+        assert not snapshot.get('failed'), snapshot.get('msg')
+        lock = run_module('run_lock', dict(path=str(app.backups), token=token, operation='restore'))
+        assert not lock.get('failed') and lock_file.exists(), lock
+        return snapshot, dict(path=str(app.backups), token=token, lease=600, snapshot=snapshot['path'])
+
+    snapshot, arm = damaged_run('f1n1sh')
+    damaged = app.state()
+    end = dict(path=str(app.backups), token='f1n1sh', remove_snapshot=snapshot['path'])
+    refused = run_module('backup_restore', dict(app=full, src=created['path'], rollback_lease=arm, finish=end))
+    assert refused.get('failed') and 'maintenance_off commands' in refused['msg'], refused
+    assert app.state() == damaged and not lease_file.exists() and lock_file.exists()
+
+    result = run_module('backup_restore', dict(app=definition, src=created['path'], rollback_lease=arm, finish=end))
+    assert not result.get('failed'), result.get('msg')
+    assert both_states(app, mysql_source) == before
+    finished = result['finished']
+    assert finished['disarmed'] is True and finished['lock_released'] is True, finished
+    assert sorted(finished['snapshot_removed']) == [snapshot['path'], snapshot['path'] + '.sha256'], finished
+    assert not lease_file.exists() and not lock_file.exists() and not os.path.exists(snapshot['path'])
+    assert 'finish_failed' not in result
+    timer = '/proc/%d' % result['lease']['pid']
+    assert wait_for(lambda: not os.path.exists(timer), 5), 'the disarmed timer still runs'
+
+    # A pinned snapshot cannot be removed: the restore is done, the lease disarmed and the lock released all the same;
+    # finish_failed says why, and finished is not returned (the caller removes the snapshot itself).
+    snapshot, arm = damaged_run('p1nned')
+    pinned = run_module('backup_file', dict(path=snapshot['path'], pinned=True))
+    assert not pinned.get('failed'), pinned
+    end = dict(path=str(app.backups), token='p1nned', remove_snapshot=snapshot['path'])
+    result = run_module('backup_restore', dict(app=definition, src=created['path'], rollback_lease=arm, finish=end))
+    assert not result.get('failed'), result.get('msg')
+    assert both_states(app, mysql_source) == before
+    assert 'finished' not in result and 'is pinned' in result['finish_failed'], result
+    assert any('ending its run failed' in w for w in result.get('warnings', [])), result.get('warnings')
+    assert os.path.exists(snapshot['path']) and not lease_file.exists() and not lock_file.exists()

@@ -364,3 +364,33 @@ def test_the_restore_preflight_reads_and_verifies_the_archive_in_one_call(pg_app
     assert wrong_mode['failed'] and 'give mode=restore' in wrong_mode['msg'], wrong_mode['msg']
     missing = run_module('app_preflight', dict(args, archive=str(archive) + '.gone'))
     assert missing['failed'] and 'archive %s.gone: No such file or directory' % archive in missing['msg'], missing['msg']
+
+
+def test_with_nothing_after_it_the_restore_job_ends_the_run(pg_app):
+    """An app with no maintenance, upgrade, restart or health command: the restore's own call disarms the lease,
+    releases the run lock and removes the safety snapshot (backup_restore's finish), so the three tasks that do it
+    otherwise are skipped; appvault_restore_keep_snapshot still keeps the snapshot."""
+    definition = dict(pg_app.definition(), commands={})
+    pg_app.write_inventory(appvault_app=definition)
+    before = pg_app.state()
+    archive = Path(backup(pg_app)['path'])
+    ends = ('Maintenance off, the run lock released (and the safety snapshot removed when the restore succeeded)',
+            'Release the run lock', 'Remove the safety snapshot (the restore succeeded)')
+
+    for keep in (False, True):
+        pg_app.damage()
+        extra = {'appvault_restore_confirm': True, 'appvault_restore_keep_snapshot': keep}
+        proc, data, failures = run_book('restore.yml', pg_app.inventory, extra)
+        assert proc.returncode == 0 and not failures, (failures, proc.stdout[-4000:])
+        assert pg_app.state() == before and pg_app.events() == []
+        applied = results(data, 'Start the restore of the databases and paths')
+        finished = applied[0]['finished']
+        assert finished['disarmed'] is True and finished['lock_released'] is True, finished
+        skipped = [r.get('skipped') for name in ends for r in results(data, name)]
+        assert skipped == [True, True, True], skipped
+        assert not (pg_app.backups / '.appvault-run.lock').exists()
+        assert not (pg_app.backups / '.appvault-maintenance.json').exists()
+        listed = sorted(p.name for p in pg_app.backups.iterdir() if not p.name.startswith('.') and p.name.endswith('.tar.zst'))
+        snapshots = [name for name in listed if name.endswith('-pre-restore.tar.zst')]
+        assert listed[0] == archive.name and len(snapshots) == int(keep), listed
+        assert bool(finished.get('snapshot_removed')) is not keep, finished
