@@ -161,7 +161,8 @@ class ActionModule(ActionBase):
         if args['watch']:
             names = []
             for pattern in args['patterns']:
-                names += (['-o'] if names else []) + ['-name', pattern]
+                # a pattern with a slash is matched against the whole path (find -path), any other one against the name
+                names += (['-o'] if names else []) + ['-path' if '/' in pattern else '-name', pattern]
             find = ['find', args['watch'], '-type', 'f', '('] + names + [')', '-printf', '%s\\n']
             command += '; ' + ' '.join(shlex.quote(a) for a in find) + ' 2>/dev/null'
         if args['renew_lease']:

@@ -20,6 +20,7 @@ FOREIGN_SUFFIXES = ('.zip',)  # listed (Exment's own backups are zip files), nev
 SAFE_NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9._-]*$')
 MAX_NAME = 200
 TIMESTAMP_FORMAT = '%Y%m%dT%H%M%SZ'
+NAME_TIME_RE = re.compile(r'-(\d{8}T\d{6}Z)(?=[-.])')  # the time in an archive name
 CREATED_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
 LOCK_NAME = '.appvault.lock'
 RUN_LOCK_NAME = '.appvault-run.lock'
@@ -70,6 +71,14 @@ def archive_name(app, when, label=None, compression='zstd', encrypted=False):
         stem += '-' + label
     name = stem + ('.tar.zst' if compression == 'zstd' else '.tar.gz') + ('.age' if encrypted else '')
     return check_name(name, 'archive name')
+
+
+def name_time(name):
+    """The UTC time in an archive name (``<app>-<yyyymmddThhmmssZ>...``), or None."""
+    match = NAME_TIME_RE.search(name)
+    if not match:
+        return None
+    return datetime.datetime.strptime(match.group(1), TIMESTAMP_FORMAT).replace(tzinfo=datetime.timezone.utc)
 
 
 def utc_now():

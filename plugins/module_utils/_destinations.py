@@ -16,7 +16,6 @@ upload that fails or does not verify is retried, then removed; whatever cannot b
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import os
@@ -32,7 +31,6 @@ REMOTE = 'appvault'  # the remote an s3 or sftp destination becomes, defined by 
 ENV_PREFIX = 'RCLONE_CONFIG_APPVAULT_'
 REMOTE_NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.+@-]*$')
 OPTION_KEY_RE = re.compile(r'^[a-z][a-z0-9_]*$')
-NAME_TIME_RE = re.compile(r'-(\d{8}T\d{6}Z)(?=[-.])')
 SECRET_KEYS = ('access_key_id', 'secret_access_key', 'session_token', 'password', 'key_pem', 'config_content')
 RULE_KEYS = ('keep_last', 'keep_daily', 'keep_weekly', 'keep_monthly', 'keep_yearly')
 HASH_PREFERENCE = ('sha256', 'md5', 'sha1')
@@ -146,14 +144,6 @@ def check(dest):
     else:
         dest['path'] = _clean_path(dest.get('path'), 'path', name)
     return dest
-
-
-def name_time(name):
-    """The UTC time in an archive name (``<app>-<yyyymmddThhmmssZ>...``), or None."""
-    match = NAME_TIME_RE.search(name)
-    if not match:
-        return None
-    return datetime.datetime.strptime(match.group(1), _catalog.TIMESTAMP_FORMAT).replace(tzinfo=datetime.timezone.utc)
 
 
 class Remote(object):
@@ -499,10 +489,10 @@ def catalogue(remote, verify=False):
                 ignored.append(name)
             continue
         mtime = (obj.get('ModTime') or '')[:19] + 'Z' if obj.get('ModTime') else None
-        when = name_time(name)
+        when = _catalog.name_time(name)
         entry = dict(name=name, path=remote.url(name), destination=remote.name, size=int(obj.get('Size', 0)), mtime=mtime,
                      created_at=_catalog.format_time(when) if when else mtime,
-                     app=NAME_TIME_RE.split(name)[0] if when else None, app_version=None, profile=None, label=None,
+                     app=_catalog.NAME_TIME_RE.split(name)[0] if when else None, app_version=None, profile=None, label=None,
                      engines=[], paths=[], pinned=(name + _manifest.PIN_SUFFIX) in names,
                      encrypted=name.endswith('.age'), valid=False, reason=None, checksum='missing', sha256=None)
         if (name + _manifest.CHECKSUM_SUFFIX) not in names:

@@ -238,11 +238,12 @@ def dump_all(app, work_dir, checksums, log, known=None):
     return entries
 
 
-def dump_and_archive(config, app, version, token, log):
+def dump_and_archive(config, app, version, token, log, dest=None, now=None):
     """Every database dumped into a private work directory, then the archive; the work directory is removed.
     Each dump's sha256, taken as it was written, goes into the archive's manifest without a second read.
     ``config['send_to']`` (_transfer.connection_options): the archive is also streamed to that host while it is written
-    (the result's ``sent`` says whether it arrived)."""
+    (the result's ``sent`` says whether it arrived). ``dest``, ``now``: the archive's path and time, when the caller
+    named it (see _archive.create)."""
     work_dir = os.path.join(config['backup_dir'], '.work-%s' % token)
     send_to = config.get('send_to')
     mirror = _transfer.Mirror(**send_to) if send_to else None
@@ -252,7 +253,8 @@ def dump_and_archive(config, app, version, token, log):
         entries = dump_all(app, work_dir, config['checksums'], log, known)
         result = _archive.create(config['backup_dir'], dict(name=app['name'], profile=app['profile'], version=version), entries,
                                  app['paths'], root=app['root'], label=config['label'] or None, compression=config['compression'],
-                                 recipients=config['recipients'] or None, warn=log.warning, known=known, mirror=mirror)
+                                 recipients=config['recipients'] or None, warn=log.warning, known=known, mirror=mirror,
+                                 dest=dest, now=now)
     finally:
         _common.remove_path(work_dir)
     if mirror is not None and result['sent']['sent']:

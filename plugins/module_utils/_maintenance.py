@@ -203,6 +203,11 @@ class Lease(object):
             os.unlink(self.fired_path)
         return fired
 
+    def expired(self):
+        """How this run's lease expired (describe_fired), when its timer fired; None while it is armed or unused."""
+        fired = _read_json(self.fired_path)
+        return self.describe_fired(fired) if fired is not None and fired.get('token') == self.token else None
+
     @staticmethod
     def describe_fired(fired):
         if fired.get('unreadable'):

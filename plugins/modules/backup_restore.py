@@ -26,9 +26,11 @@ description:
     O(appvault.backup.maintenance#module:rollback)), from the same code.
   - Made to run asynchronously and be followed by M(appvault.backup.job_wait) with
     O(appvault.backup.job_wait#module:watch) set to O(dumps_dest).
-  - Does not take the run lock, switch maintenance mode on or make a safety snapshot; the restore role does that around
-    it, and rolls back to the snapshot when this module fails after it swapped the paths in.
-  - With O(rollback_lease), it first arms the host-side rollback to that snapshot, before anything changes.
+  - Does not take the run lock or switch maintenance mode on; the restore role does that around it, and rolls back to
+    the safety snapshot when this module fails after it swapped the paths in.
+  - With O(snapshot), it first writes that safety snapshot of the current state, as M(appvault.backup.backup_create)
+    does, in the same call.
+  - With O(rollback_lease), it then arms the host-side rollback to the snapshot, before anything changes.
   - With O(finish), a restore that succeeded also ends its run, as M(appvault.backup.maintenance) with
     O(appvault.backup.maintenance#module:state=off) does, for a caller that has nothing left to run after it.
 author:
@@ -108,8 +110,11 @@ options:
         O(appvault.backup.maintenance#module:state=off).
       - The plan is built from O(app) (its root, owner, maintenance_off commands and databases with their passwords,
         which are kept in the 0600 lease file only), O(keep_previous), O(src) and O(dumps_dest).
-      - The restore role sets it once its safety snapshot is written, one module call fewer than arming it with
+      - The restore role sets it with O(snapshot), one module call fewer than arming it with
         M(appvault.backup.maintenance).
+      - When the lease of this run expired before it is armed (its timer fired, so maintenance is off again, for
+        instance while the snapshot was written after the controller had died), the module stops before anything
+        changes.
     type: dict
     suboptions:
       path:
@@ -125,9 +130,48 @@ options:
         type: int
         required: true
       snapshot:
-        description: The safety snapshot archive to put back.
+        description:
+          - The safety snapshot archive to put back.
+          - Required unless O(snapshot) is set; then it is O(snapshot.dest) (a different path is refused).
+        type: path
+  snapshot:
+    description:
+      - Before anything changes, write the safety snapshot of the current state to O(snapshot.dest), as
+        M(appvault.backup.backup_create) does for O(app) (the databases O(snapshot.databases) dumped into
+        C(.work-<token>) beside it, then archived with every path of O(app), a missing one recorded as absent; no
+        per-table checksums, never encrypted).
+      - The caller names the file, so that it knows where the snapshot is also when this module is killed; its name
+        must be the one M(appvault.backup.backup_create) would give it, C(<app>-<UTC yyyymmddThhmmssZ>-<label>.tar.zst)
+        (C(.tar.gz) with O(snapshot.compression=gzip)), which is checked before anything is written.
+      - When the restore fails after the snapshot was written, the failure's RV(snapshot) names it.
+    type: dict
+    suboptions:
+      databases:
+        description: The ids of the databases of O(app) to dump, those that exist now (a restore creates the others).
+        type: list
+        elements: str
+        required: true
+      dest:
+        description: The snapshot archive to write.
         type: path
         required: true
+      token:
+        description: The run's token (ASCII letters and digits); names the work directory C(.work-<token>), which
+          M(appvault.backup.run_lock) removes with the run's lock if this module is killed.
+        type: str
+        required: true
+      label:
+        description: The label in the snapshot's name.
+        type: str
+        default: pre-restore
+      compression:
+        description: How the snapshot is compressed.
+        type: str
+        choices: [zstd, gzip]
+        default: zstd
+      app_version:
+        description: The installed application's version to record (default O(app)'s C(version)).
+        type: str
   finish:
     description:
       - Once the restore succeeded, end the run O(finish.token) in O(finish.path) in the same call. First the lease of
@@ -220,6 +264,13 @@ lease:
   type: dict
   sample: {"pid": 4711, "expires": 1767243600, "seconds": 3600,
            "rollback": "/var/backups/appvault/exment-20250101T031000Z-pre-restore.tar.zst"}
+snapshot:
+  description: The safety snapshot written for O(snapshot) (also in the failure of a restore that failed after it).
+  returned: when O(snapshot) is set and the snapshot was written
+  type: dict
+  sample: {"name": "exment-20250101T031000Z-pre-restore.tar.zst",
+           "path": "/var/backups/appvault/exment-20250101T031000Z-pre-restore.tar.zst", "size": 52428800,
+           "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "duration": 4.2}
 finished:
   description: How O(finish) ended the run (as M(appvault.backup.maintenance) with
     O(appvault.backup.maintenance#module:state=off) returns it).
@@ -235,12 +286,13 @@ finish_failed:
 '''
 
 import os
+import re
 import secrets
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appvault.backup.plugins.module_utils import _appdef, _common, _hostrun, _maintenance
+from ansible_collections.appvault.backup.plugins.module_utils import _appdef, _catalog, _common, _hostrun, _maintenance
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 
@@ -261,7 +313,15 @@ def argument_spec():
             path=dict(type='path', required=True),
             token=dict(type='str', required=True, no_log=False),
             lease=dict(type='int', required=True),
-            snapshot=dict(type='path', required=True),
+            snapshot=dict(type='path'),
+        )),
+        snapshot=dict(type='dict', options=dict(
+            databases=dict(type='list', elements='str', required=True),
+            dest=dict(type='path', required=True),
+            token=dict(type='str', required=True, no_log=False),
+            label=dict(type='str', default='pre-restore'),
+            compression=dict(type='str', choices=['zstd', 'gzip'], default='zstd'),
+            app_version=dict(type='str'),
         )),
         finish=dict(type='dict', options=dict(
             path=dict(type='path', required=True),
@@ -271,17 +331,64 @@ def argument_spec():
     )
 
 
-def arm_rollback(p, dumps_dest):
-    """The host-side rollback of p['rollback_lease'], armed as maintenance's state=on with a rollback plan does."""
-    arm = p['rollback_lease']
-    if arm['lease'] <= 0:
+def check_options(p):
+    """Everything about the options that can be refused before anything is written."""
+    if p['finish'] and (p['app']['commands'] or {}).get('maintenance_off'):
+        raise AppvaultError('finish cannot end a run whose application has maintenance_off commands: leave finish out and '
+                            'switch maintenance off with appvault.backup.maintenance; nothing was changed')
+    arm, snap = p['rollback_lease'], p['snapshot']
+    if arm and arm['lease'] <= 0:
         raise AppvaultError('rollback_lease.lease must be more than 0 seconds, got %d' % arm['lease'])
+    if arm and not snap and not arm['snapshot']:
+        raise AppvaultError('rollback_lease.snapshot is required unless snapshot is set; nothing was changed')
+    if not snap:
+        return
+    if arm and arm['snapshot'] and os.path.abspath(arm['snapshot']) != os.path.abspath(snap['dest']):
+        raise AppvaultError('rollback_lease.snapshot %s is not snapshot.dest %s; nothing was changed' % (arm['snapshot'], snap['dest']))
+    if not re.match(r'^[A-Za-z0-9]+$', snap['token']):
+        raise AppvaultError('snapshot.token must be ASCII letters and digits, got %r' % snap['token'])
+    unknown = sorted(set(snap['databases']) - set(db['id'] for db in p['app']['databases']))
+    if unknown:
+        raise AppvaultError('snapshot.databases names %s, which app does not; nothing was changed' % ', '.join(unknown))
+    app_name = p['app']['name']
+    name = os.path.basename(snap['dest'])
+    when = _catalog.name_time(name)
+    wanted = _catalog.archive_name(app_name, when, snap['label'], snap['compression']) if when else None
+    if name != wanted:
+        raise AppvaultError('snapshot.dest %s must be named as backup_create names a backup of %s labelled %s (%s); nothing '
+                            'was changed' % (snap['dest'], app_name, snap['label'], wanted or
+                                             _catalog.archive_name(app_name, _catalog.utc_now(), snap['label'], snap['compression'])))
+
+
+def take_snapshot(app, snap, log):
+    """The safety snapshot of the current state of ``app`` at snap['dest'] (its databases snap['databases'], every path
+    optional), as backup_create writes a backup; returns its facts."""
+    dest = os.path.abspath(snap['dest'])
+    config = dict(backup_dir=os.path.dirname(dest), checksums=False, label=snap['label'], compression=snap['compression'],
+                  recipients=None)
+    current = dict(app, databases=[db for db in app['databases'] if db['id'] in snap['databases']],
+                   paths=[dict(path, optional=True) for path in app['paths']])
+    _common.private_dir(config['backup_dir'])
+    version = snap['app_version'] if snap['app_version'] is not None else app['version']
+    written = _hostrun.dump_and_archive(config, current, version, snap['token'], log, dest=dest,
+                                        now=_catalog.name_time(os.path.basename(dest)))
+    log.info('safety snapshot %s written: %s in %.1f s' % (written['name'], _common.human_size(written['size']), written['duration']))
+    return dict((key, written[key]) for key in ('name', 'path', 'size', 'sha256', 'duration'))
+
+
+def arm_rollback(p, dumps_dest, snapshot):
+    """The host-side rollback of p['rollback_lease'] to ``snapshot``, armed as maintenance's state=on with a rollback
+    plan does; refused when this run's lease expired already (maintenance is off again: nothing may change now)."""
+    arm = p['rollback_lease']
     app = p['app']
-    plan = _maintenance.rollback_plan(arm['snapshot'], app, arm['token'], keep_previous=p['keep_previous'],
+    lease = _maintenance.Lease(arm['path'], arm['token'])
+    expired = lease.expired()
+    if expired:
+        raise AppvaultError('%s, before the restore began (nothing renewed it); nothing was restored' % expired)
+    plan = _maintenance.rollback_plan(snapshot, app, arm['token'], keep_previous=p['keep_previous'],
                                       in_use=[p['src'], dumps_dest])
     off = (app['commands'] or {}).get('maintenance_off') or []
-    armed = _maintenance.Lease(arm['path'], arm['token']).on([], off, arm['lease'], chdir=app['root'], owner=app['owner'],
-                                                             rollback=plan)
+    armed = lease.on([], off, arm['lease'], chdir=app['root'], owner=app['owner'], rollback=plan)
     return armed['lease']
 
 
@@ -289,15 +396,23 @@ def run(module):
     p = module.params
     started = time.monotonic()
     dumps_dest = p['dumps_dest'] or os.path.join(os.path.dirname(os.path.abspath(p['src'])), '.restore-%s' % secrets.token_hex(8))
-    if p['finish'] and (p['app']['commands'] or {}).get('maintenance_off'):
-        raise AppvaultError('finish cannot end a run whose application has maintenance_off commands: leave finish out and '
-                            'switch maintenance off with appvault.backup.maintenance; nothing was changed')
-    lease = arm_rollback(p, dumps_dest) if p['rollback_lease'] else None
+    check_options(p)
     log = _hostrun.Collect(module.warn)
-    result = _hostrun.restore_archive(p['app'], p['src'], dumps_dest, keep_previous=p['keep_previous'],
-                                      identity=p['identity'], checksums=p['checksums'], rehearse=p['rehearse'], log=log,
-                                      verified=p['verified'])
+    snapshot = take_snapshot(p['app'], p['snapshot'], log) if p['snapshot'] else None
+    try:
+        lease = None
+        if p['rollback_lease']:
+            lease = arm_rollback(p, dumps_dest, snapshot['path'] if snapshot else p['rollback_lease']['snapshot'])
+        result = _hostrun.restore_archive(p['app'], p['src'], dumps_dest, keep_previous=p['keep_previous'],
+                                          identity=p['identity'], checksums=p['checksums'], rehearse=p['rehearse'], log=log,
+                                          verified=p['verified'])
+    except AppvaultError as exc:
+        if snapshot is not None:  # the caller's rollback needs it
+            exc.details['snapshot'] = snapshot
+        raise
     result = dict(result, changed=True, log=log.lines, duration=round(time.monotonic() - started, 3))
+    if snapshot is not None:
+        result['snapshot'] = snapshot
     if lease is not None:
         result['lease'] = lease
     if p['finish']:

@@ -44,7 +44,10 @@ options:
         progress. Without it, the progress lines only say how long the job has been running.
     type: path
   patterns:
-    description: File name patterns counted under O(watch).
+    description:
+      - File name patterns counted under O(watch).
+      - A pattern with a C(/) is matched against the whole path instead (C(find -path)), for instance
+        V(*/.restore-1/*) for every file below that directory.
     type: list
     elements: str
     default: ['*.partial']

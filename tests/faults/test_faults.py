@@ -97,6 +97,9 @@ CASES = [
     Case('r-pg-db-kill-module', 'restore', 'postgresql', 'database restore', 'kill -9 module', ('pg_restore', KM, {'argv_has': '--dbname'})),
     Case('r-pg-db-server-stopped', 'restore', 'postgresql', 'database restore', 'database server stopped', ('pg_restore', STOP, {'argv_has': '--dbname'})),
     Case('r-pg-upgrade-fails', 'restore', 'postgresql', 'upgrade', 'upgrade command fails', (), ('fail_upgrade',)),
+    # the restore job writes the safety snapshot first: killed there, nothing was changed and no rollback runs
+    Case('r-pg-snapshot-kill-module', 'restore', 'postgresql', 'safety snapshot', 'kill -9 module',
+         ('tar', KM, {'argv_has': '--create', 'parent_has': 'AnsiballZ_backup_restore'}), extra={'unchanged': True}),
     Case('r-pg-db-controller-killed', 'restore', 'postgresql', 'database restore', 'controller killed', ('pg_restore', CTL, {'argv_has': '--dbname'})),
     # restore, MariaDB
     Case('r-my-db-kill-client', 'restore', 'mariadb', 'database restore', 'kill -9 mariadb (client)', ('mariadb', K, {'argv_lacks': '--execute'})),
@@ -111,9 +114,9 @@ CASES = [
          extra={'destination': 'host'}),
     Case('b-pg-transfer-sshd-stopped', 'backup', 'postgresql', 'transfer', 'sshd of the destination host stopped (network cut)',
          ('rsync', STOP_SSHD, {'argv_has': '--append-verify'}), extra={'destination': 'host'}),
-    # restore: the controller dies with the snapshot made and the rollback armed, as the restore job is about to start
-    # (the file swap and the database restore now run in that one job, so no controller step lies between them);
-    # maintenance off
+    # restore: the controller dies as the restore job starts (the job then writes the safety snapshot, arms the rollback
+    # and restores: the snapshot, the file swap and the database restore run in that one job, so no controller step
+    # lies between them); maintenance off
     Case('r-pg-apply-controller-killed', 'restore', 'postgresql', 'as the restore job starts', 'controller killed',
          ('python*', CTL_BEFORE_APPLY, {'argv_has': 'AnsiballZ_backup_restore', 'any_owner': True})),
     Case('r-pg-maintenance-off-fails', 'restore', 'postgresql', 'maintenance off', 'maintenance_off command fails', (),
@@ -471,6 +474,8 @@ def test_fault(case, tmp_path, pg_server, mariadb_server, results, golden, reque
             record['maintenance_off'] = 'by the role (always:)'
             if case.trigger and case.trigger[1] in (KM, K_WRITING):
                 assert 'ended without a result' in str(failures[-1][1]), 'a killed module must be named as such'
+            if case.extra.get('unchanged'):
+                assert 'Nothing had been changed yet.' in str(failures[-1][1]), 'the role must say that nothing changed'
         if case.extra.get('lease_off'):
             assert (app.root / 'down').exists(), 'maintenance_off failed, yet the app left maintenance'
             assert 'maintenance_off failed' in str(failures[-1][1]), failures[-1]

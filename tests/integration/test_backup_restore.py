@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -349,3 +350,76 @@ def test_finish_ends_the_run_in_the_same_call_once_the_restore_succeeded(two_eng
     assert 'finished' not in result and 'is pinned' in result['finish_failed'], result
     assert any('ending its run failed' in w for w in result.get('warnings', [])), result.get('warnings')
     assert os.path.exists(snapshot['path']) and not lease_file.exists() and not lock_file.exists()
+
+
+def test_the_snapshot_is_written_first_in_the_same_call_at_the_path_the_caller_named(two_engine_app, pg_source, mysql_source):
+    """snapshot: the restore's one call writes the safety snapshot of the current state (as backup_create does) before
+    it changes anything, at the path its caller named; a name backup_create would not give is refused before anything
+    is written; a restore that fails after it names it; a lease that expired meanwhile stops the restore."""
+    app, definition = two_engine_app
+    created = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token='b4ckup'))
+    assert not created.get('failed'), created.get('msg')
+    before = both_states(app, mysql_source)
+    app.damage()
+    damaged = both_states(app, mysql_source)
+    lease_file = app.backups / '.appvault-maintenance.json'
+    dest = app.backups / 'fixture-20260101T030000Z-pre-restore.tar.zst'
+
+    def snap(name=dest.name, **extra):
+        return dict(dict(databases=['main', 'shop'], dest=str(app.backups / name), token='sn4p'), **extra)
+
+    def files():
+        return sorted(os.listdir(app.backups))
+
+    listed = files()
+    for name, why in (('other-20260101T030000Z-pre-restore.tar.zst', 'fixture-'), ('fixture-pre-restore.tar.zst', 'named as'),
+                      ('fixture-20260101T030000Z-pre-restore.tar.gz', 'pre-restore.tar.zst')):
+        refused = run_module('backup_restore', dict(app=definition, src=created['path'], snapshot=snap(name)))
+        assert refused.get('failed') and 'must be named as backup_create names' in refused['msg'] and why in refused['msg'], refused
+        assert both_states(app, mysql_source) == damaged and files() == listed
+    arm = dict(path=str(app.backups), token='r7', lease=600)
+    refused = run_module('backup_restore', dict(app=definition, src=created['path'], rollback_lease=arm))
+    assert refused.get('failed') and 'rollback_lease.snapshot is required unless snapshot is set' in refused['msg'], refused
+
+    # The archive to restore is corrupt (one byte flipped): the snapshot is written first, then the restore is refused
+    # and its failure names the snapshot, which holds the state before.
+    corrupt = app.backups / 'fixture-20250101T030000Z-corrupt.tar.zst'
+    data = bytearray(Path(created['path']).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    shutil.copy(created['path'] + '.sha256', str(corrupt) + '.sha256')
+    failed = run_module('backup_restore', dict(app=definition, src=str(corrupt), snapshot=snap(), rollback_lease=arm))
+    assert failed.get('failed') and 'nothing was changed' in failed['msg'], failed['msg']
+    assert failed['snapshot']['path'] == str(dest) and failed['snapshot']['size'] == dest.stat().st_size, failed
+    assert both_states(app, mysql_source) == damaged
+    info = run_module('backup_info', dict(archive=str(dest), verify=True))
+    assert info['backup']['valid'] and info['backup']['checksum'] == 'ok', info['backup']
+    assert info['backup']['created_at'] == '2026-01-01T03:00:00Z' and info['manifest']['label'] == 'pre-restore', info
+    assert json.loads(lease_file.read_text())['rollback']['snapshot'] == str(dest)
+    assert not run_module('maintenance', dict(state='off', path=str(app.backups), token='r7')).get('failed')
+
+    # The restore itself: its snapshot first (here a second one), then the archive, in one call.
+    again = app.backups / 'fixture-20260101T030001Z-pre-restore.tar.zst'
+    result = run_module('backup_restore', dict(app=definition, src=created['path'], snapshot=snap(again.name),
+                                               rollback_lease=dict(arm, snapshot=str(again))))
+    assert not result.get('failed'), result.get('msg')
+    assert both_states(app, mysql_source) == before
+    assert result['snapshot']['path'] == str(again) and result['lease']['rollback'] == str(again)
+    written = [i for i, line in enumerate(result['log']) if line.startswith('safety snapshot %s written' % again.name)]
+    verified = [i for i, line in enumerate(result['log']) if line.startswith('verified ')]
+    assert len(written) == 1 and len(verified) == 1 and written[0] < verified[0], result['log']
+    assert not [name for name in os.listdir(app.backups) if name.startswith('.work-')]
+    assert not run_module('maintenance', dict(state='off', path=str(app.backups), token='r7')).get('failed')
+
+    # The lease of the run expired (its timer fired: maintenance is off again): nothing is restored.
+    app.damage()
+    damaged = both_states(app, mysql_source)
+    short = run_module('maintenance', dict(state='on', path=str(app.backups), token='r8', lease=1))
+    assert not short.get('failed'), short
+    fired = app.backups / '.appvault-maintenance.fired.json'
+    assert wait_for(fired.exists, 15), 'the timer did not fire'
+    late = app.backups / 'fixture-20260101T030002Z-pre-restore.tar.zst'
+    stopped = run_module('backup_restore', dict(app=definition, src=created['path'], snapshot=snap(late.name),
+                                                rollback_lease=dict(arm, token='r8')))
+    assert stopped.get('failed') and 'expired' in stopped['msg'] and 'nothing was restored' in stopped['msg'], stopped['msg']
+    assert both_states(app, mysql_source) == damaged and not lease_file.exists()

@@ -63,13 +63,16 @@ def test_backup_damage_restore_postgresql(pg_app):
     ends = dict((t['task']['name'].split(' : ')[-1], r) for p in data['plays'] for t in p['tasks'] for r in t['hosts'].values()
                 if t['task']['name'].endswith(('Release the run lock', 'Remove the safety snapshot (the restore succeeded)')))
     assert len(ends) == 2 and all(r.get('skipped') for r in ends.values()), ends
-    # A small app (below appvault_foreground_bytes): the safety snapshot and the restore ran in the foreground, one
-    # call each, and their waits were skipped.
+    # A small app (below appvault_foreground_bytes): the restore's one call ran in the foreground and wrote the safety
+    # snapshot first (no task of its own), and the wait was skipped.
     assert all(r.get('skipped') for r in results(data, 'showing progress')), results(data, 'showing progress')
-    # The restore trusted the preflight's check of the whole archive (unchanged since) instead of reading it again.
+    assert not results(data, 'Start the dumps and the archive'), 'the snapshot had a call of its own'
     applied = results(data, 'Start the restore of the databases and paths')
     assert len(applied) == 1 and 'ansible_job_id' not in applied[0], applied
-    assert 'as checked before: the file is unchanged' in applied[0]['log'][0], applied
+    assert applied[0]['snapshot']['name'].startswith('fixture-') and applied[0]['snapshot']['name'].endswith('-pre-restore.tar.zst')
+    assert applied[0]['log'][1].startswith('safety snapshot %s written' % applied[0]['snapshot']['name']), applied[0]['log']
+    # The restore trusted the preflight's check of the whole archive (unchanged since) instead of reading it again.
+    assert 'as checked before: the file is unchanged' in applied[0]['log'][2], applied[0]['log']
 
 
 def results(data, suffix):
@@ -186,8 +189,8 @@ def test_backup_damage_restore_mariadb(tmp_path, mysql_source):
     app = App(tmp_path, 'mariadb', mysql_source, 'role_app')
     try:
         before = app.state()
-        # appvault_foreground_bytes 0: the backup, the safety snapshot and the restore run as jobs, each waited for
-        # with progress lines (what a large app gets)
+        # appvault_foreground_bytes 0: the backup and the restore (with its safety snapshot) run as jobs, each waited
+        # for with progress lines (what a large app gets)
         proc, data, failures = run_book('backup.yml', app.inventory, {'appvault_backup_quiesce': True, 'appvault_foreground_bytes': 0})
         assert proc.returncode == 0 and not failures, (failures, proc.stdout[-4000:])
         waits = results(data, 'Dump and archive, showing progress')
@@ -198,8 +201,10 @@ def test_backup_damage_restore_mariadb(tmp_path, mysql_source):
         assert proc.returncode == 0 and not failures, (failures, proc.stdout[-4000:])
         started = results(data, 'Start the restore of the databases and paths')
         waits = results(data, 'showing progress')
-        assert len(started) == 1 and started[0]['ansible_job_id'] and len(waits) == 2, (started, waits)
-        assert not any(r.get('skipped') for r in waits) and 'as checked before' in waits[-1]['log'][0], waits
+        # one job wrote the safety snapshot and restored: one wait
+        assert len(started) == 1 and started[0]['ansible_job_id'] and len(waits) == 1, (started, waits)
+        assert not waits[0].get('skipped') and waits[0]['snapshot']['name'].endswith('-pre-restore.tar.zst'), waits
+        assert any('as checked before' in line for line in waits[0]['log']), waits[0]['log']
         after = app.state()
         assert _inventory.compare(before[0], after[0]) == []
         assert after == before

@@ -146,3 +146,8 @@ def test_a_token_that_is_not_a_plain_name_removes_nothing(tmp_path):
     (tmp_path / '.work-..').mkdir(exist_ok=True)
     assert _catalog.RunLock(str(tmp_path), 'x').remove_work('../etc') is False
     assert _catalog.RunLock(str(tmp_path), 'x').remove_work('..') is False
+
+
+def test_time_from_the_archive_name():
+    assert _catalog.name_time('exment-20250101T030000Z-before.tar.zst') == datetime.datetime(2025, 1, 1, 3, 0, tzinfo=datetime.timezone.utc)
+    assert _catalog.name_time('renamed.tar.zst') is None

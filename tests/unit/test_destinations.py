@@ -6,7 +6,6 @@ SFTP password is obscured by the real rclone (the package the tests install).
 
 from __future__ import annotations
 
-import datetime
 import os
 import sys
 from pathlib import Path
@@ -94,11 +93,6 @@ def test_rclone_remote_uses_given_config_text_and_its_own_name(tmp_path):
 def test_urls_carry_no_credentials():
     with _destinations.Remote(S3, rclone_path=RCLONE) as remote:
         assert remote.url('a.tar.zst') == 's3://backups/exment/a.tar.zst at https://s3.example.com'
-
-
-def test_time_and_app_from_the_archive_name():
-    assert _destinations.name_time('exment-20250101T030000Z-before.tar.zst') == datetime.datetime(2025, 1, 1, 3, 0, tzinfo=datetime.timezone.utc)
-    assert _destinations.name_time('renamed.tar.zst') is None
 
 
 def test_retention_rules_shared_with_the_catalogue():
