@@ -182,7 +182,7 @@ options:
       - For an application without C(maintenance_off) commands only (they stay with M(appvault.backup.maintenance),
         which runs them with C(become)); refused before anything changes otherwise. The restore role sets it when no
         command or health check follows the restore.
-      - When ending the run fails, the restore still succeeded; RV(finish_failed) says why and RV(finished) is not
+      - When ending the run fails, the restore still succeeded; RV(finish_failed) says why and RV(run_ended) is not
         returned, so the caller ends the run itself.
     type: dict
     suboptions:
@@ -271,7 +271,7 @@ snapshot:
   sample: {"name": "exment-20250101T031000Z-pre-restore.tar.zst",
            "path": "/var/backups/appvault/exment-20250101T031000Z-pre-restore.tar.zst", "size": 52428800,
            "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "duration": 4.2}
-finished:
+run_ended:
   description: How O(finish) ended the run (as M(appvault.backup.maintenance) with
     O(appvault.backup.maintenance#module:state=off) returns it).
   returned: when O(finish) is set and the run was ended
@@ -418,8 +418,8 @@ def run(module):
     if p['finish']:
         end = p['finish']
         try:
-            result['finished'] = _maintenance.end_run(end['path'], end['token'], [], release_lock=True,
-                                                      remove_snapshot=end['remove_snapshot'], warn=module.warn)
+            result['run_ended'] = _maintenance.end_run(end['path'], end['token'], [], release_lock=True,
+                                                       remove_snapshot=end['remove_snapshot'], warn=module.warn)
         except (AppvaultError, OSError) as exc:  # the restore is done: the caller ends the run itself
             result['finish_failed'] = getattr(exc, 'msg', None) or str(exc)
             module.warn('the restore succeeded, but ending its run failed: %s' % result['finish_failed'])

@@ -330,7 +330,7 @@ def test_finish_ends_the_run_in_the_same_call_once_the_restore_succeeded(two_eng
     result = run_module('backup_restore', dict(app=definition, src=created['path'], rollback_lease=arm, finish=end))
     assert not result.get('failed'), result.get('msg')
     assert both_states(app, mysql_source) == before
-    finished = result['finished']
+    finished = result['run_ended']
     assert finished['disarmed'] is True and finished['lock_released'] is True, finished
     assert sorted(finished['snapshot_removed']) == [snapshot['path'], snapshot['path'] + '.sha256'], finished
     assert not lease_file.exists() and not lock_file.exists() and not os.path.exists(snapshot['path'])
@@ -339,7 +339,7 @@ def test_finish_ends_the_run_in_the_same_call_once_the_restore_succeeded(two_eng
     assert wait_for(lambda: not os.path.exists(timer), 5), 'the disarmed timer still runs'
 
     # A pinned snapshot cannot be removed: the restore is done, the lease disarmed and the lock released all the same;
-    # finish_failed says why, and finished is not returned (the caller removes the snapshot itself).
+    # finish_failed says why, and run_ended is not returned (the caller removes the snapshot itself).
     snapshot, arm = damaged_run('p1nned')
     pinned = run_module('backup_file', dict(path=snapshot['path'], pinned=True))
     assert not pinned.get('failed'), pinned
@@ -347,7 +347,7 @@ def test_finish_ends_the_run_in_the_same_call_once_the_restore_succeeded(two_eng
     result = run_module('backup_restore', dict(app=definition, src=created['path'], rollback_lease=arm, finish=end))
     assert not result.get('failed'), result.get('msg')
     assert both_states(app, mysql_source) == before
-    assert 'finished' not in result and 'is pinned' in result['finish_failed'], result
+    assert 'run_ended' not in result and 'is pinned' in result['finish_failed'], result
     assert any('ending its run failed' in w for w in result.get('warnings', [])), result.get('warnings')
     assert os.path.exists(snapshot['path']) and not lease_file.exists() and not lock_file.exists()
 

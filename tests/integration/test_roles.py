@@ -374,7 +374,8 @@ def test_the_restore_preflight_reads_and_verifies_the_archive_in_one_call(pg_app
 def test_with_nothing_after_it_the_restore_job_ends_the_run(pg_app):
     """An app with no maintenance, upgrade, restart or health command: the restore's own call disarms the lease,
     releases the run lock and removes the safety snapshot (backup_restore's finish), so the three tasks that do it
-    otherwise are skipped; appvault_restore_keep_snapshot still keeps the snapshot."""
+    otherwise are skipped; appvault_restore_keep_snapshot still keeps the snapshot. The second restore runs as a job
+    (appvault_foreground_bytes 0): its result comes through job_wait."""
     definition = dict(pg_app.definition(), commands={})
     pg_app.write_inventory(appvault_app=definition)
     before = pg_app.state()
@@ -384,12 +385,14 @@ def test_with_nothing_after_it_the_restore_job_ends_the_run(pg_app):
 
     for keep in (False, True):
         pg_app.damage()
-        extra = {'appvault_restore_confirm': True, 'appvault_restore_keep_snapshot': keep}
+        extra = {'appvault_restore_confirm': True, 'appvault_restore_keep_snapshot': keep, 'appvault_foreground_bytes': int(not keep) << 30}
         proc, data, failures = run_book('restore.yml', pg_app.inventory, extra)
         assert proc.returncode == 0 and not failures, (failures, proc.stdout[-4000:])
         assert pg_app.state() == before and pg_app.events() == []
-        applied = results(data, 'Start the restore of the databases and paths')
-        finished = applied[0]['finished']
+        started = results(data, 'Start the restore of the databases and paths')
+        waited = [r for r in results(data, 'showing progress') if not r.get('skipped')]
+        assert len(started) == 1 and ('ansible_job_id' in started[0]) is keep and len(waited) == int(keep), (started, waited)
+        finished = (waited or started)[0]['run_ended']
         assert finished['disarmed'] is True and finished['lock_released'] is True, finished
         skipped = [r.get('skipped') for name in ends for r in results(data, name)]
         assert skipped == [True, True, True], skipped
