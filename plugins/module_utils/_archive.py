@@ -484,7 +484,6 @@ def create(dest_dir, app, databases, paths, root=None, label=None, dest=None, co
             for path in written:
                 _common.remove_path(path)
             raise
-    os.chmod(dest_dir, 0o700)
     result.update(sha256=digest, size=os.path.getsize(dest), checksum_file=side['checksum'], members=spool.count,
                   manifest=manifest, duration=round(time.monotonic() - started, 3))
     if encrypted:
