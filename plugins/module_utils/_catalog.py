@@ -294,6 +294,31 @@ class RunLock(object):
         return dict(changed=True, lock=None)
 
 
+def take_run_lock(path, token, operation, lease=3600, pid=None, break_lock=False, create=False, check_mode=False):
+    """What run_lock does with state=present, also for app_preflight's ``lock``: ``path`` made a 0700 directory first
+    when ``create``, then the run lock taken (or renewed) for ``token``. Returns RunLock.acquire's dict, with
+    ``directory_changed`` when ``create``."""
+    if lease is None or lease < 0:
+        raise AppvaultError('lease must be 0 (no expiry) or more seconds, got %s' % lease)
+    created = _common.private_dir(path, check_mode=check_mode) if create else None
+    if not os.path.isdir(path) and not (created and check_mode):
+        raise AppvaultError('%s is not a directory; the lock lives in the backup directory' % path)
+    result = RunLock(path, token).acquire(operation, lease=lease or None, pid=pid, break_lock=break_lock, check_mode=check_mode)
+    if created is not None:
+        result.update(directory_changed=created, changed=result['changed'] or created)
+    return result
+
+
+def lock_argument_spec():
+    """The suboptions of a run lock that a module takes for its caller (app_preflight's ``lock``), as run_lock's."""
+    return dict(
+        token=dict(type='str', required=True, no_log=False),
+        operation=dict(type='str', default='operation'),
+        lease=dict(type='int', default=3600),
+        break_lock=dict(type='bool', default=False),
+    )
+
+
 # -- listing -------------------------------------------------------------------
 def is_listed(name):
     if name.startswith('.') or name.endswith('.partial'):

@@ -24,6 +24,9 @@ description:
     an older MySQL/MariaDB server, another profile). RV(report) compares backup and target side by side.
   - Fails, naming every problem found and changing nothing, when anything is wrong. O(force=true) lets blocked
     gate items pass (they stay in RV(blocked)); other problems always fail.
+  - With O(lock), once every check has passed, it also takes the run lock of O(backup_dir) (creating the directory,
+    mode 0700) as M(appvault.backup.run_lock) does, from the same code. Nothing is written when a check fails. The
+    backup and restore roles take their lock so, one call fewer than a task of its own.
   - Used by the backup and restore roles as their first step on the host.
 author:
   - appvault.backup developers (!UNKNOWN)
@@ -33,7 +36,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Only reads; runs the same in check mode.
+    details: Only reads; runs the same in check mode. With O(lock) it reports whether the lock could be taken and
+      writes nothing.
   diff_mode:
     support: none
 options:
@@ -78,6 +82,31 @@ options:
       - Let blocked gate items pass. The roles set it from C(appvault_restore_force) and log the reason.
     type: bool
     default: false
+  lock:
+    description:
+      - Take the run lock of O(backup_dir) for the run O(lock.token), once every check has passed (see the description).
+      - The lock is held until it is released (M(appvault.backup.run_lock) with
+        O(appvault.backup.run_lock#module:state=absent), or the modules that end a run) or its lease expires.
+    type: dict
+    suboptions:
+      token:
+        description: Identifies the run that holds the lock (one value per run; the roles use a random one).
+        type: str
+        required: true
+      operation:
+        description: What the run does, shown to anyone who finds the lock held.
+        type: str
+        default: operation
+      lease:
+        description: Seconds the lock stays valid without being renewed. V(0) means no expiry.
+        type: int
+        default: 3600
+      break_lock:
+        description:
+          - Take the lock even though someone else holds it. Only for a holder known to be dead; the takeover is
+            reported in RV(lock_recovered).
+        type: bool
+        default: false
 seealso:
   - module: appvault.backup.backup_info
 '''
@@ -87,6 +116,17 @@ EXAMPLES = r'''
   appvault.backup.app_preflight:
     app: "{{ appvault_app | appvault.backup.app_definition }}"
     backup_dir: /var/backups/appvault
+  no_log: true
+  register: preflight
+
+- name: Check the app, then take the run lock for this backup (creating the backup directory)
+  appvault.backup.app_preflight:
+    app: "{{ appvault_app | appvault.backup.app_definition }}"
+    backup_dir: /var/backups/appvault
+    lock:
+      token: "{{ run_token }}"
+      operation: backup
+      lease: 7200
   no_log: true
   register: preflight
 
@@ -160,6 +200,16 @@ manifest:
   returned: with O(archive), when the archive is valid
   type: dict
   sample: {"format_version": 1, "app": {"name": "exment", "version": "6.1.0"}, "databases": [], "paths": []}
+lock:
+  description: The run lock as written (as M(appvault.backup.run_lock) returns it).
+  returned: with O(lock), when every check passed
+  type: dict
+  sample: {"token": "a1b2", "operation": "backup", "host": "app1", "pid": 0, "acquired": 1767236400, "expires": 1767243600}
+lock_recovered:
+  description: The stale (or broken) lock that was taken over, described.
+  returned: with O(lock), when a lock was taken over
+  type: str
+  sample: "backup on app1 since 2026-01-01T03:00:00Z, lease until 2026-01-01T05:00:00Z (lease expired at 2026-01-01T05:00:00Z)"
 report:
   description: Backup and target side by side (OS, app, app version, each database's engine and version).
   returned: always
@@ -170,7 +220,7 @@ report:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appvault.backup.plugins.module_utils import _appdef, _common, _preflight
+from ansible_collections.appvault.backup.plugins.module_utils import _appdef, _catalog, _common, _preflight
 
 
 def argument_spec():
@@ -184,6 +234,7 @@ def argument_spec():
         archive=dict(type='path'),
         current_version=dict(type='str'),
         force=dict(type='bool', default=False),
+        lock=dict(type='dict', options=_catalog.lock_argument_spec()),
     )
 
 
@@ -196,6 +247,14 @@ def run(module):
     if result['blocked']:
         module.warn('forced past the gate: %s' % '; '.join(result['blocked']))
     result['changed'] = False
+    if p['lock']:
+        lock = p['lock']
+        taken = _catalog.take_run_lock(p['backup_dir'], lock['token'], lock['operation'], lease=lock['lease'],
+                                       break_lock=lock['break_lock'], create=True, check_mode=module.check_mode)
+        result.update(lock=taken['lock'], changed=taken['changed'])
+        if taken['recovered'] is not None:
+            result['lock_recovered'] = taken['recovered']
+            module.warn('took over a stale lock: %s' % taken['recovered'])
     return result
 
 

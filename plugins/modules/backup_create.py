@@ -22,7 +22,8 @@ description:
   - With O(keep_last), applies that retention to O(backup_dir) once the archive is written (as
     M(appvault.backup.backup_prune) with O(appvault.backup.backup_prune#module:keep_last) does - pinned and invalid
     backups are never removed, the newest valid one always stays).
-  - Does not switch maintenance mode or take the run lock; the backup role does that around it.
+  - Does not switch maintenance mode or take the run lock; the backup role does that around it. With O(release_lock)
+    it releases that lock once the backup succeeded, when nothing follows it in the run.
 author:
   - appvault.backup developers (!UNKNOWN)
 extends_documentation_fragment:
@@ -127,6 +128,17 @@ options:
           - As O(appvault.backup.backup_send#module:connect_timeout).
         type: int
         default: 10
+  release_lock:
+    description:
+      - The token of the run that holds the run lock of O(backup_dir) (taken by M(appvault.backup.run_lock) or
+        M(appvault.backup.app_preflight)). Once the archive is written and the retention applied, that lock is
+        released in this same call, as M(appvault.backup.run_lock) with
+        O(appvault.backup.run_lock#module:state=absent) does; one call fewer. A lock held by another run is left
+        alone, with a warning.
+      - On failure the lock is kept (the caller releases it). A release that fails does not fail the backup; then
+        RV(lock_released) is not returned and a warning says why.
+      - The backup role sets it when no maintenance, off-host copy or download follows the archive.
+    type: str
 notes:
   - Stop writes during the backup (maintenance mode) for one consistent point across databases and files; a file that
     changes while it is archived fails the backup, and nothing is left behind.
@@ -156,6 +168,12 @@ EXAMPLES = r'''
     label: backup
   register: backup
 
+- name: Back up in the foreground, then release the run lock this run took
+  appvault.backup.backup_create:
+    app: "{{ appvault_app | appvault.backup.app_definition }}"
+    backup_dir: /var/backups/appvault
+    release_lock: "{{ run_token }}"
+
 - name: Back up and stream the archive to the target host as it is written
   appvault.backup.backup_create:
     app: "{{ appvault_app | appvault.backup.app_definition }}"
@@ -171,6 +189,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+lock_released:
+  description: Whether O(release_lock) released the run lock (V(false) when this run no longer held it).
+  returned: with O(release_lock), when the backup succeeded and the release did not fail
+  type: bool
+  sample: true
 path:
   description: Path of the archive.
   returned: success
@@ -253,7 +276,7 @@ import secrets
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appvault.backup.plugins.module_utils import _appdef, _common, _hostrun, _transfer
+from ansible_collections.appvault.backup.plugins.module_utils import _appdef, _catalog, _common, _hostrun, _transfer
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 
@@ -269,6 +292,7 @@ def argument_spec():
         checksums=dict(type='bool', default=True),
         keep_last=dict(type='int', no_log=False),
         send_to=dict(type='dict', options=_transfer.connection_options(), mutually_exclusive=[('identity', 'identity_key')]),
+        release_lock=dict(type='str', no_log=False),
     )
 
 
@@ -285,6 +309,15 @@ def run(module):
     result = _hostrun.dump_and_archive(config, p['app'], version, token, log)
     if p['keep_last'] is not None:
         result['pruned'] = _hostrun.retention(p['backup_dir'], p['keep_last'], log)
+    if p['release_lock']:
+        try:
+            released = _catalog.RunLock(p['backup_dir'], p['release_lock']).release()
+        except OSError as exc:  # the backup is done: the caller releases the lock itself
+            module.warn('the backup succeeded, but releasing the run lock failed: %s' % exc)
+        else:
+            if released.get('warning'):
+                module.warn(released['warning'])
+            result['lock_released'] = released['changed']
     return dict(result, changed=True, log=log.lines)
 
 

@@ -132,28 +132,20 @@ def argument_spec():
 
 def run(module):
     p = module.params
-    if p['lease'] < 0:
-        raise AppvaultError('lease must be 0 (no expiry) or more seconds, got %d' % p['lease'])
-    created = None
-    if p['create'] and p['state'] == 'present':
-        created = _common.private_dir(p['path'], check_mode=module.check_mode)
-    if not os.path.isdir(p['path']) and not (created and module.check_mode):
-        raise AppvaultError('%s is not a directory; the lock lives in the backup directory' % p['path'])
-    lock = _catalog.RunLock(p['path'], p['token'])
     if p['state'] == 'absent':
-        result = lock.release(check_mode=module.check_mode)
+        if not os.path.isdir(p['path']):
+            raise AppvaultError('%s is not a directory; the lock lives in the backup directory' % p['path'])
+        result = _catalog.RunLock(p['path'], p['token']).release(check_mode=module.check_mode)
         warning = result.pop('warning', None)
         if warning:
             module.warn(warning)
         return result
-    result = lock.acquire(p['operation'], lease=p['lease'] or None, pid=p['pid'], break_lock=p['break_lock'],
-                          check_mode=module.check_mode)
+    result = _catalog.take_run_lock(p['path'], p['token'], p['operation'], lease=p['lease'], pid=p['pid'],
+                                    break_lock=p['break_lock'], create=p['create'], check_mode=module.check_mode)
     if result['recovered'] is None:
         del result['recovered']
     else:
         module.warn('took over a stale lock: %s' % result['recovered'])
-    if created is not None:
-        result.update(directory_changed=created, changed=result['changed'] or created)
     return result
 
 

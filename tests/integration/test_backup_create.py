@@ -13,10 +13,14 @@ from harness.common import run_module
 
 def test_one_call_dumps_both_engines_and_archives_them_with_the_paths(two_engine_app, pg_source, mysql_source):
     app, definition = two_engine_app
+    # release_lock with a lock that another run holds: the backup succeeds, that lock is left alone, with a warning
+    assert not run_module('run_lock', dict(path=str(app.backups), create=True, token='other', operation='restore')).get('failed')
     result = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token='t0k3n', app_version='1.0.0',
-                                              label='both'))
+                                              label='both', release_lock='t0k3n'))
     assert not result.get('failed'), result.get('msg')
-    assert result['changed'] is True
+    assert result['changed'] is True and result['lock_released'] is False
+    assert json.loads((app.backups / '.appvault-run.lock').read_text())['token'] == 'other'
+    assert any('held by restore on' in w and 'not by this run; left alone' in w for w in result.get('warnings', [])), result.get('warnings')
     archive = Path(result['path'])
     assert archive.name.startswith('fixture-') and archive.name.endswith('-both.tar.zst')
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
@@ -51,12 +55,14 @@ def test_one_call_dumps_both_engines_and_archives_them_with_the_paths(two_engine
 def test_a_failing_dump_leaves_nothing_behind(two_engine_app):
     app, definition = two_engine_app
     definition['databases'][1]['login_password'] = 'wrong-password-1'
-    result = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token='f41l'))
+    assert not run_module('run_lock', dict(path=str(app.backups), create=True, token='f41l', operation='backup')).get('failed')
+    result = run_module('backup_create', dict(app=definition, backup_dir=str(app.backups), token='f41l', release_lock='f41l'))
     assert result.get('failed')
     assert 'denied' in result['msg'].lower(), result['msg']
     assert 'wrong-password-1' not in result['_run'].stdout + result['_run'].stderr
-    # The PostgreSQL dump had been written already: it went with the work directory; no archive, no partial file.
-    assert sorted(p.name for p in app.backups.iterdir()) == []
+    # The PostgreSQL dump had been written already: it went with the work directory; no archive, no partial file. The
+    # run's lock is kept for its caller to release (release_lock acts on success only).
+    assert sorted(p.name for p in app.backups.iterdir()) == ['.appvault-run.lock']
 
 
 def test_a_bad_token_is_refused_before_anything_is_written(two_engine_app):

@@ -118,6 +118,20 @@ def test_restore_without_confirmation_changes_nothing(pg_app):
     assert any(line.startswith('path storage') and 'newest change' in line for line in preview), preview
 
 
+def test_a_failure_after_the_preflight_took_the_lock_releases_it(pg_app):
+    """The restore's preflight call takes the run lock once every check passed and the restore is confirmed; a task
+    after it that fails before the restore begins (here the preview, broken by an extra var that set_fact cannot
+    override) releases the lock and fails naming that task. Nothing changed."""
+    backup(pg_app)
+    pg_app.damage()
+    damaged = pg_app.state()
+    proc, data, failures = run_book('restore.yml', pg_app.inventory, {'appvault_restore_confirm': True, 'restore_entry': 5})
+    assert proc.returncode != 0 and failures[-1][1].startswith('Show what will be replaced: '), failures
+    assert results(data, 'Release the run lock the preflight took')[0]['changed'] is True
+    assert not (pg_app.backups / '.appvault-run.lock').exists()
+    assert pg_app.state() == damaged and 'maintenance-on' not in pg_app.events()
+
+
 def test_gate_blocks_a_dump_from_a_newer_postgresql_and_force_needs_a_reason(pg_app):
     backup(pg_app)
     archive = sorted(pg_app.backups.glob('fixture-*.tar.zst'))[-1]
@@ -369,6 +383,54 @@ def test_the_restore_preflight_reads_and_verifies_the_archive_in_one_call(pg_app
     assert wrong_mode['failed'] and 'give mode=restore' in wrong_mode['msg'], wrong_mode['msg']
     missing = run_module('app_preflight', dict(args, archive=str(archive) + '.gone'))
     assert missing['failed'] and 'archive %s.gone: No such file or directory' % archive in missing['msg'], missing['msg']
+
+
+def test_the_preflight_takes_the_run_lock_once_every_check_passed(pg_app):
+    """app_preflight with lock (what the roles do instead of a run_lock task): a failing check takes no lock and
+    creates no backup directory; once every check passed it makes the directory 0700 and takes the lock; another run
+    then finds it held, named; check mode writes nothing."""
+    app = resolve(pg_app.definition())
+    args = dict(app=app, backup_dir=str(pg_app.backups), lock=dict(token='run1', operation='backup', lease=600))
+    broken = dict(app, paths=app['paths'] + [dict(app['paths'][0], id='gone', path=str(pg_app.root / 'gone'))])
+    failed = run_module('app_preflight', dict(args, app=broken))
+    assert failed['failed'] and failed['msg'].startswith('preflight found 1 problem, nothing was changed'), failed['msg']
+    assert not pg_app.backups.exists(), 'a failed preflight created the backup directory'
+
+    would = run_module('app_preflight', args, check=True)
+    assert not would.get('failed') and would['changed'] and would['lock']['token'] == 'run1', would
+    assert not pg_app.backups.exists(), 'check mode wrote the lock'
+
+    taken = run_module('app_preflight', args)
+    assert not taken.get('failed') and taken['changed'] and taken['lock']['operation'] == 'backup', taken
+    assert stat.S_IMODE(pg_app.backups.stat().st_mode) == 0o700
+    held = json.loads((pg_app.backups / '.appvault-run.lock').read_text())
+    assert held['token'] == 'run1' and held['expires'] - held['acquired'] == 600, held
+
+    other = run_module('app_preflight', dict(args, lock=dict(token='run2', operation='restore of x')))
+    assert other['failed'] and 'is locked: backup on' in other['msg'], other['msg']
+    assert json.loads((pg_app.backups / '.appvault-run.lock').read_text())['token'] == 'run1'
+    plain = run_module('app_preflight', dict(args, lock=None))
+    assert not plain.get('failed') and not plain['changed'] and 'lock' not in plain, plain
+
+
+def test_with_nothing_after_it_the_backup_job_releases_the_run_lock(pg_app):
+    """An app without commands, backed up with no off-host copy and no download: the preflight takes the run lock
+    and backup_create releases it (no task of their own); with a download following, the role releases it after."""
+    pg_app.write_inventory(appvault_app=dict(pg_app.definition(), commands={}))
+    for fetch in (False, True):
+        extra = {'appvault_foreground_bytes': 0} if not fetch else {
+            'appvault_backup_fetch': True, 'appvault_backup_fetch_dir': str(pg_app.backups.parent / 'fetched')}
+        proc, data, failures = run_book('backup.yml', pg_app.inventory, extra)
+        assert proc.returncode == 0 and not failures, (failures, proc.stdout[-4000:])
+        names = [t['task']['name'].split(' : ')[-1] for p in data['plays'] for t in p['tasks']]
+        assert not [n for n in names if n.startswith('Take the run lock')], names
+        assert results(data, 'then take the run lock')[0]['lock']['operation'] == 'backup'
+        done = [r for r in results(data, 'showing progress') + results(data, 'Start the dumps and the archive')
+                if not r.get('skipped') and 'name' in r]
+        assert len(done) == 1, done
+        released = results(data, 'Release the run lock')
+        assert ('lock_released' in done[0]) is not fetch and bool(released[0].get('skipped')) is not fetch, (done, released)
+        assert not (pg_app.backups / '.appvault-run.lock').exists()
 
 
 def test_with_nothing_after_it_the_restore_job_ends_the_run(pg_app):
