@@ -9,8 +9,9 @@ module: run_lock
 short_description: Take or release the lock that keeps backups, restores and migrations of one directory apart
 version_added: 0.1.0
 description:
-  - Holds C(<path>/.appvault-run.lock) for a whole operation that spans many tasks. The roles take it in their
-    preflight and release it in C(always:), so a manual backup, a scheduled one and a restore never overlap.
+  - Holds C(<path>/.appvault-run.lock) for a whole operation that spans many tasks. The roles take it with their
+    preflight call (M(appvault.backup.app_preflight) with O(appvault.backup.app_preflight#module:lock), the same code)
+    and release it in C(always:), so a manual backup, a scheduled one and a restore never overlap.
   - The lock is a lease identified by O(token). Taking it again with the same token renews the lease. Another token
     finds the lock held and fails with a message naming the operation, host and time that hold it.
   - A lock is stale when its lease has expired or, when it was taken with O(pid), that process no longer exists on
@@ -72,6 +73,7 @@ options:
     type: bool
     default: false
 seealso:
+  - module: appvault.backup.app_preflight
   - module: appvault.backup.backup_prune
 '''
 

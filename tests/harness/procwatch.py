@@ -370,6 +370,10 @@ def _kill_on_open(match, writing, victim, what, timeout):
     def watch_module(tool, module, trig):
         deadline = time.time() + timeout
         name = comm_of(tool)
+        # A small file can be opened, written and closed between a look and the module's freeze. After such a near
+        # miss the module is frozen before each look (stepping): a file seen open is then still open when the victim
+        # dies, at the cost of stopping the module briefly between looks for the rest of the phase.
+        stepping, misses = False, 0
         while time.time() < deadline:
             if state_of(module) in (None, 'Z', 'X'):
                 trig.error = 'the module (pid %d) ended before it did %s' % (module, what)
@@ -386,25 +390,33 @@ def _kill_on_open(match, writing, victim, what, timeout):
                     time.sleep(0.0005)
                     continue
             target = module if victim == 'module' else tool
-            hit = _open_file(module, match, writing)
-            if hit:
-                try:
+            hit, frozen = None, False
+            try:
+                if stepping:
+                    freeze(module)
+                    frozen = True
+                hit = _open_file(module, match, writing)
+                if hit and not frozen:
                     freeze(module)  # the module holds still; the file is still open when the victim dies
+                    frozen = True
+                    if not _open_file(module, match, writing):
+                        stepping, hit, misses = True, None, misses + 1  # a near miss: from now on, look frozen
+                if hit:
                     try:
-                        if not _open_file(module, match, writing):
-                            raise NotInjected('the module closed %s before it was frozen' % hit)
-                        try:
-                            os.kill(target, signal.SIGKILL)
-                        except ProcessLookupError:
-                            raise NotInjected('the %s (pid %d) had ended before it could be killed' % (victim, target)) from None
-                    finally:
-                        thaw(module)  # whatever happened: a module left stopped would hang the run (harmless after SIGKILL)
-                except NotInjected as exc:
-                    if victim == 'tool':
-                        thaw(tool)
-                    trig.error = repr(exc)
-                    return
-                trig.injected = 'kill -9 the %s (pid %d) while the module had %s open' % (victim, target, os.path.basename(hit))
+                        os.kill(target, signal.SIGKILL)
+                    except ProcessLookupError:
+                        raise NotInjected('the %s (pid %d) had ended before it could be killed' % (victim, target)) from None
+            except NotInjected as exc:
+                if victim == 'tool':
+                    thaw(tool)
+                trig.error = repr(exc)
+                return
+            finally:
+                if frozen:
+                    thaw(module)  # whatever happened: a module left stopped would hang the run (harmless after SIGKILL)
+            if hit:
+                trig.injected = 'kill -9 the %s (pid %d) while the module had %s open%s' % (
+                    victim, target, os.path.basename(hit), ' (looked at frozen after a near miss)' if misses else '')
                 return
             if victim == 'tool':
                 thaw(tool)
