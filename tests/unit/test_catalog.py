@@ -151,3 +151,21 @@ def test_a_token_that_is_not_a_plain_name_removes_nothing(tmp_path):
 def test_time_from_the_archive_name():
     assert _catalog.name_time('exment-20250101T030000Z-before.tar.zst') == datetime.datetime(2025, 1, 1, 3, 0, tzinfo=datetime.timezone.utc)
     assert _catalog.name_time('renamed.tar.zst') is None
+
+
+def test_take_run_lock_makes_its_directory_first_and_refuses_a_negative_lease(tmp_path):
+    backups = tmp_path / 'srv' / 'backups'
+    with pytest.raises(AppvaultError, match=r'lease must be 0 \(no expiry\) or more seconds, got -1'):
+        _catalog.take_run_lock(str(backups), 'run1', 'backup', lease=-1, create=True)
+    with pytest.raises(AppvaultError, match='is not a directory'):
+        _catalog.take_run_lock(str(backups), 'run1', 'backup')
+    would = _catalog.take_run_lock(str(backups), 'run1', 'backup', lease=60, create=True, check_mode=True)
+    assert would['changed'] and would['directory_changed'] and not (tmp_path / 'srv').exists()
+    taken = _catalog.take_run_lock(str(backups), 'run1', 'backup', lease=60, create=True)
+    assert taken['changed'] and taken['directory_changed'] and oct(backups.stat().st_mode & 0o777) == '0o700'
+    held = json.loads((backups / _catalog.RUN_LOCK_NAME).read_text())
+    assert held['token'] == 'run1' and held['expires'] - held['acquired'] == 60
+    with pytest.raises(AppvaultError, match='is locked: backup on'):
+        _catalog.take_run_lock(str(backups), 'run2', 'restore', create=True)
+    renewed = _catalog.take_run_lock(str(backups), 'run1', 'backup', lease=0, create=True)
+    assert not renewed['changed'] and not renewed['directory_changed'] and renewed['lock']['expires'] is None
