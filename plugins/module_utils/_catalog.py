@@ -282,13 +282,16 @@ class RunLock(object):
                 found = True
         return found
 
-    def release(self, check_mode=False):
+    def release(self, check_mode=False, warn=None):
+        """Release the lock if this token holds it; one held by another run is left alone, and ``warn`` (a callable)
+        is told so."""
         current = self.holder()
         if current is None:
             return dict(changed=False, lock=None)
         if current.get('token') != self.token:
-            return dict(changed=False, lock=current,
-                        warning='the lock of %s is held by %s, not by this run; left alone' % (self.directory, self.describe(current)))
+            if warn is not None:
+                warn('the lock of %s is held by %s, not by this run; left alone' % (self.directory, self.describe(current)))
+            return dict(changed=False, lock=current)
         if not check_mode:
             os.unlink(self.path)
         return dict(changed=True, lock=None)

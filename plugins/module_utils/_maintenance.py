@@ -304,10 +304,7 @@ def end_run(path, token, off_cmds, chdir=None, owner=None, release_lock=False, r
         failure = exc
         result = exc.details
     if release_lock:
-        released = _catalog.RunLock(path, token).release(check_mode=check_mode)
-        if released.get('warning'):
-            warn(released['warning'])
-        result['lock_released'] = released['changed']
+        result['lock_released'] = _catalog.RunLock(path, token).release(check_mode=check_mode, warn=warn)['changed']
     if failure is not None:
         raise failure
     if remove_snapshot:

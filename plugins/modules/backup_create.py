@@ -311,13 +311,9 @@ def run(module):
         result['pruned'] = _hostrun.retention(p['backup_dir'], p['keep_last'], log)
     if p['release_lock']:
         try:
-            released = _catalog.RunLock(p['backup_dir'], p['release_lock']).release()
+            result['lock_released'] = _catalog.RunLock(p['backup_dir'], p['release_lock']).release(warn=module.warn)['changed']
         except OSError as exc:  # the backup is done: the caller releases the lock itself
             module.warn('the backup succeeded, but releasing the run lock failed: %s' % exc)
-        else:
-            if released.get('warning'):
-                module.warn(released['warning'])
-            result['lock_released'] = released['changed']
     return dict(result, changed=True, log=log.lines)
 
 

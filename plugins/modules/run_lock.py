@@ -137,11 +137,7 @@ def run(module):
     if p['state'] == 'absent':
         if not os.path.isdir(p['path']):
             raise AppvaultError('%s is not a directory; the lock lives in the backup directory' % p['path'])
-        result = _catalog.RunLock(p['path'], p['token']).release(check_mode=module.check_mode)
-        warning = result.pop('warning', None)
-        if warning:
-            module.warn(warning)
-        return result
+        return _catalog.RunLock(p['path'], p['token']).release(check_mode=module.check_mode, warn=module.warn)
     result = _catalog.take_run_lock(p['path'], p['token'], p['operation'], lease=p['lease'], pid=p['pid'],
                                     break_lock=p['break_lock'], create=p['create'], check_mode=module.check_mode)
     if result['recovered'] is None:
