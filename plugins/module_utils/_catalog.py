@@ -322,6 +322,14 @@ def lock_argument_spec():
     )
 
 
+def verified_argument_spec():
+    """The suboptions of ``verified``, a check of the whole archive made moments before (describe, _archive.verify)."""
+    return dict(
+        sha256=dict(type='str', required=True),
+        identity=dict(type='str', required=True),
+    )
+
+
 # -- listing -------------------------------------------------------------------
 def is_listed(name):
     if name.startswith('.') or name.endswith('.partial'):
@@ -331,8 +339,13 @@ def is_listed(name):
     return split_suffix(name)[1] != ''
 
 
-def describe(path, verify=False):
-    """One catalogue entry: what the manifest says, whether the backup is valid and, if not, why."""
+def describe(path, verify=False, verified=None):
+    """One catalogue entry: what the manifest says, whether the backup is valid and, if not, why.
+
+    ``verified``: dict(sha256, identity) of a check of the whole file against its checksum file moments before (as
+    _archive.verify takes it): while the checksum file holds that sha256 and the file's identity is unchanged, ``verify``
+    trusts it instead of hashing the whole file again, and says so (``trusted``).
+    """
     st = os.stat(path)
     name = os.path.basename(path)
     side = _manifest.sidecars(path)
@@ -367,7 +380,10 @@ def describe(path, verify=False):
         entry['checksum'] = 'present'
         try:
             entry['sha256'] = _manifest.read_checksum_file(side['checksum'])
-            if verify:
+            if verify and verified and verified.get('sha256') == entry['sha256'] and \
+                    verified.get('identity') == _common.file_identity(os.stat(path)):
+                entry.update(checksum='ok', verified_identity=verified['identity'], trusted=True)
+            elif verify:
                 before = _common.file_identity(os.stat(path))
                 entry['checksum'] = 'ok' if _common.sha256_file(path) == entry['sha256'] else 'mismatch'
                 if entry['checksum'] == 'ok' and _common.file_identity(os.stat(path)) == before:

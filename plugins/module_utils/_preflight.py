@@ -237,11 +237,12 @@ def _mysql_version(version):
         return None
 
 
-def read_archive(path):
+def read_archive(path, verified=None):
     """(catalogue entry, manifest, problem) of the archive to restore, its whole sha256 checked against its checksum
-    file (what backup_info with verify=true reports); problem is None when it can be restored."""
+    file (what backup_info with verify=true reports), or ``verified`` trusted (_catalog.describe); problem is None
+    when it can be restored."""
     try:
-        entry, manifest = _catalog.describe(os.path.abspath(path), verify=True)
+        entry, manifest = _catalog.describe(os.path.abspath(path), verify=True, verified=verified)
     except OSError as exc:
         return None, None, 'archive %s: %s' % (path, exc.strerror or exc)
     if not entry['valid']:
@@ -250,18 +251,18 @@ def read_archive(path):
 
 
 def run(app, backup_dir, mode, compression='zstd', recipients=None, manifest=None, current_version=None, force=False,
-        archive=None):
+        archive=None, verified=None):
     """The preflight: facts about databases and paths, free space, the gate; raises naming every problem.
 
-    ``archive``: the archive to restore, read and verified (read_archive) while the databases and paths are probed;
-    its manifest gates the restore, and the result holds its ``backup`` entry and ``manifest``.
+    ``archive``: the archive to restore, read and verified (read_archive, trusting ``verified``) while the databases
+    and paths are probed; its manifest gates the restore, and the result holds its ``backup`` entry and ``manifest``.
     """
     reading = None
     if archive and mode != 'restore':
         raise AppvaultError('archive is read for a restore: give mode=restore, not %s' % mode)
     if archive:
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        reading = pool.submit(read_archive, archive)
+        reading = pool.submit(read_archive, archive, verified)
         pool.shutdown(wait=False)
     databases, problems = probe_databases(app['databases'], mode)
     paths, path_problems = probe_paths(app['paths'], mode)

@@ -104,14 +104,23 @@ RECEIVER_SHA256 = ('import hashlib, sys\n'
                    'print(h.hexdigest())\n')
 
 
+# The receiving side's identity of the archive once it is in place: _common.file_identity's format, which a restore
+# there compares with the file's (a check of its sha256 moments before, trusted while the file is unchanged).
+RECEIVER_IDENTITY = ('import os, sys\n'
+                     's = os.stat(sys.argv[1])\n'
+                     'print("identity=%d:%d:%d:%d:%d" % (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns))\n')
+
+
 def finish_script(paths, digest, archive_name, received=None):
     """Receiving side, after: sha256 of the partial against ``digest``; on a match the checksum file is written,
-    both are flushed and renamed into place (checksum file last); on a mismatch the partial is removed.
+    both are flushed and renamed into place (checksum file last), and the archive's identity there is printed
+    (``identity=...``, where python3 is; see arrived_identity); on a mismatch the partial is removed.
     ``received``: the sha256 the receiving side computed as it wrote the partial (stream_script), instead of reading
     it again."""
     quoted = dict((k, shlex.quote(v)) for k, v in paths.items())
     quoted.update(digest=shlex.quote(digest), line=shlex.quote('%s  %s' % (digest, archive_name)), rc=MISMATCH_RC,
-                  hasher=shlex.quote(RECEIVER_SHA256), received=shlex.quote(received or ''))
+                  hasher=shlex.quote(RECEIVER_SHA256), received=shlex.quote(received or ''),
+                  identity=shlex.quote(RECEIVER_IDENTITY))
     if received:
         hashed = 'got=%(received)s;' % quoted
     else:
@@ -126,7 +135,18 @@ def finish_script(paths, digest, archive_name, received=None):
         'sync -- %(partial)s %(sidecar_partial)s;' % quoted,
         'mv -f -- %(partial)s %(final)s;' % quoted,
         'mv -f -- %(sidecar_partial)s %(sidecar)s;' % quoted,
-        'sync -- "$(dirname -- %(final)s)"; echo verified' % quoted])
+        'sync -- "$(dirname -- %(final)s)"; echo verified;' % quoted,
+        'if command -v python3 >/dev/null 2>&1; then python3 -c %(identity)s %(final)s; fi' % quoted])
+
+
+def arrived_identity(output):
+    """The identity finish_script printed (None without python3 there): with the sha256 it matched, what lets a
+    restore on the receiving host skip hashing the whole archive again (_catalog.describe's and _archive.verify's
+    ``verified``)."""
+    for line in (output or '').splitlines():
+        if line.startswith('identity='):
+            return line.split('=', 1)[1].strip() or None
+    return None
 
 
 # The receiving side of a stream: its stdin written to the partial, hashed on the way (one pass, nothing read
@@ -214,13 +234,16 @@ def send(src, dest, port=22, identity=None, host_keys=None, known_hosts=None, ti
             raise AppvaultError('sending %s to %s failed (the partial %s is kept there for a resumed transfer, never under the '
                                 'archive name): %s' % (name, host, paths['partial'], exc.msg))
         try:
-            _runner.run(ssh + [login, finish_script(paths, digest, name)])
+            finished = _runner.run(ssh + [login, finish_script(paths, digest, name)])
         except _runner.CommandError as exc:
             mismatch = any(stage['rc'] == MISMATCH_RC for stage in exc.stages)
             raise AppvaultError('%s arrived on %s but %s; %s' % (
                 name, host, 'its sha256 differs from the checksum file' if mismatch else 'could not be verified and renamed',
                 'the partial was removed, nothing looks valid there' if mismatch else exc.msg), sha256=digest)
         result['duration'] = round(time.monotonic() - started, 3)
+        identity = arrived_identity(finished['stdout'])
+        if identity:
+            result['verified_identity'] = identity
     return result
 
 
@@ -325,8 +348,11 @@ class Mirror(object):
         try:
             got = self._received()
             if got is not None:  # compared there: a mismatch removes the partial and fails the script
-                _remote(self._ssh, self.login, finish_script(self.paths, digest, self.name, received=got), 'verifying it there')
+                finished = _remote(self._ssh, self.login, finish_script(self.paths, digest, self.name, received=got), 'verifying it there')
                 result.update(sent=True, duration=round(time.monotonic() - self._started, 3))
+                identity = arrived_identity(finished['stdout'])
+                if identity:
+                    result['verified_identity'] = identity
         except AppvaultError as exc:
             self.reason = exc.msg
         finally:

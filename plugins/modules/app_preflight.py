@@ -17,7 +17,8 @@ description:
   - With O(archive) (a restore), also reads that archive's manifest and checks its whole sha256 against its checksum
     file, as M(appvault.backup.backup_info) with O(appvault.backup.backup_info#module:verify=true) does, while the
     databases and paths are probed; an archive that cannot be restored is a problem named first. Its manifest then
-    gates the restore.
+    gates the restore. With O(verified), a check of that sha256 made moments before (on arrival from another host,
+    for one) is trusted while the file is unchanged, and the whole file is not read again (C(trusted) in RV(backup)).
   - With O(manifest) or O(archive) (a restore), also runs the compatibility gate, which blocks what cannot work (a
     dump of another engine, a PostgreSQL dump from a newer major version than the target server, a database or path
     of the backup that the definition does not name) and warns on what is risky (another OS, another MySQL flavour,
@@ -33,6 +34,7 @@ author:
 extends_documentation_fragment:
   - appvault.backup.app
   - appvault.backup.attributes
+  - appvault.backup.verified
 attributes:
   check_mode:
     support: full
@@ -137,6 +139,18 @@ EXAMPLES = r'''
     mode: restore
     archive: /var/backups/appvault/exment-20260101T030000Z.tar.zst
   register: preflight
+
+- name: Gate the restore of an archive that backup_send verified on arrival, without hashing it again
+  appvault.backup.app_preflight:
+    app: "{{ appvault_app | appvault.backup.app_definition }}"
+    backup_dir: /var/backups/appvault
+    mode: restore
+    archive: "{{ sent.path }}"
+    verified:
+      sha256: "{{ sent.sha256 }}"
+      identity: "{{ sent.verified_identity }}"
+  when: sent.verified_identity is defined
+  register: preflight
 '''
 
 RETURN = r'''
@@ -192,6 +206,7 @@ backup:
   description:
     - The archive given in O(archive) as M(appvault.backup.backup_info) describes it (name, path, size, sha256,
       C(valid), C(reason), C(verified_identity) ...), also when it is not valid.
+    - V(trusted=true) when its sha256 was not computed again but taken from O(verified).
   returned: with O(archive), when the archive exists
   type: dict
   sample: {"name": "exment-20260101T030000Z.tar.zst", "valid": true, "size": 52428800, "sha256": "9f86d081884c7d65..."}
@@ -235,13 +250,15 @@ def argument_spec():
         current_version=dict(type='str'),
         force=dict(type='bool', default=False),
         lock=dict(type='dict', options=_catalog.lock_argument_spec()),
+        verified=dict(type='dict', options=_catalog.verified_argument_spec()),
     )
 
 
 def run(module):
     p = module.params
     result = _preflight.run(p['app'], p['backup_dir'], p['mode'], compression=p['compression'], recipients=p['recipients'],
-                            manifest=p['manifest'], current_version=p['current_version'], force=p['force'], archive=p['archive'])
+                            manifest=p['manifest'], current_version=p['current_version'], force=p['force'], archive=p['archive'],
+                            verified=p['verified'])
     for warning in result['risks']:
         module.warn(warning)
     if result['blocked']:

@@ -258,12 +258,15 @@ pruned:
   sample: {"kept": ["exment-20250101T030000Z.tar.zst"], "removed": ["exment-20241224T030000Z.tar.zst"], "invalid": []}
 sent:
   description: With O(send_to), the stream's outcome - whether the archive arrived and was verified and renamed
-    into place there (V(sent)), its path there, size and sha256, and V(reason) when it did not.
+    into place there (V(sent)), its path there, size and sha256, and V(reason) when it did not. V(verified_identity)
+    is the archive's identity there right after that check (as M(appvault.backup.backup_send) returns it), for a
+    restore there to trust it (O(appvault.backup.app_preflight#module:verified)).
   returned: with send_to
   type: dict
   sample: {"sent": true, "mode": "direct", "streamed": true, "dest": "root@10.0.0.12:/var/backups/appvault",
            "path": "/var/backups/appvault/exment-20250101T030000Z-migrate.tar.zst", "size": 52428800,
-           "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "duration": 4.2}
+           "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "duration": 4.2,
+           "verified_identity": "2049:1835021:52428800:1735700400123456789:1735700400123456789"}
 duration:
   description: Seconds the dumps and the archive took.
   returned: success

@@ -38,6 +38,7 @@ author:
 extends_documentation_fragment:
   - appvault.backup.app
   - appvault.backup.attributes
+  - appvault.backup.verified
 attributes:
   check_mode:
     support: none
@@ -80,24 +81,6 @@ options:
       - PostgreSQL databases are always restored into a side database and swapped in by renaming.
     type: bool
     default: true
-  verified:
-    description:
-      - A check of the whole O(src) against its C(.sha256) file made moments before, by
-        M(appvault.backup.backup_info) with O(appvault.backup.backup_info#module:verify=true). While that file still
-        holds O(verified.sha256) and O(src) still has O(verified.identity) (device, inode, size, mtime and ctime;
-        any write changes the ctime, which cannot be set back), the whole file is not read a second time for its
-        checksum. Every member is still checked against the manifest. Otherwise the whole file is hashed as without it.
-      - The restore role gives what its preflight's verification returned.
-    type: dict
-    suboptions:
-      sha256:
-        description: The archive's sha256 that the check found (RV(appvault.backup.backup_info#module:backup.sha256)).
-        type: str
-        required: true
-      identity:
-        description: The file's identity during that check (C(verified_identity) of RV(appvault.backup.backup_info#module:backup)).
-        type: str
-        required: true
   rollback_lease:
     description:
       - Before anything changes, arm the maintenance lease of run O(rollback_lease.token) with the plan to put the
@@ -305,10 +288,7 @@ def argument_spec():
         identity=dict(type='path'),
         checksums=dict(type='bool', default=True),
         rehearse=dict(type='bool', default=True),
-        verified=dict(type='dict', options=dict(
-            sha256=dict(type='str', required=True),
-            identity=dict(type='str', required=True),
-        )),
+        verified=dict(type='dict', options=_catalog.verified_argument_spec()),
         rollback_lease=dict(type='dict', options=dict(
             path=dict(type='path', required=True),
             token=dict(type='str', required=True, no_log=False),

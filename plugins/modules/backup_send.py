@@ -172,6 +172,14 @@ duration:
   returned: when sent
   type: float
   sample: 4.2
+verified_identity:
+  description:
+    - The archive's identity on the receiving host right after its sha256 matched there and it was renamed into place
+      (device, inode, size, mtime, ctime). With RV(sha256), a restore there trusts that check instead of hashing the
+      whole file again (O(appvault.backup.app_preflight#module:verified)).
+  returned: when sent and the receiving host has python3
+  type: str
+  sample: "2049:1835021:52428800:1735700400123456789:1735700400123456789"
 '''
 
 from ansible.module_utils.basic import AnsibleModule

@@ -347,6 +347,10 @@ def test_backup_streams_its_archive_to_a_host_while_writing_it(two_engine_app, s
     assert there[:2] == [name, name + '.sha256'], there  # nothing else: no partial left
     assert there[2].split()[0] == there[3].split()[0] == result['sha256']
     assert there[4:6] == ['600 %s' % name, '700 .'], there
+    # its identity there right after the check, for a restore there to trust it (app_preflight's verified)
+    identity = sftp['sh']('python3 -c "import os; s = os.stat(\'/srv/streamed/%s\'); '
+                          'print(\'%%d:%%d:%%d:%%d:%%d\' %% (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns))"' % name)
+    assert sent['verified_identity'] == identity.strip(), (sent, identity)
     assert any(line.startswith('streamed %s to root@127.0.0.1:/srv/streamed' % name) for line in result['log']), result['log']
     output = result['_run'].stdout + result['_run'].stderr
     assert private.split('\n')[1] not in output and 'BEGIN OPENSSH PRIVATE KEY' not in output
@@ -400,6 +404,8 @@ def test_a_stalled_stream_is_given_up_and_backup_send_resumes_its_partial(two_en
                                           identity_key=private, known_hosts=known_hosts))
     assert not sent.get('failed'), sent.get('msg')
     assert sent['resumed_bytes'] == kept and sent['sha256'] == result['sha256'], sent
+    size = sftp['sh']('stat -c %%s /srv/stalled/%s' % result['name']).strip()
+    assert sent['verified_identity'].split(':')[2] == size == str(result['size']), sent
     there = sftp['sh']('cd /srv/stalled && ls -A && sha256sum %s' % result['name']).split()
     assert there == [result['name'], result['name'] + '.sha256', result['sha256'], result['name']], there
     sftp['sh']('rm -rf /srv/stalled')

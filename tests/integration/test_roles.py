@@ -369,6 +369,16 @@ def test_the_restore_preflight_reads_and_verifies_the_archive_in_one_call(pg_app
     assert ok['backup']['valid'] and ok['backup']['sha256'] == hashlib.sha256(archive.read_bytes()).hexdigest()
     assert ok['backup']['verified_identity'] and ok['manifest']['app']['name'] == 'fixture', ok['backup']
     assert [row['item'] for row in ok['report']][:1] and ok['databases'][0]['exists'], ok['report']
+    assert 'trusted' not in ok['backup'], ok['backup']
+
+    # A check moments before (the migration's on arrival) is trusted while the file is unchanged, and only then.
+    verified = dict(sha256=ok['backup']['sha256'], identity=ok['backup']['verified_identity'])
+    trusted = run_module('app_preflight', dict(args, verified=verified))
+    assert not trusted.get('failed'), trusted.get('msg')
+    assert trusted['backup']['trusted'] is True and trusted['backup']['valid'], trusted['backup']
+    assert trusted['backup']['verified_identity'] == verified['identity'] and trusted['backup']['checksum'] == 'ok'
+    other = run_module('app_preflight', dict(args, verified=dict(verified, sha256='0' * 64)))
+    assert other['backup']['valid'] and 'trusted' not in other['backup'], other['backup']
 
     data = bytearray(archive.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, one byte flipped: only the sha256 can tell
@@ -376,6 +386,8 @@ def test_the_restore_preflight_reads_and_verifies_the_archive_in_one_call(pg_app
     bad = run_module('app_preflight', args)
     assert bad['failed'] and bad['msg'].startswith('preflight found 1 problem, nothing was changed: %s cannot be restored: ' % archive), bad['msg']
     assert 'sha256' in bad['msg'] or 'checksum' in bad['msg'], bad['msg']
+    stale = run_module('app_preflight', dict(args, verified=verified))  # the write changed the file's identity
+    assert stale['failed'] and 'does not match its checksum file' in stale['msg'], stale['msg']
 
     both = run_module('app_preflight', dict(args, manifest=ok['manifest']))
     assert both['failed'] and 'mutually exclusive' in both['msg'], both['msg']

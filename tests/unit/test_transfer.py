@@ -114,6 +114,12 @@ def test_a_verified_arrival_is_renamed_checksum_file_last(tmp_path, hasher):
     assert os.stat(str(tmp_path / 'in')).st_mode & 0o777 == 0o700
     state = _sh(_transfer.state_script(str(tmp_path / 'in'), paths, create=False))
     assert state.stdout.strip() == 'final=%s partial=0' % digest
+    # the identity a restore there trusts the check by is the one _archive.verify compares (none without python3)
+    identity = _transfer.arrived_identity(done.stdout)
+    if hasher == 'python3':
+        assert identity == _common.file_identity(os.stat(paths['final'])), done.stdout
+    else:
+        assert identity is None and done.stdout.strip() == 'verified', done.stdout
 
 
 @pytest.mark.parametrize('hasher', ['python3', 'sha256sum'])
@@ -142,6 +148,7 @@ def test_a_stream_is_written_hashed_and_then_renamed_with_the_digest_it_printed(
     done = _sh(_transfer.finish_script(paths, digest, name, received=digest), env)
     assert done.returncode == 0, done.stderr
     assert sorted(os.listdir(tmp_path / 'in')) == [name, name + '.sha256']
+    assert _transfer.arrived_identity(done.stdout) == (_common.file_identity(os.stat(paths['final'])) if hasher == 'python3' else None)
     with open(paths['final'], 'rb') as fileobj:
         assert fileobj.read() == content
     again = subprocess.run(['sh', '-c', script], input=b'other bytes', capture_output=True, check=False, env=env)

@@ -62,10 +62,12 @@ def test_target_result_compared_databases_and_paths(side, saved, engine):
     if engine == 'postgresql':
         assert result['transfer'] == 'direct' and result['controller_bytes'] == 0, result
         assert result['transfer_streamed'] is True, 'the backup streamed the archive to the target: %s' % result
+        assert result['sha256_checked_on_arrival'] is True, 'the restore trusted the check on arrival: %s' % result
         assert result['cutover'] is True
     else:
         assert result['transfer'] == 'controller' and result['controller_bytes'] == result['size'] > 0, result
         assert result['transfer_streamed'] is False, result
+        assert result['sha256_checked_on_arrival'] is False, 'through the controller the restore hashes it: %s' % result
         assert 'controller' in result['transfer_reason']
 
 
