@@ -80,3 +80,5 @@ def test_downgrade_changed_nothing(host, saved, current_state, assert_same_state
     assert_same_state(before['database'], current_state['database'])
     listing = host.check_output('ls -A /var/backups/appvault').split()
     assert not [name for name in listing if name.endswith('.partial')], listing
+    # the source's preflight took its run lock; the target's failed gate released it before the source stopped
+    assert '.appvault-run.lock' not in listing, listing
