@@ -456,15 +456,16 @@ BOUND_NOTE = ('Lower bound: no implementation of ours can be faster here (lib.lo
               'and a restore checks the restored database against (the roles\' defaults; %s), and does all that inside '
               'a module that ansible-playbook starts, so after Ansible\'s cheapest run (one ping task: %s s) and not '
               'beside it. With sha256 at %.2f CPU s/GiB and %d cores, bound = that run + all that CPU / cores. The '
-              're-sync\'s bound counts Ansible only. Where the bound is above a target, the target is out of reach on '
-              'this machine; S4 (two hosts) has none.')
+              're-sync\'s bound counts Ansible only; S4\'s counts the work of both hosts, which share this machine\'s '
+              'cores as hand\'s pipes do (the archive and every file hashed on each side, the checksums read on each). '
+              'Where the bound is above a target, the target is out of reach on this machine.')
 
 
 def checks_text(verify):
     """The per-table checksums' part of the bound note: the smallest CPU seconds measured, per scenario group."""
     groups = {}
     for name, runs in sorted(verify.items()):
-        groups.setdefault(min(r['cpu_seconds'] for r in runs), []).append(name)
+        groups.setdefault(min(r['cpu_seconds'] for r in runs), []).append(name + (' (twice: read on both hosts)' if name == 'S4' else ''))
     parts = ['%s %.2f CPU s' % (' and '.join(names), cpu) for cpu, names in groups.items()]
     return ('our inventory with checksums on the source database, the smallest of three in-process runs, server '
             'included: %s' % '; '.join(parts)) if parts else 'not measured in this run'

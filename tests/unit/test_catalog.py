@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.appvault.backup.plugins.module_utils import _catalog
+from ansible_collections.appvault.backup.plugins.module_utils import _catalog, _common
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 UTC = datetime.timezone.utc
@@ -169,3 +170,30 @@ def test_take_run_lock_makes_its_directory_first_and_refuses_a_negative_lease(tm
         _catalog.take_run_lock(str(backups), 'run2', 'restore', create=True)
     renewed = _catalog.take_run_lock(str(backups), 'run1', 'backup', lease=0, create=True)
     assert not renewed['changed'] and not renewed['directory_changed'] and renewed['lock']['expires'] is None
+
+
+def test_describe_trusts_a_check_made_moments_before_only_while_the_file_is_unchanged(tmp_path):
+    """verified (the receiving host's check on arrival, say) replaces the whole file's sha256 while the checksum file
+    holds that sha256 and the file's identity is the one checked; otherwise the file is hashed again."""
+    path = tmp_path / 'app-20250101T000000Z.tar.zst'
+    path.write_bytes(b'archive bytes' * 1000)
+    real = hashlib.sha256(path.read_bytes()).hexdigest()
+    sidecar = tmp_path / (path.name + '.sha256')
+    sidecar.write_text('%s  %s\n' % (real, path.name))
+    hashed = _catalog.describe(str(path), verify=True)[0]
+    assert hashed['checksum'] == 'ok' and 'trusted' not in hashed
+    identity = hashed['verified_identity']
+    assert identity == _common.file_identity(os.stat(str(path)))
+    trusted = _catalog.describe(str(path), verify=True, verified=dict(sha256=real, identity=identity))[0]
+    assert trusted['checksum'] == 'ok' and trusted['trusted'] is True and trusted['verified_identity'] == identity
+    # Trust means not hashing: a checksum file and a check that agree on a wrong sha256 pass unread ...
+    wrong = '0' * 64
+    sidecar.write_text('%s  %s\n' % (wrong, path.name))
+    assert _catalog.describe(str(path), verify=True, verified=dict(sha256=wrong, identity=identity))[0]['checksum'] == 'ok'
+    # ... but not once the check's sha256 is not the checksum file's, or the file changed since (its ctime moved).
+    assert _catalog.describe(str(path), verify=True, verified=dict(sha256=real, identity=identity))[0]['checksum'] == 'mismatch'
+    sidecar.write_text('%s  %s\n' % (real, path.name))
+    os.utime(str(path), ns=(0, 0))
+    stale = _catalog.describe(str(path), verify=True, verified=dict(sha256=real, identity=identity))[0]
+    assert stale['checksum'] == 'ok' and 'trusted' not in stale and stale['verified_identity'] != identity
+    assert _catalog.describe(str(path), verify=False, verified=dict(sha256=real, identity=stale['verified_identity']))[0]['checksum'] == 'present'
