@@ -556,8 +556,7 @@ def verify(archive, identity=None, require_checksum_file=True, allow_external_sy
     trusted = False
     if os.path.exists(side['checksum']):
         expected = _manifest.read_checksum_file(side['checksum'])
-        trusted = bool(verified) and verified.get('sha256') == expected and \
-            verified.get('identity') == _common.file_identity(os.stat(archive))
+        trusted = _common.still_verified(verified, expected, archive)
         if trusted:
             whole = _common.done_future(expected)
         else:

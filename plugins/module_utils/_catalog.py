@@ -380,8 +380,7 @@ def describe(path, verify=False, verified=None):
         entry['checksum'] = 'present'
         try:
             entry['sha256'] = _manifest.read_checksum_file(side['checksum'])
-            if verify and verified and verified.get('sha256') == entry['sha256'] and \
-                    verified.get('identity') == _common.file_identity(os.stat(path)):
+            if verify and _common.still_verified(verified, entry['sha256'], path):
                 entry.update(checksum='ok', verified_identity=verified['identity'], trusted=True)
             elif verify:
                 before = _common.file_identity(os.stat(path))

@@ -103,6 +103,12 @@ def file_identity(st):
     return '%d:%d:%d:%d:%d' % (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def still_verified(verified, sha256, path):
+    """Whether ``verified`` (dict(sha256, identity): a check of the whole file ``path`` against its checksum file made
+    moments before) still stands: the checksum file holds that ``sha256`` and the file's identity is unchanged."""
+    return bool(verified) and verified.get('sha256') == sha256 and verified.get('identity') == file_identity(os.stat(path))
+
+
 def sha256_file(path):
     digest = hashlib.sha256()
     with open(path, 'rb') as fileobj:
