@@ -37,13 +37,13 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.appvault.backup.plugins.module_utils import _archive
+from ansible_collections.appvault.backup.plugins.module_utils import _manifest
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 
 def dump_entry(result):
     try:
-        return _archive.dump_entry(result)
+        return _manifest.dump_entry(result)
     except AppvaultError as exc:
         raise AnsibleFilterError(exc.msg)
 

@@ -43,8 +43,8 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.appvault.backup.plugins.module_utils._appdef import map_definition
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
-from ansible_collections.appvault.backup.plugins.module_utils._migrate import map_definition
 
 
 def migrate_mapping(app, mapping):

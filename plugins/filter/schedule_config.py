@@ -36,11 +36,14 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.appvault.backup.plugins.module_utils import _hostrun
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 
 def schedule_config(config):
+    # Imported here, not above: Ansible loads every filter file of a collection (in each task's worker) to find
+    # any one of its filters, and _hostrun brings in nearly all of module_utils, compiled from source each time.
+    from ansible_collections.appvault.backup.plugins.module_utils import _hostrun
+
     try:
         _hostrun.check_config(config, 'the scheduled backup\'s configuration')
     except AppvaultError as exc:

@@ -8,6 +8,7 @@ definition is reported once, before anything runs, with the key that is wrong.
 
 from __future__ import annotations
 
+import copy
 import posixpath
 import shlex
 
@@ -200,6 +201,65 @@ def resolve(app):
         version=None if app.get('version') is None else str(app['version']),
         databases=resolved_dbs, paths=paths, commands=commands,
         engines=sorted(set(db['module'] for db in resolved_dbs)))
+
+
+# -- migration: the target's definition ------------------------------------------------------------------
+MAPPING_KEYS = ('name', 'profile', 'root', 'owner', 'group', 'version', 'commands', 'databases', 'paths')
+
+
+def _by_id(items, where):
+    out = {}
+    for index, item in enumerate(items or []):
+        if not isinstance(item, dict) or 'id' not in item:
+            raise AppvaultError('%s[%d] has no id' % (where, index))
+        out[item['id']] = index
+    return out
+
+
+def _overlay(items, changes, allowed, where):
+    """Lay ``changes`` ({id: {key: value}}) over the list ``items`` of mappings with an id."""
+    if not isinstance(changes, dict):
+        raise AppvaultError('%s must be a mapping of id to the keys that differ, got %s' % (where, type(changes).__name__))
+    items = [dict(item) for item in items or []]
+    index = _by_id(items, where)
+    for ident, change in changes.items():
+        if ident not in index:
+            raise AppvaultError('%s.%s: the source definition has no such id (it has: %s)' % (where, ident, ', '.join(sorted(index)) or 'none'))
+        if not isinstance(change, dict):
+            raise AppvaultError('%s.%s must be a mapping, got %s' % (where, ident, type(change).__name__))
+        unknown = sorted(set(change) - set(allowed))
+        if unknown:
+            raise AppvaultError('%s.%s: %s cannot be mapped (allowed: %s)' % (where, ident, ', '.join(unknown), ', '.join(allowed)))
+        items[index[ident]].update(change)
+    return items
+
+
+def map_definition(app, mapping):
+    """The target's definition: the source's ``appvault_app`` with ``mapping`` laid over it (see docs/migration.md)."""
+    if not isinstance(app, dict):
+        raise AppvaultError('the source definition (appvault_app) must be a mapping')
+    mapping = mapping or {}
+    if not isinstance(mapping, dict):
+        raise AppvaultError('appvault_migrate_mapping must be a mapping, got %s' % type(mapping).__name__)
+    unknown = sorted(set(mapping) - set(MAPPING_KEYS))
+    if unknown:
+        raise AppvaultError('appvault_migrate_mapping: %s cannot be mapped (allowed: %s)' % (', '.join(unknown), ', '.join(MAPPING_KEYS)))
+    target = copy.deepcopy(app)
+    for key in ('name', 'profile', 'root', 'owner', 'group', 'version'):
+        if key in mapping:
+            target[key] = mapping[key]
+    if 'commands' in mapping:
+        if not isinstance(mapping['commands'], dict):
+            raise AppvaultError('appvault_migrate_mapping.commands must be a mapping of command names')
+        target['commands'] = dict(target.get('commands') or {}, **mapping['commands'])
+    if 'databases' in mapping:
+        target['databases'] = _overlay(target.get('databases'), mapping['databases'],
+                                       [k for k in DATABASE_KEYS if k not in ('id', 'engine')], 'appvault_migrate_mapping.databases')
+    if 'paths' in mapping:
+        target['paths'] = _overlay(target.get('paths'), mapping['paths'], [k for k in PATH_KEYS if k != 'id'],
+                                   'appvault_migrate_mapping.paths')
+    resolve(target)  # fail here, naming the key, rather than later on the target
+    return target
 
 
 def argument_spec():

@@ -351,24 +351,6 @@ def compressor_argv(compression, level, cores):
     return ['gzip', '-%d' % level, '-c'], level
 
 
-def dump_entry(result, ident=None):
-    """The archive entry (``databases`` item of :func:`create`) for a dump's result: id (``ident``, else the
-    result's loop ``item`` or ``id``), path, engine (the MySQL flavour when known), versions, options, inventory."""
-    if not isinstance(result, dict) or not isinstance(result.get('artefact'), dict):
-        raise AppvaultError('dump_entry expects the result of a dump module (with artefact), got %r'
-                            % (sorted(result) if isinstance(result, dict) else type(result).__name__,))
-    if result.get('failed'):
-        raise AppvaultError('dump_entry got a failed dump result: %s' % result.get('msg'))
-    # mysql_dump and sqlite_dump name their flavour (mariadb, mysql, sqlite); postgresql_dump alone has a format.
-    engine = result.get('flavour') or ('postgresql' if 'format' in result else None)
-    if engine is None:
-        raise AppvaultError('dump_entry cannot tell which engine produced %s' % result['artefact'].get('path'))
-    options = dict((key, result[key]) for key in ('format', 'compression') if key in result)
-    return dict(id=str(ident or result.get('item') or result.get('id')), path=result['artefact']['path'], engine=engine,
-                server_version=result.get('server_version'), tool_version=result.get('tool_version'), options=options,
-                inventory=result.get('inventory') or {})
-
-
 def create(dest_dir, app, databases, paths, root=None, label=None, dest=None, compression='zstd', level=None,
            recipients=None, check_mode=False, now=None, warn=None, known=None, mirror=None):
     """Write one archive; returns a result dict.  Nothing is left behind on failure.  ``known``: KnownDigests of

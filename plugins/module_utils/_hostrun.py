@@ -234,7 +234,7 @@ def dump_all(app, work_dir, checksums, log, known=None):
         artefact = result['artefact']
         if known is not None and artefact.get('type') == 'file' and artefact.get('sha256'):
             known.add(artefact['path'], artefact['sha256'])
-        entries.append(_archive.dump_entry(result, db['id']))
+        entries.append(_manifest.dump_entry(result, db['id']))
     return entries
 
 

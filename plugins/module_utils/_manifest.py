@@ -287,6 +287,24 @@ def _member_problems(name, meta):
 
 
 # -- checksum sidecar ----------------------------------------------------------
+def dump_entry(result, ident=None):
+    """The archive entry (a ``databases`` item of the manifest, as _archive.create takes it) for a dump's result: id (``ident``, else the
+    result's loop ``item`` or ``id``), path, engine (the MySQL flavour when known), versions, options, inventory."""
+    if not isinstance(result, dict) or not isinstance(result.get('artefact'), dict):
+        raise AppvaultError('dump_entry expects the result of a dump module (with artefact), got %r'
+                            % (sorted(result) if isinstance(result, dict) else type(result).__name__,))
+    if result.get('failed'):
+        raise AppvaultError('dump_entry got a failed dump result: %s' % result.get('msg'))
+    # mysql_dump and sqlite_dump name their flavour (mariadb, mysql, sqlite); postgresql_dump alone has a format.
+    engine = result.get('flavour') or ('postgresql' if 'format' in result else None)
+    if engine is None:
+        raise AppvaultError('dump_entry cannot tell which engine produced %s' % result['artefact'].get('path'))
+    options = dict((key, result[key]) for key in ('format', 'compression') if key in result)
+    return dict(id=str(ident or result.get('item') or result.get('id')), path=result['artefact']['path'], engine=engine,
+                server_version=result.get('server_version'), tool_version=result.get('tool_version'), options=options,
+                inventory=result.get('inventory') or {})
+
+
 def write_checksum_file(archive, digest, path=None):
     """Write ``<archive>.sha256`` in sha256sum's format, atomically, mode 0600."""
     path = path or archive + CHECKSUM_SUFFIX

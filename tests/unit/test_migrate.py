@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.appvault.backup.plugins.module_utils import _migrate
+from ansible_collections.appvault.backup.plugins.module_utils import _appdef, _migrate
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 SOURCE = {
@@ -17,7 +17,7 @@ SOURCE = {
 
 
 def test_mapping_changes_only_what_it_names():
-    target = _migrate.map_definition(SOURCE, {
+    target = _appdef.map_definition(SOURCE, {
         'root': '/srv/exment', 'owner': 'exment',
         'databases': {'main': {'name': 'exment_prod', 'login_host': 'db.internal', 'login_port': 3307, 'login_password': 'new'}},
         'paths': {'storage': {'path': '/data/exment/storage'}},
@@ -32,7 +32,7 @@ def test_mapping_changes_only_what_it_names():
 
 
 def test_empty_mapping_is_the_source():
-    assert _migrate.map_definition(SOURCE, {}) == SOURCE
+    assert _appdef.map_definition(SOURCE, {}) == SOURCE
 
 
 @pytest.mark.parametrize('mapping, message', [
@@ -44,7 +44,7 @@ def test_empty_mapping_is_the_source():
 ])
 def test_bad_mappings_are_refused_naming_the_key(mapping, message):
     with pytest.raises(AppvaultError, match=message.replace('(', r'\(').replace('.', r'\.')):
-        _migrate.map_definition(SOURCE, mapping)
+        _appdef.map_definition(SOURCE, mapping)
 
 
 def test_table_aligns_and_names_differences():
