@@ -286,10 +286,11 @@ def _member_problems(name, meta):
     return []
 
 
-# -- checksum sidecar ----------------------------------------------------------
+# -- a dump's entry --------------------------------------------------------------
 def dump_entry(result, ident=None):
-    """The archive entry (a ``databases`` item of the manifest, as _archive.create takes it) for a dump's result: id (``ident``, else the
-    result's loop ``item`` or ``id``), path, engine (the MySQL flavour when known), versions, options, inventory."""
+    """A dump's entry in the manifest's ``databases`` (as _archive.create takes it) from a dump module's result: id
+    (``ident``, else the result's loop ``item`` or ``id``), path, engine (the MySQL flavour when known), versions,
+    options, inventory."""
     if not isinstance(result, dict) or not isinstance(result.get('artefact'), dict):
         raise AppvaultError('dump_entry expects the result of a dump module (with artefact), got %r'
                             % (sorted(result) if isinstance(result, dict) else type(result).__name__,))
@@ -305,6 +306,7 @@ def dump_entry(result, ident=None):
                 inventory=result.get('inventory') or {})
 
 
+# -- checksum sidecar ----------------------------------------------------------
 def write_checksum_file(archive, digest, path=None):
     """Write ``<archive>.sha256`` in sha256sum's format, atomically, mode 0600."""
     path = path or archive + CHECKSUM_SUFFIX

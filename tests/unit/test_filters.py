@@ -47,3 +47,22 @@ def test_the_filters_that_import_late_still_work():
         assert 'keep must be a whole number' in str(exc)
     else:
         raise AssertionError('a negative keep was accepted')
+
+
+def test_dump_entry_turns_a_dump_result_into_a_manifest_entry_and_refuses_a_failed_one():
+    from ansible.errors import AnsibleFilterError
+    from ansible_collections.appvault.backup.plugins.filter.dump_entry import dump_entry
+
+    result = {'item': 'main', 'format': 'custom', 'compression': 'none', 'server_version': '15.18', 'tool_version': '15.18',
+              'artefact': {'path': '/tmp/main.pgdump', 'type': 'file'}, 'inventory': {'rows': {'public.t': 3}}}
+    assert dump_entry(result) == {'id': 'main', 'path': '/tmp/main.pgdump', 'engine': 'postgresql', 'server_version': '15.18',
+                                  'tool_version': '15.18', 'options': {'format': 'custom', 'compression': 'none'},
+                                  'inventory': {'rows': {'public.t': 3}}}
+    for bad, message in ((dict(result, failed=True, msg='pg_dump: error'), 'failed dump result: pg_dump: error'),
+                         ({'rc': 0}, 'expects the result of a dump module')):
+        try:
+            dump_entry(bad)
+        except AnsibleFilterError as exc:
+            assert message in str(exc)
+        else:
+            raise AssertionError('dump_entry accepted %r' % (bad,))
