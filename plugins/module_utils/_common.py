@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import ctypes
 import hashlib
@@ -41,6 +42,20 @@ def in_background(func, *args, **kwargs):
         return pool.submit(func, *args, **kwargs)
     finally:
         pool.shutdown(wait=False)
+
+
+def bounded_map(func, items, workers, ahead=4):
+    """Yield ``func(item)`` for each of ``items``, in order, computed by ``workers`` threads with at most ``ahead``
+    calls per thread submitted and not yet yielded.  ThreadPoolExecutor.map submits every call at once: a Future per
+    item in memory (about 0.6 KB each, 30 MiB for 50k files)."""
+    window = collections.deque()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        for item in items:
+            window.append(pool.submit(func, item))
+            if len(window) >= ahead * workers:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
 
 
 def cpu_count():

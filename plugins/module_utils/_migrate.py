@@ -84,10 +84,11 @@ def verify_path(manifest, entry, dest, uid, gid, exclude):
     row = dict(kind='path', id=entry['id'], compared='entries, modes, owners, sizes, sha256', differences=[])
     files = [meta for meta in wanted.values() if meta.get('type') == 'file']
     row['source'] = _tree_summary(len(files), sum(meta.get('size') or 0 for meta in files))
-    current = dict((rel, item) for rel, item in _archive.current_tree(dest).items() if not _excluded(entry['id'], rel, exclude))
-    present = [item[1].st_size for item in current.values() if item[2] == 'file']
+    tree = _archive.current_tree(dest)
+    current = dict((rel, item) for rel, item in tree.items() if not _excluded(entry['id'], rel, exclude))
+    present = [item[4] for item in current.values() if item[0] == 'file']
     row['target'] = _tree_summary(len(present), sum(present))
-    changes = _archive.tree_changes(dest, wanted, uid, gid)
+    changes = _archive.tree_changes(dest, wanted, uid, gid, current=tree)
     differences = (['%s: missing' % rel for rel in changes['added']]
                    + ['%s: differs' % rel for rel in changes['changed']]
                    + ['%s: not in the source' % rel for rel in changes['removed'] if rel in current])
