@@ -86,7 +86,7 @@ def verify_path(manifest, entry, dest, uid, gid, exclude):
     row['source'] = _tree_summary(len(files), sum(meta.get('size') or 0 for meta in files))
     tree = _archive.current_tree(dest)
     current = dict((rel, item) for rel, item in tree.items() if not _excluded(entry['id'], rel, exclude))
-    present = [item[4] for item in current.values() if item[0] == 'file']
+    present = [item.size for item in current.values() if item.kind == 'file']
     row['target'] = _tree_summary(len(present), sum(present))
     changes = _archive.tree_changes(dest, wanted, uid, gid, current=tree)
     differences = (['%s: missing' % rel for rel in changes['added']]
