@@ -224,6 +224,38 @@ def _busy_seconds():
     return (user + nice + system + irq + softirq + steal) / _TICK
 
 
+class BusyTimeline(threading.Thread):
+    """This machine's busy cores over time, until ``stop()``: every ``interval`` seconds, (the sample's wall time,
+    the cores busy on average since the sample before), from /proc/stat.  That counts every process here, so the
+    podman test hosts' too (see _busy_seconds)."""
+
+    def __init__(self, interval=0.5):
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.samples = []
+        self._halt = threading.Event()
+
+    def run(self):
+        last = (time.time(), _busy_seconds())
+        while not self._halt.wait(self.interval):
+            now = (time.time(), _busy_seconds())
+            self.samples.append((now[0], (now[1] - last[1]) / max(now[0] - last[0], 1e-6)))
+            last = now
+
+    def stop(self):
+        self._halt.set()
+        self.join()
+
+    def mean(self, spans=None, inside=True):
+        """The busy cores averaged over the samples whose interval ended within one of ``spans`` ((start, end) Unix
+        times; with ``inside`` false: within none of them); over all samples when ``spans`` is None."""
+        def within(when):
+            return any(start <= when <= end + self.interval for start, end in spans)
+
+        picked = [busy for when, busy in self.samples if spans is None or within(when) == inside]
+        return sum(picked) / len(picked) if picked else None
+
+
 def tree_cpu_seconds(root):
     """utime+stime (+ reaped children's) of ``root`` and every live descendant."""
     ppids = _ppid_map()
@@ -344,6 +376,22 @@ def task_times(plays):
             if span.get('start') and span.get('end'):
                 name = task['task']['name'].split(' : ', 1)[-1]
                 out[name] = out.get(name, 0.0) + (parse(span['end']) - parse(span['start'])).total_seconds()
+    return out
+
+
+def task_spans(plays, names):
+    """{task name without its role prefix: (start, end) as Unix times} of the tasks of ``plays`` named in ``names``
+    (the first run of each), from the json callback's task times."""
+    def stamp(text):
+        return datetime.datetime.fromisoformat(text.replace('Z', '+00:00')).timestamp()
+
+    out = {}
+    for play in plays:
+        for task in play.get('tasks', []):
+            name = task['task']['name'].split(' : ', 1)[-1]
+            span = task['task'].get('duration') or {}
+            if name in names and name not in out and span.get('start') and span.get('end'):
+                out[name] = (stamp(span['start']), stamp(span['end']))
     return out
 
 

@@ -35,6 +35,10 @@ BACKUP_DIR = '/var/backups/appvault'
 SCRATCH = '/var/tmp/appvault-bench'
 DB_USER = 'appbench'
 TRANSFER_TASKS = ('Transfer - send the archive host to host', 'Transfer - wait for it')  # started async, then waited for
+# ours' jobs (the tasks that wait for them), for the busy cores during each (lib.BusyTimeline)
+JOB_TASKS = {'Dump and archive, showing progress': "the source's backup job",
+             'Verify the archive, restore its paths and databases, showing progress': "the target's restore job",
+             "Target - compare the target with the source's manifest": 'the comparison job'}
 SSH_OPTIONS = ['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR',
                '-o', 'BatchMode=yes']
 
@@ -208,6 +212,8 @@ class MigrateBench:
         samplers = {side: lib.TreeSampler(pid, match='AnsiballZ_', interval=0.1, cpu=True) for side, pid in self.hosts.pids.items()}
         for sampler in samplers.values():
             sampler.start()
+        busy = lib.BusyTimeline()
+        busy.start()
         before = self.hosts.bridge_bytes()
         # CPU during run() alone: this process (the samplers' threads), its waited-for children (ansible-playbook and its
         # workers and ssh; hand's ssh pipes) and the hosts' process trees (what the samplers split, and what they miss)
@@ -217,7 +223,16 @@ class MigrateBench:
         finally:
             for sampler in samplers.values():
                 sampler.stop()
+            busy.stop()
             times_after, hosts_after = os.times(), self.hosts_cpu()
+        # this machine's busy cores (both hosts share them): over the run, and during each of ours' jobs and outside them
+        spans = dict((name, span) for name, span in res.pop('job_spans', {}).items() if span[1] - span[0] >= 1.0)  # not skipped
+        res['busy_cores'] = {'run': busy.mean()}
+        for name, span in spans.items():
+            res['busy_cores'][JOB_TASKS[name]] = busy.mean([span])
+        if spans:
+            res['busy_cores']['outside the jobs'] = busy.mean(list(spans.values()), inside=False)
+        res['busy_timeline'] = [[round(when - busy.samples[0][0], 1), round(cores, 2)] for when, cores in busy.samples]
         # what the hosts' processes spent their CPU on: {side: {what: [user s, kernel s]}} (lib.cpu_category)
         res['host_cpu'] = {side: sampler.cpu for side, sampler in samplers.items()}
         res['controller_cpu'] = (times_after.children_user + times_after.children_system) - (times.children_user + times.children_system)
@@ -264,6 +279,7 @@ class MigrateBench:
         # streamed by the backup while it wrote the archive, backup_send does not run: no step of its own
         res['transfer_seconds'] = None if res['transfer_streamed'] else sum(times.get(task) or 0 for task in TRANSFER_TASKS) or None
         res['slowest_tasks'] = lib.slowest(times)
+        res['job_spans'] = lib.task_spans(res['plays'], JOB_TASKS)
         del res['plays']
         if res['transfer_mode'] != 'direct':
             raise RuntimeError('the migration did not transfer directly: %s' % result.get('transfer_reason'))
@@ -389,6 +405,25 @@ def cpu_split(runs, shown=6):
                 '; '.join('%s %s / %s' % (what, spent('ours', what), spent('hand', what)) for what in gaps)))
 
 
+def busy_text(runs):
+    """A line on this machine's busy cores during the runs (lib.BusyTimeline) and what ours' CPU would take if both
+    cores were busy all along: a shorter run of the same work is out of reach without less CPU."""
+    ours = [r for r in runs.get('ours') or [] if r.get('busy_cores')]
+    hand = [r for r in runs.get('hand') or [] if r.get('busy_cores')]
+    if not ours or not hand:
+        return ''
+    phases = [key for key in ours[-1]['busy_cores'] if key != 'run']
+    packed = lib.median([r['cpu_seconds'] for r in ours]) / lib.cores()
+    hand_seconds = lib.median([r['seconds'] for r in hand])
+    return ('Busy cores of this machine (both hosts run on it; /proc/stat every 0.5 s, medians): ours %.2f over the run (%s), '
+            'hand %.2f.  Ours\' CPU with every core busy all along would take %.1f s (%.2fx hand): what overlapping the '
+            'steps could give at most without spending less CPU.' % (
+                lib.median([r['busy_cores']['run'] for r in ours]),
+                ', '.join('%s %.2f' % (key, lib.median([r['busy_cores'].get(key) for r in ours if r['busy_cores'].get(key) is not None]))
+                          for key in phases),
+                lib.median([r['busy_cores']['run'] for r in hand]), packed, packed / hand_seconds))
+
+
 def describe(runs):
     """The line under the suite's table about S4: the transfer step, what the role reports, what each variant moved."""
     ours = runs['ours']
@@ -412,4 +447,4 @@ def describe(runs):
             'Ours\' slowest tasks (last round): %s.' % (
                 lib.fmt_num(role_bytes, '%d'),
                 ', '.join(sorted({str(r.get('transfer_mode')) for r in ours})), lib.fmt_bytes(sent),
-                lib.fmt_num(calls, '%d'), per_call, slowest)) + ''.join('  ' + line for line in [cpu_split(runs)] if line)
+                lib.fmt_num(calls, '%d'), per_call, slowest)) + ''.join('  ' + line for line in [cpu_split(runs), busy_text(runs)] if line)
