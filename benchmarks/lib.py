@@ -233,14 +233,16 @@ class BusyTimeline(threading.Thread):
         super().__init__(daemon=True)
         self.interval = interval
         self.samples = []
+        self.cpu_seconds = 0.0  # the machine's busy CPU seconds from start() to stop()
         self._halt = threading.Event()
 
     def run(self):
-        last = (time.time(), _busy_seconds())
+        last = first = (time.time(), _busy_seconds())
         while not self._halt.wait(self.interval):
             now = (time.time(), _busy_seconds())
             self.samples.append((now[0], (now[1] - last[1]) / max(now[0] - last[0], 1e-6)))
             last = now
+        self.cpu_seconds = _busy_seconds() - first[1]
 
     def stop(self):
         self._halt.set()

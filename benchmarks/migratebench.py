@@ -228,6 +228,7 @@ class MigrateBench:
         # this machine's busy cores (both hosts share them): over the run, and during each of ours' jobs and outside them
         spans = dict((name, span) for name, span in res.pop('job_spans', {}).items() if span[1] - span[0] >= 1.0)  # not skipped
         res['busy_cores'] = {'run': busy.mean()}
+        res['machine_cpu'] = busy.cpu_seconds  # every process here, the samplers' too (harness_cpu)
         for name, span in spans.items():
             res['busy_cores'][JOB_TASKS[name]] = busy.mean([span])
         if spans:
@@ -408,19 +409,21 @@ def cpu_split(runs, shown=6):
 def busy_text(runs):
     """A line on this machine's busy cores during the runs (lib.BusyTimeline) and what ours' CPU would take if both
     cores were busy all along: a shorter run of the same work is out of reach without less CPU."""
-    ours = [r for r in runs.get('ours') or [] if r.get('busy_cores')]
+    ours = [r for r in runs.get('ours') or [] if r.get('busy_cores') and 'machine_cpu' in r]
     hand = [r for r in runs.get('hand') or [] if r.get('busy_cores')]
     if not ours or not hand:
         return ''
     phases = [key for key in ours[-1]['busy_cores'] if key != 'run']
-    packed = lib.median([r['cpu_seconds'] for r in ours]) / lib.cores()
+    # this machine's busy CPU during run() less the samplers' own
+    packed = lib.median([r['machine_cpu'] - r['harness_cpu'] for r in ours]) / lib.cores()
     hand_seconds = lib.median([r['seconds'] for r in hand])
-    return ('Busy cores of this machine (both hosts run on it; /proc/stat every 0.5 s, medians): ours %.2f over the run (%s), '
-            'hand %.2f.  Ours\' CPU with every core busy all along would take %.1f s (%.2fx hand): what overlapping the '
-            'steps could give at most without spending less CPU.' % (
-                lib.median([r['busy_cores']['run'] for r in ours]),
-                ', '.join('%s %.2f' % (key, lib.median([r['busy_cores'].get(key) for r in ours if r['busy_cores'].get(key) is not None]))
-                          for key in phases),
+    during = ', '.join('%s %.2f' % (key, lib.median([r['busy_cores'].get(key) for r in ours if r['busy_cores'].get(key) is not None]))
+                       for key in phases)
+    return ('Busy cores of this machine (both hosts run on it; /proc/stat every 0.5 s, medians): ours %.2f over the run%s, '
+            'hand %.2f.  Ours\' CPU (this machine\'s busy CPU-s during the run, less the samplers\') with every core busy '
+            'all along would take %.1f s (%.2fx hand): what overlapping the steps could give at most without spending '
+            'less CPU.' % (
+                lib.median([r['busy_cores']['run'] for r in ours]), ' (%s)' % during if during else '',
                 lib.median([r['busy_cores']['run'] for r in hand]), packed, packed / hand_seconds))
 
 
