@@ -233,7 +233,7 @@ class MigrateBench:
             res['busy_cores'][JOB_TASKS[name]] = busy.mean([span])
         if spans:
             res['busy_cores']['outside the jobs'] = busy.mean(list(spans.values()), inside=False)
-        res['busy_timeline'] = [[round(when - busy.samples[0][0], 1), round(cores, 2)] for when, cores in busy.samples]
+        res['busy_timeline'] = [[round(when - busy.samples[0][0], 1), round(cores, 2)] for when, cores in busy.samples] if busy.samples else []
         # what the hosts' processes spent their CPU on: {side: {what: [user s, kernel s]}} (lib.cpu_category)
         res['host_cpu'] = {side: sampler.cpu for side, sampler in samplers.items()}
         res['controller_cpu'] = (times_after.children_user + times_after.children_system) - (times.children_user + times.children_system)
@@ -413,12 +413,12 @@ def busy_text(runs):
     hand = [r for r in runs.get('hand') or [] if r.get('busy_cores')]
     if not ours or not hand:
         return ''
-    phases = [key for key in ours[-1]['busy_cores'] if key != 'run']
+    phases = list(JOB_TASKS.values()) + ['outside the jobs']  # in the order of the run (a result read back has its keys sorted)
     # this machine's busy CPU during run() less the samplers' own
     packed = lib.median([r['machine_cpu'] - r['harness_cpu'] for r in ours]) / lib.cores()
     hand_seconds = lib.median([r['seconds'] for r in hand])
-    during = ', '.join('%s %.2f' % (key, lib.median([r['busy_cores'].get(key) for r in ours if r['busy_cores'].get(key) is not None]))
-                       for key in phases)
+    phases = dict((key, [r['busy_cores'][key] for r in ours if r['busy_cores'].get(key) is not None]) for key in phases)
+    during = ', '.join('%s %.2f' % (key, lib.median(values)) for key, values in phases.items() if values)
     return ('Busy cores of this machine (both hosts run on it; /proc/stat every 0.5 s, medians): ours %.2f over the run%s, '
             'hand %.2f.  Ours\' CPU (this machine\'s busy CPU-s during the run, less the samplers\') with every core busy '
             'all along would take %.1f s (%.2fx hand): what overlapping the steps could give at most without spending '
