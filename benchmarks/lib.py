@@ -366,34 +366,33 @@ def run_playbook(tasks, match=None, extra_env=None):
     return res
 
 
-def task_times(plays):
-    """{task name without its role prefix: wall seconds, summed over its runs} from the json callback's task times."""
-    def parse(stamp):
-        return datetime.datetime.fromisoformat(stamp.replace('Z', '+00:00'))
+def _task_runs(plays):
+    """(task name without its role prefix, start, end as Unix times) of each task the json callback timed, in order."""
+    def stamp(text):
+        return datetime.datetime.fromisoformat(text.replace('Z', '+00:00')).timestamp()
 
-    out = {}
     for play in plays:
         for task in play.get('tasks', []):
             span = task['task'].get('duration') or {}
             if span.get('start') and span.get('end'):
-                name = task['task']['name'].split(' : ', 1)[-1]
-                out[name] = out.get(name, 0.0) + (parse(span['end']) - parse(span['start'])).total_seconds()
+                yield task['task']['name'].split(' : ', 1)[-1], stamp(span['start']), stamp(span['end'])
+
+
+def task_times(plays):
+    """{task name without its role prefix: wall seconds, summed over its runs} from the json callback's task times."""
+    out = {}
+    for name, start, end in _task_runs(plays):
+        out[name] = out.get(name, 0.0) + (end - start)
     return out
 
 
 def task_spans(plays, names):
     """{task name without its role prefix: (start, end) as Unix times} of the tasks of ``plays`` named in ``names``
     (the first run of each), from the json callback's task times."""
-    def stamp(text):
-        return datetime.datetime.fromisoformat(text.replace('Z', '+00:00')).timestamp()
-
     out = {}
-    for play in plays:
-        for task in play.get('tasks', []):
-            name = task['task']['name'].split(' : ', 1)[-1]
-            span = task['task'].get('duration') or {}
-            if name in names and name not in out and span.get('start') and span.get('end'):
-                out[name] = (stamp(span['start']), stamp(span['end']))
+    for name, start, end in _task_runs(plays):
+        if name in names and name not in out:
+            out[name] = (start, end)
     return out
 
 

@@ -413,11 +413,11 @@ def busy_text(runs):
     hand = [r for r in runs.get('hand') or [] if r.get('busy_cores')]
     if not ours or not hand:
         return ''
-    phases = list(JOB_TASKS.values()) + ['outside the jobs']  # in the order of the run (a result read back has its keys sorted)
+    names = list(JOB_TASKS.values()) + ['outside the jobs']  # in the order of the run (a result read back has its keys sorted)
     # this machine's busy CPU during run() less the samplers' own
     packed = lib.median([r['machine_cpu'] - r['harness_cpu'] for r in ours]) / lib.cores()
     hand_seconds = lib.median([r['seconds'] for r in hand])
-    phases = dict((key, [r['busy_cores'][key] for r in ours if r['busy_cores'].get(key) is not None]) for key in phases)
+    phases = dict((key, [r['busy_cores'][key] for r in ours if r['busy_cores'].get(key) is not None]) for key in names)
     during = ', '.join('%s %.2f' % (key, lib.median(values)) for key, values in phases.items() if values)
     return ('Busy cores of this machine (both hosts run on it; /proc/stat every 0.5 s, medians): ours %.2f over the run%s, '
             'hand %.2f.  Ours\' CPU (this machine\'s busy CPU-s during the run, less the samplers\') with every core busy '

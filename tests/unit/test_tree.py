@@ -27,9 +27,8 @@ def test_tree_changes_over_a_tree_read_before_finds_a_changed_byte_a_missing_and
     (dest / 'sub').mkdir(parents=True)
     for index in range(20):
         (dest / 'sub' / ('f%02d' % index)).write_bytes(b'x%d' % index)
-    wanted = dict((rel, dict(meta)) for rel, meta in (
-        (rel, dict(type=kind, mode=mode & 0o7777, uid=uid, gid=gid, size=size)) for rel, (kind, mode, uid, gid, size)
-        in _archive.current_tree(str(dest)).items()))
+    wanted = dict((rel, dict(type=item.kind, mode=item.mode & 0o7777, uid=item.uid, gid=item.gid, size=item.size))
+                  for rel, item in _archive.current_tree(str(dest)).items())
     for rel, meta in wanted.items():
         if meta['type'] == 'file':
             meta['sha256'] = hashlib.sha256((dest / rel).read_bytes()).hexdigest()
