@@ -263,14 +263,18 @@ SELECT json_build_object(
       FROM pg_description d CROSS JOIN LATERAL pg_identify_object(d.classoid, d.objoid, d.objsubid) o
       WHERE d.classoid <> 'pg_database'::regclass AND (o.schema IN (SELECT nspname FROM ns)
             OR (o.type = 'schema' AND o.identity IN (SELECT quote_ident(nspname) FROM ns)))),
- 'large_objects', (SELECT count(*) FROM pg_largeobject_metadata),
- 'rows', (SELECT coalesce(json_object_agg(format('%%s.%%s', r.nspname, r.relname),
-      (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %%I.%%I', r.nspname, r.relname), false, true, '')))[1]::text::bigint
-      ORDER BY r.nspname, r.relname), '{}') FROM rel r WHERE r.relkind IN ('r', 'p', 'm') AND r.relispopulated
-      AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = r.oid))
-  %(checksums)s
+ 'large_objects', (SELECT count(*) FROM pg_largeobject_metadata)
+  %(contents)s
 );
 """
+
+# The tables' row counts, when no checksums are asked for (a checksum carries its table's count: one read of each
+# table instead of a count(*) pass and then the checksums' pass).  Inserted as it is (single % directives for format()).
+_ROWS_SQL = r""",
+ 'rows', (SELECT coalesce(json_object_agg(format('%s.%s', r.nspname, r.relname),
+      (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', r.nspname, r.relname), false, true, '')))[1]::text::bigint
+      ORDER BY r.nspname, r.relname), '{}') FROM rel r WHERE r.relkind IN ('r', 'p', 'm') AND r.relispopulated
+      AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = r.oid))"""
 
 # Order-independent content checksum of a table: the number of rows and the sum of a 60-bit slice of each row's md5
 # over its text form.  Constant memory whatever the table size.
@@ -307,6 +311,11 @@ def checksum_sql(hashed):
     return _CHECKSUM_SQL % {'row_sql': row_sql}
 
 
+def checksum_rows(checksum):
+    """The row count a table's checksum carries: "<rows>:<sum>" or "h:<rows>:<sum>"."""
+    return int((checksum[2:] if checksum.startswith('h:') else checksum).split(':', 1)[0])
+
+
 def hashed_checksums(expected):
     """Whether checksums compared with ``expected`` (an inventory recorded at dump time) may use the row hash: only
     when that inventory did for some table (a dump of PostgreSQL 13 or older did not; the same columns choose the same
@@ -328,7 +337,7 @@ def inventory(conn, database=None, schemas=None, exclude_schemas=None, checksums
     if hashed is None:
         hashed = conn.server_major >= 14
     sql = _INVENTORY_SQL % {'schema_filter': schema_filter,
-                            'checksums': checksum_sql(hashed and conn.server_major >= 14) if checksums else ''}
+                            'contents': checksum_sql(hashed and conn.server_major >= 14) if checksums else _ROWS_SQL}
     if session is not None:
         # one line per answer: jsonb's text form never spans lines
         body = sql.strip().replace('SET standard_conforming_strings = on;', '').strip().rstrip(';')
@@ -336,6 +345,8 @@ def inventory(conn, database=None, schemas=None, exclude_schemas=None, checksums
     else:
         out = conn.query(sql, database)
     data = json.loads(out.strip().splitlines()[-1])
+    if checksums:
+        data['rows'] = dict((table, checksum_rows(checksum)) for table, checksum in data['checksums'].items())
     data['_server_version'] = conn.server_version
     return data
 

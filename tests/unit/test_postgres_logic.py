@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ansible_collections.appvault.backup.plugins.module_utils import _inventory, _postgres
@@ -130,3 +132,33 @@ def test_hashed_checksums_follows_the_recorded_inventory():
     assert not _postgres.hashed_checksums({'checksums': {'public.b': '2:5'}})
     assert not _postgres.hashed_checksums({'rows': {'public.b': 2}})
     assert not _postgres.hashed_checksums(None)
+
+
+class _InventoryConn:
+    """What inventory() asks of a connection: the server's version and one query's output."""
+    server_major = 15
+    server_version = '15.8'
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.sql = None
+
+    def query(self, sql, database=None):
+        self.sql = sql
+        return json.dumps(self.answer)
+
+
+def test_checksum_rows_reads_both_forms():
+    assert _postgres.checksum_rows('h:3:-12') == 3 and _postgres.checksum_rows('2:5') == 2
+    assert _postgres.checksum_rows('h:0:0') == 0
+
+
+def test_inventory_with_checksums_counts_rows_from_them_in_one_pass():
+    conn = _InventoryConn({'tables': {}, 'checksums': {'app.a': 'h:3:-12', 'app.b': '2:5'}})
+    data = _postgres.inventory(conn, checksums=True)
+    assert data['rows'] == {'app.a': 3, 'app.b': 2} and data['_server_version'] == '15.8'
+    assert 'SELECT count(*) AS c' not in conn.sql and 'hash_record_extended' in conn.sql
+    plain = _InventoryConn({'tables': {}, 'rows': {'app.a': 3}})
+    assert _postgres.inventory(plain)['rows'] == {'app.a': 3}
+    assert 'SELECT count(*) AS c FROM %I.%I' in plain.sql and "format('%s.%s'" in plain.sql and '%%' not in plain.sql
+    assert 'checksums' not in plain.sql
