@@ -7,6 +7,13 @@ from __future__ import annotations
 MAX_REPORTED = 50
 
 
+def checksum_rows(checksum):
+    """The row count a table's content checksum carries, in any engine's form: "<rows>:<sum>", or "<form>:<rows>:<sum>"
+    where the form is a letter (PostgreSQL's row hash "h", MariaDB's SHA1 "s")."""
+    head, _sep, rest = checksum.partition(':')
+    return int(rest.split(':', 1)[0] if head.isalpha() else head)
+
+
 def compare(expected, actual, path=''):
     """Return a list of human-readable differences between two inventories.
 

@@ -417,7 +417,7 @@ def inventory(conn, database=None, checksums=False, exclude_tables=(), exclude_t
         sizes = dict((row['name'], row.get('bytes_estimate') or 0) for row in by_kind.get('table', []))
         inv['checksums'] = table_checksums(conn, database, columns, counted, sizes, legacy)
         for table, checksum in inv['checksums'].items():
-            inv['rows'][table] = checksum_rows(checksum)
+            inv['rows'][table] = _inventory.checksum_rows(checksum)
         for table in sorted(no_data & set(base)):
             inv['checksums'][table] = '0:0' if legacy else SHA1_FORM + '0:0'
     elif counted:
@@ -456,13 +456,6 @@ def checksum_sql(table, columns, legacy=False):
         digest, form = 'SHA1', SHA1_FORM
     return ("SELECT JSON_OBJECT('t', %s, 'c', CONCAT(%s, COUNT(*), ':', COALESCE(SUM(CAST(CONV(SUBSTRING(%s(CONCAT_WS(',', %s)), "
             "1, 15), 16, 10) AS UNSIGNED)), 0))) FROM %s;" % (sql_literal(table), sql_literal(form), digest, parts, sql_ident(table)))
-
-
-def checksum_rows(checksum):
-    """The row count a checksum of either form carries."""
-    if checksum.startswith(SHA1_FORM):
-        checksum = checksum[len(SHA1_FORM):]
-    return int(checksum.split(':', 1)[0])
 
 
 def legacy_checksums(expected):

@@ -311,11 +311,6 @@ def checksum_sql(hashed):
     return _CHECKSUM_SQL % {'row_sql': row_sql}
 
 
-def checksum_rows(checksum):
-    """The row count a table's checksum carries: "<rows>:<sum>" or "h:<rows>:<sum>"."""
-    return int((checksum[2:] if checksum.startswith('h:') else checksum).split(':', 1)[0])
-
-
 def hashed_checksums(expected):
     """Whether checksums compared with ``expected`` (an inventory recorded at dump time) may use the row hash: only
     when that inventory did for some table (a dump of PostgreSQL 13 or older did not; the same columns choose the same
@@ -346,7 +341,7 @@ def inventory(conn, database=None, schemas=None, exclude_schemas=None, checksums
         out = conn.query(sql, database)
     data = json.loads(out.strip().splitlines()[-1])
     if checksums:
-        data['rows'] = dict((table, checksum_rows(checksum)) for table, checksum in data['checksums'].items())
+        data['rows'] = dict((table, _inventory.checksum_rows(checksum)) for table, checksum in data['checksums'].items())
     data['_server_version'] = conn.server_version
     return data
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.appvault.backup.plugins.module_utils import _common, _mysql
+from ansible_collections.appvault.backup.plugins.module_utils import _common, _inventory, _mysql
 from ansible_collections.appvault.backup.plugins.module_utils._common import AppvaultError
 
 
@@ -159,7 +159,7 @@ def test_legacy_checksums_only_for_an_inventory_recorded_in_the_old_form():
     assert _mysql.legacy_checksums({'checksums': {'t': 's:3:123', 'u': 's:0:0'}}) is False
     assert _mysql.legacy_checksums({'rows': {'t': 3}}) is False
     assert _mysql.legacy_checksums(None) is False
-    assert _mysql.checksum_rows('s:42:99') == 42 and _mysql.checksum_rows('42:99') == 42
+    assert _inventory.checksum_rows('s:42:99') == 42 and _inventory.checksum_rows('42:99') == 42
 
 
 def test_restore_stages_have_option_file_first():

@@ -149,8 +149,8 @@ class _InventoryConn:
 
 
 def test_checksum_rows_reads_both_forms():
-    assert _postgres.checksum_rows('h:3:-12') == 3 and _postgres.checksum_rows('2:5') == 2
-    assert _postgres.checksum_rows('h:0:0') == 0
+    assert _inventory.checksum_rows('h:3:-12') == 3 and _inventory.checksum_rows('2:5') == 2
+    assert _inventory.checksum_rows('h:0:0') == 0 and _inventory.checksum_rows('0:0') == 0
 
 
 def test_inventory_with_checksums_counts_rows_from_them_in_one_pass():
