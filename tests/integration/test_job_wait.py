@@ -94,12 +94,14 @@ def test_waiting_renews_the_maintenance_lease(tmp_path):
     marks.mkdir()
 
     def stamp(name):
-        return ['sh', '-c', 'date +%%s.%%N > %s' % (marks / name)]
+        # written whole under a temporary name, then renamed: the file appears with its time in it, so the test,
+        # which waits for it to exist, never reads it half-written
+        return ['sh', '-c', 'date +%%s.%%N > %s.tmp && mv %s.tmp %s' % ((marks / name,) * 3)]
 
     play = [{'hosts': 'localhost', 'gather_facts': False, 'connection': 'local', 'tasks': [
         {'name': 'on', 'appvault.backup.maintenance': {'state': 'on', 'path': str(backups), 'token': 'run-1', 'lease': 4,
                                                        'maintenance_on': [stamp('on')], 'maintenance_off': [stamp('off')]}},
-        {'name': 'start', 'ansible.builtin.command': {'argv': ['sh', '-c', 'sleep 9; date +%%s.%%N > %s' % (marks / 'job')]},
+        {'name': 'start', 'ansible.builtin.command': {'argv': ['sh', '-c', 'sleep 9; ' + stamp('job')[2]]},
          'async': 120, 'poll': 0, 'register': 'job'},
         {'name': 'wait', 'appvault.backup.job_wait': {'jid': '{{ job.ansible_job_id }}', 'poll': 0.5, 'renew_lease': str(backups)}}]}]
     path = tmp_path / 'play.yml'
