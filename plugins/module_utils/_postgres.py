@@ -268,13 +268,18 @@ SELECT json_build_object(
 );
 """
 
+# The relations whose rows an inventory reads, each once: tables and populated materialized views; a partitioned table
+# (or an inheritance parent) through its root, whose count(*) and rows take in its partitions (children).  Without a
+# % sign: it serves the snippet inserted as it is and the one that goes through Python's % alike.
+_READ_RELATIONS_SQL = """FROM rel r WHERE r.relkind IN ('r', 'p', 'm') AND r.relispopulated
+      AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = r.oid)"""
+
 # The tables' row counts, when no checksums are asked for (a checksum carries its table's count: one read of each
 # table instead of a count(*) pass and then the checksums' pass).  Inserted as it is (single % directives for format()).
 _ROWS_SQL = r""",
  'rows', (SELECT coalesce(json_object_agg(format('%s.%s', r.nspname, r.relname),
       (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', r.nspname, r.relname), false, true, '')))[1]::text::bigint
-      ORDER BY r.nspname, r.relname), '{}') FROM rel r WHERE r.relkind IN ('r', 'p', 'm') AND r.relispopulated
-      AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = r.oid))"""
+      ORDER BY r.nspname, r.relname), '{}') """ + _READ_RELATIONS_SQL + ')'
 
 # Order-independent content checksum of a table: the number of rows and the sum of a 60-bit slice of each row's md5
 # over its text form.  Constant memory whatever the table size.
@@ -297,8 +302,7 @@ _HASHABLE_TABLE_SQL = """NOT EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t
 _CHECKSUM_SQL = r""",
  'checksums', (SELECT coalesce(json_object_agg(format('%%s.%%s', r.nspname, r.relname),
       (xpath('/row/c/text()', query_to_xml(format(%(row_sql)s, r.nspname, r.relname), false, true, '')))[1]::text
-      ORDER BY r.nspname, r.relname), '{}') FROM rel r WHERE r.relkind IN ('r', 'p', 'm') AND r.relispopulated
-      AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = r.oid)),
+      ORDER BY r.nspname, r.relname), '{}') """ + _READ_RELATIONS_SQL + r"""),
  'large_object_checksum', (SELECT count(*) || ':' || coalesce(sum(('x' || substr(md5(lo_get(oid)), 1, 15))::bit(60)::bigint), 0)
       FROM pg_largeobject_metadata)"""
 
