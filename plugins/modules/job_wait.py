@@ -16,10 +16,10 @@ description:
     it is moving, on the console and in AWX job output.
   - An action plugin; it runs on the controller. Each check is one shell command on the host (C(cat) of the job's
     status file, C(find) for the progress, C(touch) for O(renew_lease)); no Python module runs per check. A check
-    first waits on the host, up to O(poll) seconds, for the job to end (C(grep) of its status file every 0.1 s), so
-    the wait returns within about 0.1 s of the job's end, not up to O(poll) seconds later. The finished job's status
-    file is its result and is removed; only when the status file cannot be read for 30 s does C(async_status) run, to
-    say why.
+    first waits on the host, up to O(poll) seconds, for the job to end (the shell reads its status file every 0.1 s,
+    one C(sleep) started per step), so the wait returns within about 0.1 s of the job's end, not up to O(poll)
+    seconds later. The finished job's status file is its result and is removed; only when the status file cannot be
+    read for 30 s does C(async_status) run, to say why.
 author:
   - appvault.backup developers (!UNKNOWN)
 extends_documentation_fragment:
