@@ -329,10 +329,18 @@ def _sed_escape(text):
 
 
 def tar_create_argv(list_file, transforms):
+    """tar's argv writing the names of ``list_file`` (absolute paths) under their members: each (src, member) of
+    ``transforms`` renames ``src`` itself and, for a directory, every name under it.  Two plain prefix expressions
+    rather than one with the group ``\\(/\\|$\\)``: GNU tar's regex engine matches the group several times slower
+    (57k names: 0.5-0.7 CPU s of tar's against 0.2-0.3).  No member starts with ``/``, so once renamed a name matches
+    no other expression."""
     argv = ['tar', '--create', '--file=-', '--format=posix', '--pax-option=delete=atime,delete=ctime',
             '--absolute-names', '--no-recursion', '--null', '--verbatim-files-from']
     for src, member in transforms:
-        argv.append('--transform=s%s^%s\\(/\\|$\\)%s%s\\1%srhS' % (DELIM, _sed_escape(src), DELIM, member, DELIM))
+        escaped = _sed_escape(src)
+        argv.append('--transform=s%s^%s$%s%s%srhS' % (DELIM, escaped, DELIM, member, DELIM))
+        if os.path.isdir(src):
+            argv.append('--transform=s%s^%s/%s%s/%srhS' % (DELIM, escaped, DELIM, member, DELIM))
     argv.append('--files-from=%s' % list_file)
     return argv
 
