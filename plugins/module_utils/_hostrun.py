@@ -264,9 +264,10 @@ def dump_and_archive(config, app, version, token, log, dest=None, now=None):
     return result
 
 
-def retention(backup_dir, keep, log):
-    """Keep the ``keep`` newest valid backups of ``backup_dir`` (pinned ones stay too); returns what prune returns."""
-    pruned = _catalog.prune(backup_dir, keep_last=keep, warn=log.warning)
+def retention(backup_dir, keep, log, written=None):
+    """Keep the ``keep`` newest valid backups of ``backup_dir`` (pinned ones stay too); returns what prune returns.
+    ``written``: the result of the archive just written, whose manifest is then not read again (_catalog.describe)."""
+    pruned = _catalog.prune(backup_dir, keep_last=keep, warn=log.warning, written=written)
     removed = ': ' + ', '.join(pruned['removed']) if pruned['removed'] else ''
     log.info('retention (keep %d): kept %d, removed %d%s' % (keep, len(pruned['kept']), len(pruned['removed']), removed))
     return pruned
@@ -327,7 +328,7 @@ def backup(config, log):
             app_commands(app, 'maintenance_off', log)
         log.info('archive %s written: %s, sha256 %s' % (archive['name'], _common.human_size(archive['size']), archive['sha256']))
         failures = copy_to_destinations(config, archive['path'], log)
-        pruned = retention(backup_dir, config['keep'], log)
+        pruned = retention(backup_dir, config['keep'], log, written=archive)
         if failures:
             raise AppvaultError('the backup %s was written here but not copied to every destination: %s'
                                 % (archive['name'], '; '.join(failures)))

@@ -311,7 +311,7 @@ def run(module):
     log = _hostrun.Collect(module.warn)
     result = _hostrun.dump_and_archive(config, p['app'], version, token, log)
     if p['keep_last'] is not None:
-        result['pruned'] = _hostrun.retention(p['backup_dir'], p['keep_last'], log)
+        result['pruned'] = _hostrun.retention(p['backup_dir'], p['keep_last'], log, written=result)
     if p['release_lock']:
         try:
             result['lock_released'] = _catalog.RunLock(p['backup_dir'], p['release_lock']).release(warn=module.warn)['changed']

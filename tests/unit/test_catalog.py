@@ -197,3 +197,40 @@ def test_describe_trusts_a_check_made_moments_before_only_while_the_file_is_unch
     stale = _catalog.describe(str(path), verify=True, verified=dict(sha256=real, identity=identity))[0]
     assert stale['checksum'] == 'ok' and 'trusted' not in stale and stale['verified_identity'] != identity
     assert _catalog.describe(str(path), verify=False, verified=dict(sha256=real, identity=stale['verified_identity']))[0]['checksum'] == 'present'
+
+
+def test_the_retention_after_a_backup_takes_the_manifest_it_was_written_with(tmp_path, monkeypatch):
+    """written (the result of the archive just written) stands for the manifest inside that archive while its checksum
+    file holds the sha256 it was written with; every other archive, and that one once its checksum file says otherwise,
+    is read as before."""
+    from ansible_collections.appvault.backup.plugins.module_utils import _archive, _manifest
+    tree = tmp_path / 'storage'
+    tree.mkdir()
+    (tree / 'a.txt').write_text('a')
+    backups = tmp_path / 'backups'
+    first = _archive.create(str(backups), {'name': 'app'}, [], [{'id': 'storage', 'path': str(tree)}],
+                            now=datetime.datetime(2025, 1, 1, tzinfo=UTC))
+    second = _archive.create(str(backups), {'name': 'app'}, [], [{'id': 'storage', 'path': str(tree)}],
+                             now=datetime.datetime(2025, 1, 2, tzinfo=UTC))
+    reads = []
+    real_read = _manifest.read_from_archive
+
+    def counting_read(path, *args, **kwargs):
+        reads.append(os.path.basename(path))
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(_manifest, 'read_from_archive', counting_read)
+    pruned = _catalog.prune(str(backups), keep_last=1, check_mode=True, written=second)
+    assert reads == [first['name']]
+    assert pruned['removed'] == [first['name']] and [k['name'] for k in pruned['kept']] == [second['name']]
+    assert [k['created_at'] for k in pruned['kept']] == ['2025-01-02T00:00:00Z']
+    # without it, or once the checksum file no longer holds the sha256 written, the archive's own manifest is read
+    del reads[:]
+    assert _catalog.prune(str(backups), keep_last=1, check_mode=True)['removed'] == [first['name']]
+    assert sorted(reads) == sorted([first['name'], second['name']])
+    del reads[:]
+    entry = _catalog.describe(second['path'], written=dict(second, sha256='0' * 64))[0]
+    assert reads == [second['name']] and entry['valid'] and entry['created_at'] == '2025-01-02T00:00:00Z'
+    del reads[:]
+    assert _catalog.describe(first['path'], written=second)[0]['created_at'] == '2025-01-01T00:00:00Z'
+    assert reads == [first['name']]
